@@ -1,0 +1,13 @@
+"""`lineage bench`: every performance figure the project claims is measured here, never in a test.
+
+Each suite is a module with ``run(settings, progress) -> dict[str, float | int | str]`` that
+measures the project's path and its baseline in the same run and returns flat figures.
+"""
+from __future__ import annotations
+
+#: suite name -> module implementing ``run``.
+SUITES: dict[str, str] = {
+    "emit": "lineage.bench.emit",
+    "pipeline": "lineage.bench.pipeline",
+    "storage": "lineage.bench.storage",
+}

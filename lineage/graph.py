@@ -1,0 +1,199 @@
+"""Graph rows: what the stream apps publish on the graph topic and the sink stores in ClickHouse.
+
+One :class:`GraphRecord` per accepted event. Its rows are a pure function of the (already
+scrubbed and enriched) event, so a replay yields identical rows and the sink can dedup on
+``event_id``. Edges point in the direction data flows: source table -> ETL run -> derived
+table -> feature run -> feature set -> training run -> model version -> prediction.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_micros(value: datetime | int) -> int:
+    """Event time as integer microseconds since the epoch (fastavro gives datetimes)."""
+    if isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def dataset_id(namespace: str, name: str) -> str:
+    return f"dataset:{namespace}/{name}"
+
+
+def job_id(namespace: str, name: str) -> str:
+    return f"job:{namespace}/{name}"
+
+
+def run_id(run: str) -> str:
+    return f"run:{run}"
+
+
+def feature_set_id(name: str, version: str) -> str:
+    return f"feature_set:{name}@{version}"
+
+
+def model_version_id(name: str, version: str) -> str:
+    return f"model_version:{name}@{version}"
+
+
+def prediction_id(pid: str) -> str:
+    return f"prediction:{pid}"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    node_id: str
+    node_type: str
+    namespace: str
+    name: str
+    version: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    src: str
+    dst: str
+    edge_type: str
+    run_id: str = ""
+
+
+@dataclass(slots=True)
+class GraphRecord:
+    """Everything one event contributes to the graph."""
+
+    event_id: str
+    kind: str
+    event_time: int
+    correlation_id: str
+    event_type: str
+    payload: dict[str, Any]
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    inference: dict[str, Any] | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GraphRecord:
+        d = orjson.loads(data)
+        d["nodes"] = [Node(**n) for n in d["nodes"]]
+        d["edges"] = [Edge(**e) for e in d["edges"]]
+        return cls(**d)
+
+
+def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
+    return [
+        Node(
+            dataset_id(d["namespace"], d["name"]),
+            "dataset",
+            d["namespace"],
+            d["name"],
+            d.get("version") or "",
+        )
+        for d in items
+    ]
+
+
+def _run_event_rows(kind: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
+    job, run = ev["job"], ev["run"]
+    rid = run["runId"]
+    run_node = Node(run_id(rid), "run", job["namespace"], job["name"], rid, {"event_class": kind})
+    job_node = Node(job_id(job["namespace"], job["name"]), "job", job["namespace"], job["name"])
+    inputs, outputs = _datasets(ev.get("inputs", ())), _datasets(ev.get("outputs", ()))
+    nodes = [job_node, run_node, *inputs, *outputs]
+    edges = [Edge(job_node.node_id, run_node.node_id, "executes", rid)]
+    if run.get("parentRunId"):
+        edges.append(Edge(run_id(run["parentRunId"]), run_node.node_id, "parent_of", rid))
+    edges += [Edge(n.node_id, run_node.node_id, "read_by", rid) for n in inputs]
+    edges += [Edge(run_node.node_id, n.node_id, "produced", rid) for n in outputs]
+
+    if kind == "feature" and ev.get("feature_set"):
+        fs = ev["feature_set"]
+        fs_node = Node(
+            feature_set_id(fs["name"], fs["version"]),
+            "feature_set",
+            "",
+            fs["name"],
+            fs["version"],
+            {"features": ",".join(fs.get("features", ())), "entity": fs.get("entity") or ""},
+        )
+        nodes.append(fs_node)
+        edges.append(Edge(run_node.node_id, fs_node.node_id, "produced", rid))
+    if kind == "training" and ev.get("training"):
+        tr = ev["training"]
+        mv = Node(
+            model_version_id(tr["model_name"], tr["model_version"]),
+            "model_version",
+            "",
+            tr["model_name"],
+            tr["model_version"],
+            {
+                "artifact_digest": tr.get("artifact_digest") or "",
+                "code_version": tr.get("code_version", ""),
+                "training_run_id": rid,
+            },
+        )
+        nodes.append(mv)
+        nodes.append(Node(f"model:{tr['model_name']}", "model", "", tr["model_name"]))
+        edges.append(Edge(run_node.node_id, mv.node_id, "produced", rid))
+        edges.append(Edge(mv.node_id, f"model:{tr['model_name']}", "version_of", rid))
+        for fs in tr.get("feature_sets", ()):
+            fid = feature_set_id(fs["name"], fs["version"])
+            nodes.append(Node(fid, "feature_set", "", fs["name"], fs["version"]))
+            edges.append(Edge(fid, run_node.node_id, "trained", rid))
+    return nodes, edges
+
+
+def _inference_rows(ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
+    mv = model_version_id(ev["model_name"], ev["model_version"])
+    pred = Node(
+        prediction_id(ev["prediction_id"]),
+        "prediction",
+        ev["endpoint"],
+        ev["prediction_id"],
+        ev["model_version"],
+        {"decision_type": ev["decision_type"], "risk_score": repr(ev["risk_score"])},
+    )
+    nodes = [Node(mv, "model_version", "", ev["model_name"], ev["model_version"]), pred]
+    edges = [Edge(mv, pred.node_id, "predicted", ev.get("training_run_id") or "")]
+    return nodes, edges
+
+
+def build_record(
+    kind: str,
+    event: Mapping[str, Any],
+    correlation_id: str,
+    inference: dict[str, Any] | None = None,
+) -> GraphRecord:
+    """Graph rows for one validated, PII-scrubbed event of the given class."""
+    if kind == "inference":
+        nodes, edges = _inference_rows(event)
+        etime, etype = event["event_time"], "PREDICTION"
+    else:
+        nodes, edges = _run_event_rows(kind, event)
+        etime, etype = event["eventTime"], event["eventType"]
+    payload = {k: v for k, v in event.items() if k not in ("eventTime", "event_time")}
+    return GraphRecord(
+        event_id=event["event_id"],
+        kind=kind,
+        event_time=to_micros(etime),
+        correlation_id=correlation_id,
+        event_type=etype,
+        payload=payload,
+        nodes=nodes,
+        edges=edges,
+        inference=inference,
+    )

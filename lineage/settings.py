@@ -1,0 +1,225 @@
+"""The one typed settings object. Every `LINEAGE_*` variable is read here and only here.
+
+Nested groups use a double underscore: ``LINEAGE_SAMPLING__ROUTINE_RATE=0.02``.
+librdkafka options pass through untouched as JSON: ``LINEAGE_KAFKA_CONFIG='{"security.protocol": "SASL_SSL"}'``.
+An unknown ``LINEAGE_*`` variable is an error, never silently ignored.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lineage.exceptions import ConfigError
+
+ENV_PREFIX = "LINEAGE_"
+NESTED = "__"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StackSettings(_Group):
+    """Where the local stack listens and what it runs."""
+
+    kafka_version: str = "4.1.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_brokers: int = Field(default=1, ge=1, le=5)
+    kafka_heap: str = "768m"
+    redis_port: int = 16379
+
+
+class TopicSettings(_Group):
+    """Topic names, all below one prefix so a test (or a tenant) can own a private set."""
+
+    prefix: str = "lineage"
+    partitions: int = 6
+    replication: int = 1
+    openlineage: str = "openlineage.events"
+
+    def name(self, kind: str) -> str:
+        return f"{self.prefix}.{kind}"
+
+    @property
+    def dataset(self) -> str:
+        return self.name("dataset")
+
+    @property
+    def feature(self) -> str:
+        return self.name("feature")
+
+    @property
+    def training(self) -> str:
+        return self.name("training")
+
+    @property
+    def inference(self) -> str:
+        return self.name("inference")
+
+    @property
+    def deadletter(self) -> str:
+        return self.name("deadletter")
+
+    @property
+    def graph(self) -> str:
+        return self.name("graph")
+
+    @property
+    def pii_hold(self) -> str:
+        return self.name("pii.hold")
+
+    @property
+    def alerts(self) -> str:
+        return self.name("alerts")
+
+    @property
+    def metrics(self) -> str:
+        return self.name("metrics")
+
+    @property
+    def event_topics(self) -> dict[str, str]:
+        """Input topic per event class."""
+        return {k: self.name(k) for k in ("dataset", "feature", "training", "inference")}
+
+
+class SamplingSettings(_Group):
+    """Tiered inference sampling (see README, "Sampling")."""
+
+    routine_rate: float = Field(default=0.02, ge=0.01, le=0.05)
+    risk_threshold: float = 0.8
+    consequential_decisions: tuple[str, ...] = ("deny", "decline", "reject", "flag", "escalate")
+    regulated_classes: tuple[str, ...] = ("credit", "employment", "housing", "insurance", "health")
+    hold_retention_ms: int = 7 * 24 * 3600 * 1000
+
+
+class ProducerSettings(_Group):
+    """Emitter SDK behaviour."""
+
+    queue_size: int = 100_000
+    spool_max_bytes: int = 1 << 30
+    spool_fsync: str = Field(default="batch", pattern="^(always|batch|never)$")
+    linger_ms: int = 20
+    compression: str = "lz4"
+
+
+class Settings(BaseSettings):
+    """All configuration. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED,
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path(".lineage")
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_config: dict[str, str] = Field(default_factory=dict)
+    schema_registry_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    clickhouse_url: str | None = None
+    clickhouse_database: str = "lineage"
+    app_id: str = "lineage-pipeline"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8088
+    worker_web_port: int = 6066
+    kek: SecretStr | None = None
+    kek_file: Path | None = None
+    log_level: str = "INFO"
+
+    stack: StackSettings = StackSettings()
+    topics: TopicSettings = TopicSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    producer: ProducerSettings = ProducerSettings()
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return v
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """`chdb://<data_dir>/clickhouse` unless a server URL is configured."""
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def kek_path(self) -> Path:
+        return self.kek_file or (self.data_dir / "keys" / "kek.key")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka options shared by producers, consumers and admin clients."""
+        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_config}
+
+
+def _known_env_keys() -> set[str]:
+    keys: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        keys.add(name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.update(f"{name}{NESTED}{sub}" for sub in ann.model_fields)
+    return keys
+
+
+def check_env(environ: Mapping[str, str]) -> None:
+    """Reject `LINEAGE_*` variables that name no setting (typos must not be silently ignored)."""
+    known = _known_env_keys()
+    unknown = sorted(
+        k for k in environ if k.upper().startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() not in known
+    )
+    # Variables the test-suite reads, not settings.
+    unknown = [k for k in unknown if not k.upper().startswith(ENV_PREFIX + "TEST_")]
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (checked for unknown keys) plus explicit overrides."""
+    check_env(os.environ)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The `LINEAGE_*` variables that reproduce `settings` in a child process."""
+    env: dict[str, str] = {}
+    data = settings.model_dump(mode="json")
+    for name, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and name != "kafka_config":
+            for sub, subval in value.items():
+                if subval is not None:
+                    env[f"{ENV_PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = _env_value(subval)
+        elif name == "kek" and settings.kek is not None:
+            env[f"{ENV_PREFIX}KEK"] = settings.kek.get_secret_value()
+        else:
+            env[f"{ENV_PREFIX}{name.upper()}"] = _env_value(value)
+    return env
+
+
+def _env_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
