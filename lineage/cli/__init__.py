@@ -24,7 +24,14 @@ app = typer.Typer(
 _COMMANDS: list[tuple[str, str, str]] = [
     ("lineage.cli.stack", "app", "stack"),
     ("lineage.cli.worker", "worker", "worker"),
+    ("lineage.cli.pii", "flag", "flag"),
+    ("lineage.cli.pii", "snapshot_app", "snapshot"),
+    ("lineage.cli.pii", "erase", "erase"),
     ("lineage.cli.sink", "sink", "sink"),
+    ("lineage.cli.query", "app", "query"),
+    ("lineage.cli.query", "sql", "sql"),
+    ("lineage.cli.query", "verify", "verify"),
+    ("lineage.cli.emit", "emit", "emit"),
     ("lineage.cli.demo", "demo", "demo"),
     ("lineage.cli.bench", "bench", "bench"),
 ]

@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-unit stop down status bench typecheck clean help
+
+help:
+	@echo "make demo   - install, start the local stack and pipeline, run the lending scenario, print answers"
+	@echo "make test   - install, start the test stack, run unit + integration tests, stop it"
+	@echo "make down   - stop everything the stack started"
+	@echo "make bench  - run every benchmark suite (lineage bench)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+	$(BIN)/lineage stack install
+
+demo: install
+	$(BIN)/lineage demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+stop down:
+	$(BIN)/lineage stack down
+
+status:
+	$(BIN)/lineage stack status
+
+bench: install
+	$(BIN)/lineage bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean: down
+	rm -rf .lineage .lineage-test

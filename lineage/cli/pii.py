@@ -1,0 +1,63 @@
+"""`lineage flag`, `lineage snapshot get`, `lineage erase`: operator actions on PII, all audited."""
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Any
+
+import typer
+
+from lineage.settings import load_settings
+
+snapshot_app = typer.Typer(help="Encrypted feature snapshots.", no_args_is_help=True)
+
+
+def _who(who: str | None) -> str:
+    return who or getpass.getuser()
+
+
+def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+@snapshot_app.command("get")
+def snapshot_get(
+    pointer: str = typer.Argument(..., help="Snapshot pointer from the lineage (pii-store:v1/...)."),
+    reason: str = typer.Option(..., "--reason", help="Why you need the plaintext (recorded in the audit log)."),
+    who: str = typer.Option(None, "--who", help="Who is asking (default: the OS user)."),
+    sha256: str = typer.Option(None, "--sha256", help="Expected digest from the lineage; refuse on mismatch."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Decrypt one feature snapshot; writes an audit record (who, when, why) first."""
+    from sinks.pii.operations import get_snapshot
+
+    out = get_snapshot(load_settings(), pointer, _who(who), reason, sha256)
+    _print(out, as_json, json.dumps(out["snapshot"], indent=2, sort_keys=True))
+
+
+def flag(
+    prediction: str = typer.Option(..., "--prediction", help="Prediction id to give full lineage."),
+    reason: str = typer.Option("flagged for review", "--reason", help="Why (recorded in the audit log)."),
+    who: str = typer.Option(None, "--who", help="Who flags (default: the OS user)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Promote a prediction's held snapshot to full lineage; later predictions of its subject are captured in full."""
+    from sinks.pii.operations import flag_prediction
+
+    out = flag_prediction(load_settings(), prediction, _who(who), reason)
+    state = "already flagged" if out["already_flagged"] else "flagged"
+    _print(out, as_json, f"{prediction}: {state}; snapshot {out['snapshot_pointer']} sha256 {out['snapshot_sha256']}")
+
+
+def erase(
+    subject: str = typer.Option(..., "--subject", help="Data subject id whose snapshots must become unreadable."),
+    reason: str = typer.Option("erasure request", "--reason", help="Why (recorded in the audit log)."),
+    who: str = typer.Option(None, "--who", help="Who erases (default: the OS user)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Destroy the subject's data key (crypto-shredding) and record the erasure."""
+    from sinks.pii.operations import erase_subject
+
+    out = erase_subject(load_settings(), subject, _who(who), reason)
+    state = "data key destroyed" if out["key_destroyed"] else "no data key existed; erasure recorded"
+    _print(out, as_json, f"subject {out['subject_ref']}: {state} at {out['erased_at']}")

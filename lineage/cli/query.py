@@ -1,0 +1,182 @@
+"""`lineage query ...`, `lineage sql`, `lineage verify`: analyst and auditor questions.
+
+Each query is a documented SQL file in ``sinks/queries/``; these commands bind its parameters
+and run it read-only, through the running sink's API or on the store directly.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import typer
+
+from lineage.settings import load_settings
+
+app = typer.Typer(help="Lineage questions: provenance, impact, diff, completeness.", no_args_is_help=True)
+
+_JSON = typer.Option(False, "--json", help="Print a JSON array of row objects.")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], as_json: bool, title: str = "") -> None:
+    if as_json:
+        print(json.dumps([{c: _jsonable(v) for c, v in zip(columns, row)} for row in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, show_lines=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    Console(width=max(160, Console().width)).print(table)
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
+
+
+def _run(name: str, params: dict[str, Any], as_json: bool, title: str = "") -> int:
+    from sinks.clickhouse.backend import open_backend
+
+    backend = open_backend(load_settings())
+    try:
+        res = backend.named(name, params)
+    finally:
+        backend.close()
+    emit(res.columns, res.rows, as_json, title)
+    return len(res.rows)
+
+
+@app.command("prediction")
+def prediction(
+    prediction_id: str = typer.Argument(..., help="Prediction id."),
+    depth: int = typer.Option(12, "--depth", min=1, max=100, help="Hops to follow upstream."),
+    as_json: bool = _JSON,
+) -> None:
+    """Backward provenance of one prediction: model version, training run, feature sets, datasets, sources."""
+    n = _run("prediction", {"prediction_id": prediction_id, "max_depth": depth}, as_json, f"provenance of prediction {prediction_id}")
+    if n == 0 and not as_json:
+        print(f"no lineage recorded for prediction {prediction_id}", file=sys.stderr)
+
+
+def _graph(direction: str, namespace: str, name: str, node_type: str, depth: int, since: str | None,
+           until: str | None, as_of: str | None, as_json: bool) -> None:
+    params = {"namespace": namespace, "name": name, "node_type": node_type, "max_depth": depth,
+              "since": since, "until": until, "as_of": as_of}
+    _run(direction, params, as_json, f"{direction} of {namespace}/{name}" if namespace else f"{direction} of {name}")
+
+
+_NS = typer.Option("", "--namespace", help="Node namespace (dataset source URI, job namespace; '' for models/feature sets).")
+_NAME = typer.Option(..., "--name", help="Node name (table, job, model, feature set).")
+_TYPE = typer.Option("", "--type", help="Only start nodes of this type (dataset, job, model, model_version, feature_set...).")
+_DEPTH = typer.Option(10, "--depth", min=1, max=100, help="Hops to follow.")
+_SINCE = typer.Option(None, "--since", help="Start of the window for the start node's own edges (ISO 8601, UTC).")
+_UNTIL = typer.Option(None, "--until", help="End of that window (ISO 8601, UTC).")
+_ASOF = typer.Option(None, "--as-of", help="Answer as the graph stood at this time (ISO 8601, UTC).")
+
+
+@app.command("upstream")
+def upstream(namespace: str = _NS, name: str = _NAME, node_type: str = _TYPE, depth: int = _DEPTH,
+             since: str | None = _SINCE, until: str | None = _UNTIL, as_of: str | None = _ASOF,
+             as_json: bool = _JSON) -> None:
+    """Everything a node was derived from."""
+    _graph("upstream", namespace, name, node_type, depth, since, until, as_of, as_json)
+
+
+@app.command("downstream")
+def downstream(namespace: str = _NS, name: str = _NAME, node_type: str = _TYPE, depth: int = _DEPTH,
+               since: str | None = _SINCE, until: str | None = _UNTIL, as_of: str | None = _ASOF,
+               as_json: bool = _JSON) -> None:
+    """Everything derived from a node (forward impact), e.g. of a table's records in a date range."""
+    _graph("downstream", namespace, name, node_type, depth, since, until, as_of, as_json)
+
+
+@app.command("diff")
+def diff(
+    model: str = typer.Option(..., "--model", help="Model name."),
+    from_version: str = typer.Option(..., "--from", help="Old version."),
+    to_version: str = typer.Option(..., "--to", help="New version."),
+    as_json: bool = _JSON,
+) -> None:
+    """What changed between two versions of a model: data versions, features, code, hyperparameters."""
+    _run("diff", {"model": model, "from_version": from_version, "to_version": to_version}, as_json,
+         f"{model}: {from_version} -> {to_version}")
+
+
+@app.command("completeness")
+def completeness(model: str = typer.Option(..., "--model", help="Model name."), as_json: bool = _JSON) -> None:
+    """Share of a model's predictions and versions with full lineage."""
+    _run("completeness", {"model": model}, as_json, f"lineage completeness of {model}")
+
+
+@app.command("sources")
+def sources(
+    model: str = typer.Option(..., "--model", help="Model name."),
+    since: str | None = typer.Option(None, "--since", help="Predictions from (ISO 8601, UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Predictions until (ISO 8601, UTC)."),
+    depth: int = typer.Option(12, "--depth", min=1, max=100, help="Hops to follow upstream."),
+    as_json: bool = _JSON,
+) -> None:
+    """Audit: which source datasets (and versions) contributed to a model's predictions in a window."""
+    _run("sources", {"model": model, "since": since, "until": until, "max_depth": depth}, as_json,
+         f"sources behind {model} predictions")
+
+
+def sql(
+    statement: str = typer.Argument(..., help="One read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
+    as_json: bool = _JSON,
+) -> None:
+    """Run read-only SQL against the configured ClickHouse (embedded or server)."""
+    from sinks.clickhouse.backend import open_backend
+
+    backend = open_backend(load_settings())
+    try:
+        res = backend.sql(statement)
+    finally:
+        backend.close()
+    emit(res.columns, res.rows, as_json)
+
+
+def verify(as_json: bool = _JSON) -> None:
+    """Walk the raw log's hash chain; report altered, missing or duplicated rows (exit 1 if any)."""
+    from sinks.clickhouse.backend import open_backend
+
+    backend = open_backend(load_settings())
+    try:
+        res = backend.named("verify", {})
+        summary = backend.sql("SELECT count(), uniqExact(topic, kafka_partition) FROM raw_events")
+    finally:
+        backend.close()
+    rows, partitions = summary.rows[0]
+    if as_json:
+        problems = [{c: _jsonable(v) for c, v in zip(res.columns, row)} for row in res.rows]
+        print(json.dumps({"ok": not res.rows, "rows": rows, "partitions": partitions, "problems": problems}, indent=2))
+    elif res.rows:
+        emit(res.columns, res.rows, False, "hash chain problems")
+    else:
+        print(f"hash chain intact: {rows} rows in {partitions} partitions")
+    if res.rows:
+        raise typer.Exit(1)

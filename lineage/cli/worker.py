@@ -1,0 +1,24 @@
+"""`lineage worker`: run the stream-processing worker (Faust) in this process until SIGINT/SIGTERM."""
+from __future__ import annotations
+
+import typer
+
+from lineage.settings import load_settings
+from lineage.topics import ensure_topics
+
+
+def worker(
+    web_port: int = typer.Option(None, "--web-port", help="Worker web server port (default: settings.worker_web_port)."),
+    log_level: str = typer.Option(None, "--log-level", help="debug|info|warning|error (default: settings.log_level)."),
+) -> None:
+    """Validate, enrich, sample and PII-route lineage events; several workers share the load."""
+    import faust
+
+    from stream_apps.app import create_app
+
+    settings = load_settings()
+    ensure_topics(settings)
+    app = create_app(settings, web_port=web_port)
+    level = (log_level or settings.log_level).lower()
+    # Faust installs SIGINT/SIGTERM handlers: in-flight batches finish, acked offsets are committed.
+    faust.Worker(app, loglevel=level, quiet=True).execute_from_commandline()

@@ -1,0 +1,46 @@
+"""Run the pipeline's own processes (stream workers and the ClickHouse sink) in the background.
+
+Each is a `lineage` sub-command started detached with the caller's settings, registered under
+``<data_dir>/run/`` so `lineage stack down` stops it too.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from lineage.settings import Settings, settings_to_env
+from lineage.stack.process import ManagedProcess
+
+
+def _lineage_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lineage", *args]
+
+
+def worker_process(settings: Settings, index: int = 0) -> ManagedProcess:
+    """Stream worker number `index`; each gets its own web port and Faust data dir."""
+    env = {**os.environ, **settings_to_env(settings)}
+    return ManagedProcess.in_data_dir(
+        settings.data_dir,
+        f"worker-{index}",
+        _lineage_argv("worker", "--web-port", str(settings.worker_web_port + index)),
+        env=env,
+        cwd=Path.cwd(),
+        meta={"role": "worker"},
+    )
+
+
+def sink_process(settings: Settings) -> ManagedProcess:
+    """The single ClickHouse sink (owner of the embedded store; serves the API and dashboard)."""
+    env = {**os.environ, **settings_to_env(settings)}
+    return ManagedProcess.in_data_dir(
+        settings.data_dir, "sink", _lineage_argv("sink"), env=env, cwd=Path.cwd(), meta={"role": "sink"}
+    )
+
+
+def start_pipeline(settings: Settings, workers: int = 1) -> list[ManagedProcess]:
+    """Start (idempotently) `workers` stream workers and the sink."""
+    procs = [worker_process(settings, i) for i in range(workers)] + [sink_process(settings)]
+    for proc in procs:
+        proc.start()
+    return procs

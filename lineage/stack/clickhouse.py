@@ -1,0 +1,112 @@
+"""ClickHouse health without taking the embedded store away from its owner.
+
+An on-disk chDB directory can be opened by ONE process at a time, so the check never opens
+it in this process: a held lock means some process (normally the sink) owns the store,
+which is healthy; otherwise a short subprocess opens it and runs ``SELECT version()``.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+_PROBE = """
+import json, sys
+import clickhouse_connect
+client = clickhouse_connect.get_client(dsn=sys.argv[1])
+print(json.dumps({"version": client.query("SELECT version()").result_rows[0][0]}))
+client.close()
+"""
+
+LOCKED = "Cannot lock file"
+
+
+def chdb_path(dsn: str) -> Path:
+    return Path(dsn.removeprefix("chdb://"))
+
+
+def _lock_held(status_file: Path) -> bool:
+    """True if another process holds the chDB status-file flock (tested without blocking)."""
+    try:
+        fd = os.open(status_file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def lock_owner(status_file: Path) -> int | None:
+    """Best effort: the pid with `status_file` open (needs permission to read /proc/<pid>/fd)."""
+    target = str(status_file.resolve())
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == target:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def embedded_status(dsn: str, timeout: float = 60.0) -> dict[str, Any]:
+    path = chdb_path(dsn)
+    report: dict[str, Any] = {"dsn": dsn, "embedded": True}
+    if not (path / "status").exists() and not path.exists():
+        return {**report, "status": "absent", "detail": "created by the first process that opens it"}
+    if _lock_held(path / "status"):
+        return {**report, "status": "owned", "owner_pid": lock_owner(path / "status")}
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, dsn], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**report, "status": "error", "detail": f"probe did not finish within {timeout:.0f}s"}
+    if done.returncode == 0:
+        return {**report, "status": "up", **json.loads(done.stdout.strip().splitlines()[-1])}
+    if LOCKED in done.stdout + done.stderr:
+        return {**report, "status": "owned", "owner_pid": lock_owner(path / "status")}
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return {**report, "status": "error", "detail": lines[-1] if lines else f"exit {done.returncode}"}
+
+
+def redact(url: str) -> str:
+    """`url` with any password replaced by ``***`` (status output is shown and logged)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def server_status(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    import clickhouse_connect  # imported lazily: only the server path needs it in-process
+
+    report: dict[str, Any] = {"dsn": redact(url), "embedded": False}
+    try:
+        client = clickhouse_connect.get_client(dsn=url, connect_timeout=timeout, send_receive_timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is the status we report
+        return {**report, "status": "stopped", "detail": str(exc).splitlines()[0][:200]}
+    try:
+        ok = client.ping()
+        return {**report, "status": "up" if ok else "unhealthy", "version": client.server_version}
+    finally:
+        client.close()
+
+
+def clickhouse_status(dsn: str) -> dict[str, Any]:
+    """``{"status": "up"|"owned"|"absent"|"stopped"|"unhealthy"|"error", "dsn": ..., ...}``."""
+    if dsn.startswith("chdb://"):
+        return embedded_status(dsn)
+    return server_status(dsn)

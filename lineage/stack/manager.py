@@ -1,0 +1,172 @@
+"""The local stack as a whole: install, up, down, status.
+
+Kafka and Redis are *managed* (started here) when the configured bootstrap / Redis URL points
+at the stack's own loopback ports; otherwise they are *external* and only probed, so
+``LINEAGE_KAFKA_BOOTSTRAP`` / ``LINEAGE_REDIS_URL`` are how you point at an existing service.
+"""
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+from typing import Any
+
+from lineage.exceptions import StackError
+from lineage.settings import Settings
+from lineage.stack.clickhouse import clickhouse_status, redact
+from lineage.stack.install import install_kafka, install_redis
+from lineage.stack.kafka import KafkaCluster, describe, port_open
+from lineage.stack.process import ManagedProcess, managed_processes, stop_all
+from lineage.stack.redis import NAME as REDIS_NAME
+from lineage.stack.redis import RedisServer, ping, redis_address
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+#: Statuses that count as healthy for ``lineage stack status --check``.
+HEALTHY = {"up", "owned", "absent"}
+
+
+def http_probe(url: str, timeout: float = 1.0) -> str:
+    """"up" on HTTP 2xx, "unhealthy" on another answer, "stopped" if nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback URL
+            return "up" if 200 <= resp.status < 300 else "unhealthy"
+    except urllib.error.HTTPError:
+        return "unhealthy"
+    except (urllib.error.URLError, OSError, ValueError):
+        return "stopped"
+
+
+def _bootstrap_addresses(bootstrap: str) -> set[tuple[str, int]]:
+    found = set()
+    for item in bootstrap.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if port.isdigit():
+            found.add((host.strip("[]"), int(port)))
+    return found
+
+
+class Stack:
+    """Kafka (KRaft, 1..5 nodes) + Redis under ``settings.data_dir``; ClickHouse is only probed."""
+
+    def __init__(self, settings: Settings, brokers: int | None = None) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.kafka = KafkaCluster(self.data_dir, settings.stack, brokers)
+        self.redis = RedisServer(self.data_dir, settings.stack.redis_port)
+
+    @property
+    def kafka_managed(self) -> bool:
+        """True if the configured bootstrap names one of our nodes."""
+        ours = {p for n in self.kafka.nodes for p in (n.port,)}
+        return any(h in LOCAL_HOSTS and p in ours for h, p in _bootstrap_addresses(self.settings.kafka_bootstrap))
+
+    @property
+    def redis_managed(self) -> bool:
+        host, port = redis_address(self.settings.redis_url)
+        return host in LOCAL_HOSTS and port == self.settings.stack.redis_port
+
+    def install(self) -> list[str]:
+        """Install the missing pieces of the managed components; returns what was installed."""
+        done = []
+        if self.kafka_managed and install_kafka(self.settings.stack.kafka_version):
+            done.append(f"kafka {self.settings.stack.kafka_version}")
+        if self.redis_managed and install_redis():
+            done.append("redis-server")
+        return done
+
+    def up(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Install what is missing, start Kafka and Redis, wait until healthy; idempotent."""
+        self.install()
+        if self.kafka_managed:
+            self.kafka.start(timeout)
+        elif not self._external_kafka_ok():
+            raise StackError(f"external kafka at {self.settings.kafka_bootstrap} does not answer")
+        if self.redis_managed:
+            self.redis.start()
+        elif not ping(self.settings.redis_url):
+            raise StackError(f"external redis at {redact(self.settings.redis_url)} does not answer PING")
+        return self.status()
+
+    def _external_kafka_ok(self) -> bool:
+        try:
+            describe(self.settings.kafka_bootstrap, extra=self.settings.kafka_config)
+        except StackError:
+            return False
+        return True
+
+    def other_processes(self) -> list[ManagedProcess]:
+        """Pid-file processes that are not Kafka or Redis (pipeline workers, sinks, ...)."""
+        own = {n.name for n in self.kafka.nodes} | {REDIS_NAME}
+        return [p for p in managed_processes(self.data_dir) if p.name not in own and not p.name.startswith("kafka-")]
+
+    def down(self, timeout: float = 30.0, wipe: bool = False) -> list[str]:
+        """Stop everything with a pid file under ``run/`` (pipeline first, then Redis, then Kafka)."""
+        stopped = stop_all(self.other_processes(), timeout)
+        if self.redis.stop(timeout):
+            stopped.append(REDIS_NAME)
+        kafka_procs = [p for p in managed_processes(self.data_dir) if p.name.startswith("kafka-")]
+        stopped += stop_all(kafka_procs, timeout)
+        if wipe:
+            for sub in ("kafka", "redis"):
+                shutil.rmtree(self.data_dir / sub, ignore_errors=True)
+        return stopped
+
+    # -- status ---------------------------------------------------------------------------
+    def _kafka_status(self) -> dict[str, Any]:
+        if not self.kafka_managed:
+            report: dict[str, Any] = {"bootstrap": self.settings.kafka_bootstrap, "managed": False, "brokers": []}
+            try:
+                info = describe(self.settings.kafka_bootstrap, timeout=3.0, extra=self.settings.kafka_config)
+            except StackError:
+                return {**report, "status": "stopped", "cluster_id": None}
+            return {**report, "status": "up", "cluster_id": info.cluster_id,
+                    "brokers": [{"id": b, "status": "up"} for b in info.broker_ids]}
+        report = {**self.kafka.status(), "managed": True}
+        states = [b["status"] for b in report["brokers"]]
+        if all(s == "stopped" for s in states):
+            return {**report, "status": "stopped"}
+        answering = [b["address"] for b in report["brokers"] if b["status"] in ("up", "unmanaged")]
+        if not answering:
+            return {**report, "status": "starting"}
+        try:
+            info = describe(",".join(answering), timeout=3.0)
+        except StackError:
+            return {**report, "status": "unhealthy"}
+        report["cluster_id"] = info.cluster_id
+        if set(info.broker_ids) != {n.node_id for n in self.kafka.nodes}:
+            return {**report, "status": "degraded"}
+        return {**report, "status": "up" if all(s == "up" for s in states) else "degraded"}
+
+    def _redis_status(self) -> dict[str, Any]:
+        if self.redis_managed:
+            return {**self.redis.status(), "managed": True}
+        url = self.settings.redis_url
+        return {"status": "up" if ping(url) else "stopped", "url": redact(url), "managed": False}
+
+    def status(self) -> dict[str, Any]:
+        """Each component, its address and health (the shape of ``lineage stack status --json``)."""
+        api_url = self.settings.api_url
+        api = http_probe(f"{api_url}/health")
+        return {
+            "kafka": self._kafka_status(),
+            "redis": self._redis_status(),
+            "clickhouse": clickhouse_status(self.settings.clickhouse_dsn),
+            "api": {"status": api, "url": api_url},
+            "dashboard": {"status": api, "url": f"{api_url}/dashboard"},
+            "processes": [
+                {"name": p.name, "status": "up" if p.is_running() else "stopped", "pid": p.pid(),
+                 "log": str(p.log_file)}
+                for p in self.other_processes()
+            ],
+        }
+
+
+def unhealthy(report: dict[str, Any]) -> list[str]:
+    """Components of a status report that fail ``--check`` (API/dashboard only if they answer badly)."""
+    bad = [k for k in ("kafka", "redis", "clickhouse") if report[k]["status"] not in HEALTHY]
+    bad += [k for k in ("api", "dashboard") if report[k]["status"] == "unhealthy"]
+    bad += [p["name"] for p in report.get("processes", []) if p["status"] != "up"]
+    return bad
+
+
+__all__ = ["Stack", "http_probe", "port_open", "unhealthy"]

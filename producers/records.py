@@ -1,0 +1,97 @@
+"""Turn what callers emit into records that fit the Avro schemas, and pick partition keys.
+
+Runs on the emitter's background thread (never the caller's). Only conveniences documented in
+:mod:`producers.events` are applied; anything else that does not fit is left for the codec to
+reject with a field-level reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from lineage.graph import to_micros
+
+_RUN_KINDS = frozenset(("dataset", "feature", "training"))
+
+
+def _micros(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # the codec names the field
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return to_micros(dt)
+    if isinstance(value, datetime):
+        return to_micros(value)
+    return value
+
+
+def _json_values(m: Any, strings_too: bool = False) -> Any:
+    """JSON-encode the values of a string map (facets, snapshot values) that are not yet strings."""
+    if not isinstance(m, Mapping):
+        return m
+    return {
+        k: v if isinstance(v, str) and not strings_too else orjson.dumps(v).decode()
+        for k, v in m.items()
+    }
+
+
+def _datasets(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    for d in items:
+        if isinstance(d, dict) and d.get("facets"):
+            d["facets"] = _json_values(d["facets"])
+    return items
+
+
+def normalize(kind: str, rec: dict[str, Any], typed: bool) -> dict[str, Any]:
+    """Apply the typed-API conveniences in place; returns ``rec``.
+
+    ``typed``: the record came from a :mod:`producers.events` class, whose snapshot values are
+    always JSON-encoded (a string ``"DE"`` becomes ``"\\"DE\\""``); raw records are trusted to
+    carry JSON already where they pass strings.
+    """
+    if kind in _RUN_KINDS:
+        if "eventTime" in rec:
+            rec["eventTime"] = _micros(rec["eventTime"])
+        for part in ("run", "job"):
+            sub = rec.get(part)
+            if isinstance(sub, dict) and sub.get("facets"):
+                sub["facets"] = _json_values(sub["facets"])
+        _datasets(rec.get("inputs"))
+        _datasets(rec.get("outputs"))
+        tr = rec.get("training") if kind == "training" else None
+        if isinstance(tr, dict):
+            hp = tr.get("hyperparameters")
+            if isinstance(hp, Mapping):
+                tr["hyperparameters"] = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in hp.items()}
+            metrics = tr.get("metrics")
+            if isinstance(metrics, Mapping):
+                tr["metrics"] = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in metrics.items()}
+    elif kind == "inference":
+        if "event_time" in rec:
+            rec["event_time"] = _micros(rec["event_time"])
+        snap = rec.get("feature_snapshot")
+        if isinstance(snap, dict):
+            snap["values"] = _json_values(snap.get("values"), strings_too=typed)
+        score = rec.get("risk_score")
+        if isinstance(score, int) and not isinstance(score, bool):
+            rec["risk_score"] = float(score)
+    return rec
+
+
+def partition_key(kind: str, rec: Mapping[str, Any]) -> str | None:
+    """Run events: the run id (one run's events stay ordered); inference: model name@version."""
+    if kind == "inference":
+        return f"{rec.get('model_name')}@{rec.get('model_version')}"
+    run = rec.get("run")
+    if isinstance(run, Mapping):
+        rid = run.get("runId")
+        return rid if isinstance(rid, str) else None
+    return None

@@ -1,0 +1,2 @@
+"""Sinks: where processed lineage lands (ClickHouse graph, metrics, alerts) and the query layer."""
+from __future__ import annotations

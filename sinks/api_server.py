@@ -1,0 +1,154 @@
+"""HTTP API served by the sink process (the one owner of an embedded chDB store).
+
+``GET /health``, ``GET /metrics``, ``POST /api/sql`` (read-only), ``GET /api/query/<name>?...``.
+Other areas mount their routes through :data:`ROUTE_PROVIDERS` (``add_routes(app, ctx)``);
+a provider whose module is not installed is skipped.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from sinks.clickhouse.client import QueryResult, Store
+from sinks.clickhouse.metrics import SinkMetrics
+from sinks.clickhouse.queries import READONLY_SETTINGS, check_read_only, get_query
+from sinks.exceptions import QueryError
+
+if TYPE_CHECKING:
+    from lineage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: "module:function" strings; each function is called as ``add_routes(app, ctx)``.
+ROUTE_PROVIDERS: list[str] = [
+    "producers.intake_http:add_routes",
+    "stream_apps.dashboard:add_routes",
+]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(type(value).__name__)
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def result_json(res: QueryResult) -> dict[str, Any]:
+    return {"columns": res.columns, "types": res.types, "rows": res.rows}
+
+
+@dataclass
+class ApiContext:
+    """What route providers get: settings, the sink's counters, and thread-safe query functions."""
+
+    settings: Settings
+    store: Store
+    metrics: SinkMetrics = field(default_factory=SinkMetrics)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
+        """Run SQL (serialized with the sink's inserts). Call from a worker thread, or use `aquery`."""
+        return self.store.query(sql, params, settings)
+
+    async def aquery(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, partial(self.store.query, sql, params, settings))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json")
+
+
+def _ch_message(exc: ClickHouseError) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx: ApiContext = request.app["ctx"]
+    body = {
+        "status": "ok",
+        "service": "lineage-sink",
+        "dsn": ctx.store.dsn,
+        "database": ctx.store.database,
+        "embedded": ctx.store.embedded,
+        "sink": ctx.metrics.snapshot(),
+    }
+    return web.Response(body=dumps(body), content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx: ApiContext = request.app["ctx"]
+    return web.Response(text=ctx.metrics.prometheus(), content_type="text/plain")
+
+
+async def sql(request: web.Request) -> web.Response:
+    ctx: ApiContext = request.app["ctx"]
+    try:
+        if request.content_type == "application/json":
+            body = await request.json()
+            text, params = str(body.get("sql", "")), dict(body.get("params") or {})
+        else:
+            text, params = await request.text(), dict(request.query)
+        stmt = check_read_only(text)
+        res = await ctx.aquery(stmt, params, READONLY_SETTINGS)
+    except QueryError as exc:
+        return _error(400, str(exc))
+    except ValueError:
+        return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
+    except ClickHouseError as exc:
+        return _error(400, _ch_message(exc))
+    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+
+
+async def named_query(request: web.Request) -> web.Response:
+    ctx: ApiContext = request.app["ctx"]
+    try:
+        spec = get_query(request.match_info["name"])
+        params = spec.bind(dict(request.query))
+        res = await ctx.aquery(spec.sql, params, READONLY_SETTINGS)
+    except QueryError as exc:
+        return _error(400, str(exc))
+    except ClickHouseError as exc:
+        return _error(400, _ch_message(exc))
+    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+
+
+def build_app(ctx: ApiContext, providers: list[str] | None = None) -> web.Application:
+    app = web.Application(client_max_size=16 << 20)
+    app["ctx"] = ctx
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/sql", sql)
+    app.router.add_get("/api/query/{name}", named_query)
+    for target in ROUTE_PROVIDERS if providers is None else providers:
+        module, _, func = target.partition(":")
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # parent package missing
+            found = False
+        if not found:
+            log.info("route provider %s not installed; skipped", target)
+            continue
+        getattr(importlib.import_module(module), func)(app, ctx)
+        log.info("mounted routes from %s", target)
+    return app

@@ -1,0 +1,1 @@
+"""ClickHouse sink: schema migrations, row mapping, hash chain, Kafka->ClickHouse loop."""

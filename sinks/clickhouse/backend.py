@@ -1,0 +1,122 @@
+"""Where `lineage query/sql/verify` run: the running sink's API, or the store opened directly.
+
+Embedded chDB can be opened by one process only: when a sink owns the directory it answers on
+``settings.api_url`` and everything goes through it; when nobody owns it the CLI opens it. A
+ClickHouse server is always queried directly.
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sinks.clickhouse.client import QueryResult, Store
+from sinks.clickhouse.queries import READONLY_SETTINGS, check_read_only, get_query
+from sinks.exceptions import QueryError, StoreLockedError
+
+if TYPE_CHECKING:
+    from lineage.settings import Settings
+
+
+class QueryBackend(Protocol):
+    where: str
+
+    def named(self, name: str, params: dict[str, Any]) -> QueryResult: ...
+
+    def sql(self, text: str) -> QueryResult: ...
+
+    def close(self) -> None: ...
+
+
+class DirectBackend:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.where = store.dsn
+
+    def named(self, name: str, params: dict[str, Any]) -> QueryResult:
+        spec = get_query(name)
+        return _run(self.store, spec.sql, spec.bind(params))
+
+    def sql(self, text: str) -> QueryResult:
+        return _run(self.store, check_read_only(text), {})
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _run(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:
+        return store.query(sql, params, READONLY_SETTINGS)
+    except ClickHouseError as exc:
+        text = str(exc).strip()
+        raise QueryError(text.splitlines()[0][:500] if text else type(exc).__name__) from None
+
+
+class RemoteBackend:
+    def __init__(self, api_url: str, timeout: float = 120.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.where = f"{self.api_url} (lineage sink)"
+        self.timeout = timeout
+
+    def _call(self, req: urllib.request.Request) -> QueryResult:
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", str(exc))
+            except ValueError:
+                message = str(exc)
+            raise QueryError(message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise QueryError(f"the sink API at {self.api_url} did not answer: {exc}") from None
+        return QueryResult(body["columns"], body["types"], [tuple(r) for r in body["rows"]])
+
+    def named(self, name: str, params: dict[str, Any]) -> QueryResult:
+        get_query(name).bind(params)  # fail fast, same message as locally
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        return self._call(urllib.request.Request(f"{self.api_url}/api/query/{name}?{query}"))
+
+    def sql(self, text: str) -> QueryResult:
+        check_read_only(text)
+        data = json.dumps({"sql": text}).encode()
+        return self._call(
+            urllib.request.Request(f"{self.api_url}/api/sql", data=data, headers={"Content-Type": "application/json"})
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def sink_health(api_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The sink's /health body if a lineage sink answers at `api_url`."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) and body.get("service") == "lineage-sink" else None
+
+
+def open_backend(settings: Settings) -> QueryBackend:
+    dsn, db = settings.clickhouse_dsn, settings.clickhouse_database
+    if dsn.startswith("chdb://"):
+        health = sink_health(settings.api_url)
+        if health is not None:
+            if health.get("dsn") != dsn or health.get("database") != db:
+                raise QueryError(
+                    f"the sink at {settings.api_url} serves {health.get('dsn')} (database {health.get('database')}), "
+                    f"not {dsn} (database {db})"
+                )
+            return RemoteBackend(settings.api_url)
+        try:
+            return DirectBackend(Store.open(dsn, db))
+        except StoreLockedError:
+            raise StoreLockedError(
+                f"the store {dsn} is owned by another process but no lineage sink answers at {settings.api_url}"
+            ) from None
+    return DirectBackend(Store.open(dsn, db))

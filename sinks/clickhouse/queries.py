@@ -1,0 +1,127 @@
+"""The analyst queries (``sinks/queries/*.sql``) by name, with typed, defaulted parameters.
+
+The same files run as-is in clickhouse-client (``--param_x=``); here they are loaded, their
+parameters checked and converted, and run read-only against a :class:`Store`.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from sinks.exceptions import QueryError, ReadOnlyViolation
+
+FAR_PAST = "1970-01-01 00:00:00.000000"
+FAR_FUTURE = "2299-12-31 23:59:59.000000"
+READONLY_SETTINGS = {"readonly": 1}
+
+
+def parse_time(value: str) -> str:
+    """ISO date/datetime (UTC unless an offset is given) -> 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC."""
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"bad time {value!r}: use ISO 8601, e.g. 2024-06-15 or 2024-06-15T12:00:00Z") from None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _uint(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise QueryError(f"not a non-negative integer: {value!r}") from None
+    if n < 0 or n > 1000:
+        raise QueryError(f"out of range 0..1000: {n}")
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    convert: Callable[[str], Any] = str
+    default: str | None = None  # None: required
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec:
+    name: str
+    params: tuple[Param, ...]
+    doc: str
+
+    @property
+    def sql(self) -> str:
+        return resources.files("sinks.queries").joinpath(f"{self.name}.sql").read_text()
+
+    def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        known = {p.name for p in self.params}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise QueryError(f"query {self.name!r} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
+        out: dict[str, Any] = {}
+        for p in self.params:
+            raw = given.get(p.name)
+            if raw is None or raw == "" and p.default is not None:
+                if p.default is None:
+                    raise QueryError(f"query {self.name!r} needs parameter {p.name!r}")
+                raw = p.default
+            out[p.name] = p.convert(str(raw)) if p.convert is not str else str(raw)
+        return out
+
+
+_WINDOW = (
+    Param("since", parse_time, FAR_PAST),
+    Param("until", parse_time, FAR_FUTURE),
+    Param("as_of", parse_time, FAR_FUTURE),
+)
+_NODE = (Param("namespace", str, ""), Param("name"), Param("node_type", str, ""), Param("max_depth", _uint, "10"))
+
+QUERIES: dict[str, QuerySpec] = {
+    q.name: q
+    for q in (
+        QuerySpec("prediction", (Param("prediction_id"), Param("max_depth", _uint, "12")), "backward provenance of one prediction"),
+        QuerySpec("upstream", (*_NODE, *_WINDOW), "everything a node was derived from"),
+        QuerySpec("downstream", (*_NODE, *_WINDOW), "everything derived from a node"),
+        QuerySpec("diff", (Param("model"), Param("from_version"), Param("to_version")), "what changed between two model versions"),
+        QuerySpec("completeness", (Param("model"),), "share of predictions and versions with full lineage"),
+        QuerySpec(
+            "sources",
+            (Param("model"), Param("since", parse_time, FAR_PAST), Param("until", parse_time, FAR_FUTURE), Param("max_depth", _uint, "12")),
+            "source datasets behind a model's predictions in a time window",
+        ),
+        QuerySpec("verify", (), "hash-chain breaks in the raw log"),
+    )
+}
+
+
+def get_query(name: str) -> QuerySpec:
+    spec = QUERIES.get(name)
+    if spec is None:
+        raise QueryError(f"unknown query {name!r}; known: {', '.join(sorted(QUERIES))}")
+    return spec
+
+
+_LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
+_ALLOWED = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+
+
+def check_read_only(sql: str) -> str:
+    """The statement if it is one read-only statement; else ReadOnlyViolation (readonly=1 backs this up)."""
+    body = _LEADING_COMMENTS.sub("", sql, count=1).strip().rstrip(";").strip()
+    if not body:
+        raise ReadOnlyViolation("empty SQL")
+    first = re.split(r"[\s(]", body, maxsplit=1)[0].upper()
+    if first not in _ALLOWED:
+        raise ReadOnlyViolation(f"only read-only statements ({', '.join(_ALLOWED)}) are allowed, got {first}")
+    if re.search(r";\s*\S", _strip_strings(body)):
+        raise ReadOnlyViolation("one statement at a time")
+    return body
+
+
+def _strip_strings(sql: str) -> str:
+    return re.sub(r"'(?:[^'\\]|\\.)*'", "''", sql)

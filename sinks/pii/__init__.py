@@ -1,0 +1,1 @@
+"""Encrypted PII sink: per-subject data keys (envelope encryption), the segment store, the audit log."""

@@ -1,0 +1,42 @@
+"""The Faust app factory: ``create_app(settings)`` builds a fresh app (no module-level app object)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from lineage.settings import Settings
+
+
+def broker_urls(bootstrap: str) -> str:
+    """``host1:9092,host2:9092`` -> Faust's ``kafka://host1:9092;kafka://host2:9092``."""
+    return ";".join(f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip())
+
+
+def create_app(settings: Settings, web_port: int | None = None, **overrides: Any) -> faust.App:
+    """The lineage pipeline app: one agent over the event and OpenLineage topics, one global table."""
+    datadir = (Path(settings.data_dir) / "faust" / settings.app_id).resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap),
+        store="memory://",  # recovers from the changelog topic on start
+        datadir=str(datadir),
+        autodiscover=False,
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication,
+        consumer_auto_offset_reset="earliest",
+        web_host="127.0.0.1",
+        web_port=web_port if web_port is not None else settings.worker_web_port,
+        web_in_thread=False,
+        producer_acks=-1,
+        stream_buffer_maxsize=16_384,
+        broker_commit_every=5_000,
+        broker_commit_interval=1.0,
+        **overrides,
+    )
+    from stream_apps.agents import register
+
+    register(app, settings)
+    return app

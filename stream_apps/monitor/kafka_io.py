@@ -1,0 +1,66 @@
+"""Small asyncio wrappers over confluent-kafka for the monitor: acknowledged sends, a tail reader."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from lineage.exceptions import StackError
+
+
+class AckedProducer:
+    """`await send(topic, key, value)` returns once the broker acknowledged the record, else raises."""
+
+    def __init__(self, kafka_conf: dict[str, Any]) -> None:
+        self.producer = Producer({**kafka_conf, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+
+    def _send_sync(self, items: list[tuple[str, bytes | None, bytes]], timeout: float) -> None:
+        errors: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for topic, key, value in items:
+            self.producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        remaining = self.producer.flush(timeout)
+        if remaining or errors:
+            raise StackError(f"{remaining} record(s) unacknowledged, errors: {errors[:3]}")
+
+    async def send_many(self, items: list[tuple[str, bytes | None, bytes]], timeout: float = 15.0) -> None:
+        if items:
+            await asyncio.to_thread(self._send_sync, items, timeout)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self.send_many([(topic, key, value)])
+
+
+class TailReader:
+    """Reads a topic from its end without committing anything (not a consumer group member that lags)."""
+
+    def __init__(self, kafka_conf: dict[str, Any], topic: str, group_prefix: str) -> None:
+        self.consumer = Consumer(
+            {
+                **kafka_conf,
+                "group.id": f"{group_prefix}-tail-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "latest",
+            }
+        )
+        self.consumer.subscribe([topic])
+
+    def _poll_sync(self, max_messages: int) -> list[bytes]:
+        out: list[bytes] = []
+        for msg in self.consumer.consume(num_messages=max_messages, timeout=0.2):
+            if msg.error() is None and msg.value() is not None:
+                out.append(msg.value())
+        return out
+
+    async def poll(self, max_messages: int = 5000) -> list[bytes]:
+        return await asyncio.to_thread(self._poll_sync, max_messages)
+
+    def close(self) -> None:
+        self.consumer.close()

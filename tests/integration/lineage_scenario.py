@@ -1,0 +1,102 @@
+"""A small hand-checked lineage scenario (June 2024) shared by the sink and query tests.
+
+Sources S1 = postgres://crm:5432 crm.public.customers, S2 = s3://raw events/clicks.
+ETL E1 (Jun 10, S1 v1 -> W w1), E2 (Jun 16, S1 v2 -> W w2), W = warehouse://dw dw.customers.
+Features F1 (Jun 11, W + S2 -> customer_fs@1), F2 (Jun 17, W + S2 -> customer_fs@2).
+Training T1 (Jun 12, fs@1 + W -> fraud@1), T2 (Jun 18, fs@2 + W -> fraud@2).
+Predictions p1 (v1, Jun 13), p2 (v1, Jun 19), p3 (v2, Jun 19), p4 (v2, Jun 25), p5 (v3 unknown, Jun 26).
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from lineage.graph import GraphRecord, build_record
+
+S1 = ("postgres://crm:5432", "crm.public.customers")
+S2 = ("s3://raw", "events/clicks")
+W = ("warehouse://dw", "dw.customers")
+RUN = {k: str(uuid.UUID(int=i + 1)) for i, k in enumerate(["E1", "E2", "F1", "F2", "T1", "T2"])}
+
+
+def t(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 6, day, hour, minute, tzinfo=timezone.utc)
+
+
+def _eid(n: int) -> str:
+    return str(uuid.UUID(int=(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)))
+
+
+def _ds(ns_name: tuple[str, str], version: str) -> dict:
+    return {"namespace": ns_name[0], "name": ns_name[1], "version": version, "facets": {}}
+
+
+def _run_event(n: int, etype: str, when: datetime, run: str, job: tuple[str, str], inputs: list, outputs: list, **extra: object) -> dict:
+    return {
+        "event_id": _eid(n), "correlation_id": None, "eventType": etype, "eventTime": when,
+        "producer": "https://example.com/etl", "run": {"runId": RUN[run], "parentRunId": None, "facets": {}},
+        "job": {"namespace": job[0], "name": job[1], "facets": {}}, "inputs": inputs, "outputs": outputs, **extra,
+    }
+
+
+def _training(n: int, when: datetime, run: str, version: str, fs: str, w_version: str, code: str, hp: dict) -> dict:
+    return _run_event(
+        n, "COMPLETE", when, run, ("training", "train_fraud"), [_ds(W, w_version)], [],
+        training={
+            "model_name": "fraud", "model_version": version, "artifact_digest": f"sha256:model{version}",
+            "code_version": code, "feature_sets": [{"name": "customer_fs", "version": fs}],
+            "dataset_digests": {"warehouse://dw/dw.customers": f"sha256:{w_version}"},
+            "hyperparameters": hp, "metrics": {"auc": 0.9},
+        },
+    )
+
+
+def _feature(n: int, when: datetime, run: str, fs: str, w_version: str, features: list[str]) -> dict:
+    return _run_event(
+        n, "COMPLETE", when, run, ("features", "customer_features"), [_ds(W, w_version), _ds(S2, "2024-06-01")], [],
+        feature_set={"name": "customer_fs", "version": fs, "features": features, "entity": "customer"},
+    )
+
+
+def _prediction(n: int, pid: str, version: str, when: datetime, complete: bool = True) -> tuple[dict, dict]:
+    ev = {
+        "event_id": _eid(n), "correlation_id": None, "event_time": when, "producer": "svc://scoring",
+        "endpoint": "scoring-api", "model_name": "fraud", "model_version": version, "prediction_id": pid,
+        "decision_type": "approve", "risk_score": 0.2, "regulatory_class": "credit",
+        "training_run_id": RUN.get(f"T{version}"),
+    }
+    inference = {
+        "prediction_id": pid, "model_name": "fraud", "model_version": version, "endpoint": "scoring-api",
+        "decision_type": "approve", "risk_score": 0.2, "regulatory_class": "credit", "subject_ref": f"subj-{n}",
+        "training_run_id": RUN.get(f"T{version}") or "", "feature_sets": [f"customer_fs@{version}"] if complete else [],
+        "tier": "full", "tier_reason": "regulated", "snapshot_pointer": f"enc://snap/{pid}", "snapshot_sha256": "ab" * 32,
+        "lineage_complete": complete, "unknown_model_version": not complete, "some_future_key": {"x": 1},
+    }
+    return ev, inference
+
+
+def scenario_records() -> list[GraphRecord]:
+    """The scenario's graph records, in emission order."""
+    etl = ("etl", "build_customer_table")
+    recs = [
+        build_record("dataset", _run_event(1, "START", t(10, 1), "E1", etl, [_ds(S1, "v1")], [_ds(W, "w1")]), "c-e1"),
+        build_record("dataset", _run_event(2, "COMPLETE", t(10, 1, 30), "E1", etl, [_ds(S1, "v1")], [_ds(W, "w1")]), "c-e1"),
+        build_record("feature", _feature(3, t(11, 2), "F1", "1", "w1", ["age", "income"]), "c-f1"),
+        build_record("training", _training(4, t(12, 3), "T1", "1", "1", "w1", "abc123", {"lr": "0.1", "depth": "6"}), "c-t1"),
+        build_record("dataset", _run_event(5, "START", t(16, 1), "E2", etl, [_ds(S1, "v2")], [_ds(W, "w2")]), "c-e2"),
+        build_record("dataset", _run_event(6, "COMPLETE", t(16, 1, 30), "E2", etl, [_ds(S1, "v2")], [_ds(W, "w2")]), "c-e2"),
+        build_record("feature", _feature(7, t(17, 2), "F2", "2", "w2", ["age", "income", "tenure"]), "c-f2"),
+        build_record(
+            "training",
+            _training(8, t(18, 3), "T2", "2", "2", "w2", "def456", {"lr": "0.05", "depth": "6", "n_estimators": "200"}),
+            "c-t2",
+        ),
+    ]
+    for n, (pid, version, when, complete) in enumerate(
+        [("p1", "1", t(13, 10), True), ("p2", "1", t(19, 10), True), ("p3", "2", t(19, 12), True),
+         ("p4", "2", t(25, 9), True), ("p5", "3", t(26, 9), False)],
+        start=20,
+    ):
+        ev, inference = _prediction(n, pid, version, when, complete)
+        recs.append(build_record("inference", ev, f"c-{pid}", inference))
+    return recs

@@ -1,0 +1,112 @@
+"""Queue depth for real: a paused worker builds lag past the threshold on every partition; the
+lag alert fires once per partition (topic, ClickHouse, webhook) and resolves after catch-up."""
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_until
+from integration.test_alerts_support import (
+    Pipeline,
+    ch_alerts,
+    committed_caught_up,
+    http_json,
+    once_each,
+    start_pipeline,
+    topic_alerts,
+)
+from integration.test_worker_support import encode_many, inference_event, produce_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+THRESHOLD = 500
+PER_PARTITION = 800
+
+
+@pytest.fixture(scope="module")
+def pipe(stack, tmp_path_factory) -> Iterator[Pipeline]:
+    yield from start_pipeline(
+        stack, Path(tmp_path_factory.mktemp("qd")),
+        lag_threshold=THRESHOLD, lag_window_s=3, sample_interval_s=1, cooldown_s=300,
+        window_s=10, eval_interval_s=0.5, dlq_rate_threshold=1e9, spool_threshold=100,
+    )
+
+
+def _inference(s, n: int) -> list[tuple[str, bytes, bytes, None]]:
+    events = [inference_event(model="lagtest", version="1") for _ in range(n)]
+    raws = encode_many(s, "inference", events)
+    return [(s.topics.inference, uuid.uuid4().hex.encode(), raw, None) for raw in raws]
+
+
+def test_lag_alert_fires_per_partition_and_resolves(pipe: Pipeline) -> None:
+    s = pipe.settings
+    parts = s.topics.partitions
+    # Warm up: the worker consumes and commits, so its group shows in the admin API.
+    produce_all(s, _inference(s, 60))
+    wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.inference), 120,
+               f"worker to commit on the inference topic\n{pipe.logs()}", 0.5)
+
+    assert pipe.worker.signal(signal.SIGSTOP)
+    try:
+        produce_all(s, _inference(s, PER_PARTITION * parts * 2))  # keys spread evenly: > threshold everywhere
+        firing = wait_until(
+            lambda: (lambda got: got if len(got) >= parts else None)(
+                {a["labels"]["partition"] for a in pipe.hook.alerts("ConsumerLagHigh")
+                 if a["status"] == "firing" and a["labels"]["topic"] == s.topics.inference}),
+            60, f"lag alerts on all {parts} partitions\n{pipe.logs()}", 0.5)
+        assert firing == {str(p) for p in range(parts)}
+        active = http_json(s, "/api/alerts")["active"]
+        assert sum(a["name"] == "ConsumerLagHigh" for a in active) >= parts
+    finally:
+        pipe.worker.signal(signal.SIGCONT)
+
+    def resolved() -> bool:
+        states = once_each([{"fingerprint": a["fingerprint"], "state": a["status"], "n": a["labels"]["alertname"]}
+                            for a in pipe.hook.alerts("ConsumerLagHigh")], "n", {"ConsumerLagHigh"})
+        return bool(states) and all(v == ["firing", "resolved"] for v in states.values())
+
+    wait_until(resolved, 120, f"lag alerts to resolve after catch-up\n{pipe.logs()}", 0.5)
+
+    # Exactly once per fingerprint and state: webhook, alerts topic, ClickHouse.
+    hook = once_each([{"fingerprint": a["fingerprint"], "state": a["status"], "n": a["labels"]["alertname"]}
+                      for a in pipe.hook.alerts()], "n", {"ConsumerLagHigh"})
+    topic = once_each(topic_alerts(s), "alert_name", {"ConsumerLagHigh"})
+    assert topic == hook, (topic, hook)
+    ours = {fp for fp, _ in hook.items()}
+    assert len(ours) >= parts
+
+    def in_clickhouse() -> dict[str, list[str]] | None:
+        rows = once_each(ch_alerts(s), "alert_name", {"ConsumerLagHigh"})
+        return rows if set(rows) == ours and all(len(v) == 2 for v in rows.values()) else None
+
+    rows = wait_until(in_clickhouse, 60, f"alerts in ClickHouse\n{pipe.logs()}", 1.0)
+    assert all(sorted(v) == ["firing", "resolved"] for v in rows.values())
+    assert all(v == ["firing", "resolved"] for v in hook.values())
+    assert http_json(s, "/api/alerts")["active"] == [] or all(
+        a["name"] != "ConsumerLagHigh" for a in http_json(s, "/api/alerts")["active"])
+
+
+def test_producer_spool_depth_alert(pipe: Pipeline) -> None:
+    """A spool-depth report over the threshold (from a producer, on the metrics topic) fires; a low one resolves."""
+    import json
+    import time
+
+    s = pipe.settings
+
+    def report(value: int) -> None:
+        rec = {"name": "producer_spool_depth", "labels": {"producer": "scoring-svc"}, "value": value,
+               "ts": time.time_ns() // 1000}
+        produce_all(s, [(s.topics.metrics, b"scoring-svc", json.dumps(rec).encode(), None)])
+
+    report(5_000)
+    wait_until(lambda: any(a["status"] == "firing" for a in pipe.hook.alerts("ProducerSpoolDeep")), 30,
+               f"spool alert\n{pipe.logs()}", 0.5)
+    report(0)
+    wait_until(lambda: any(a["status"] == "resolved" for a in pipe.hook.alerts("ProducerSpoolDeep")), 30,
+               f"spool alert to resolve\n{pipe.logs()}", 0.5)
+    (firing,) = [a for a in pipe.hook.alerts("ProducerSpoolDeep") if a["status"] == "firing"]
+    assert "scoring-svc" in firing["annotations"]["summary"]

@@ -1,0 +1,107 @@
+"""Unmodified openlineage-python clients feed the pipeline: its Kafka transport (JSON on the
+``openlineage`` topic) and its HTTP transport (``url: <api.url>``) both end as graph edges in
+ClickHouse; invalid OpenLineage input gets a 400 with a reason; the batch endpoint works."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import wait_until
+from integration.sink_support import api_sql, free_port, start_sink, stop_sink, wait_healthy
+from integration.test_worker_support import running_workers, worker_logs
+from lineage.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def ol_event(run_id: str, event_type: Any, source: str, target: str) -> Any:
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent
+
+    return RunEvent(
+        eventType=event_type, eventTime="2026-06-15T08:00:00.000000+00:00", run=Run(runId=run_id),
+        job=Job(namespace="airflow", name="orders_daily"), producer="https://github.com/apache/airflow",
+        inputs=[InputDataset(namespace="postgres://db:5432", name=source)],
+        outputs=[OutputDataset(namespace="s3://lake", name=target)],
+    )
+
+
+def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def edges_of(settings: Settings, run_id: str) -> set[tuple[str, str, str]]:
+    rows = api_sql(settings, f"SELECT DISTINCT src, dst, edge_type FROM edges WHERE run_id = '{run_id}'")
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def test_openlineage_python_kafka_and_http_transports_land_as_edges(
+    settings_factory: Callable[..., Settings], make_topics: Callable[[Settings], list[str]], tmp_path: Path
+) -> None:
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.event_v2 import RunState
+    from openlineage.client.transport.http import HttpConfig, HttpTransport
+    from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
+
+    s = settings_factory(api_port=free_port())
+    make_topics(s)
+    kafka_run, http_run = str(uuid.uuid4()), str(uuid.uuid4())
+    log = tmp_path / "sink.log"
+    sink = start_sink(s, log)
+    try:
+        with running_workers(s):
+            wait_healthy(s, sink, log)
+            # (a) the stock Kafka transport, configured only with the broker and our topic
+            kafka = OpenLineageClient(transport=KafkaTransport(KafkaConfig(
+                config={"bootstrap.servers": s.kafka_bootstrap}, topic=s.topics.openlineage, flush=True)))
+            kafka.emit(ol_event(kafka_run, RunState.START, "shop.public.orders", "orders/clean"))
+            kafka.emit(ol_event(kafka_run, RunState.COMPLETE, "shop.public.orders", "orders/clean"))
+            # (b) the stock HTTP transport, pointed at api.url as is
+            http = OpenLineageClient(transport=HttpTransport(HttpConfig(url=s.api_url)))
+            http.emit(ol_event(http_run, RunState.COMPLETE, "shop.public.customers", "customers/clean"))
+
+            run_node = f"run:{kafka_run}"
+            expect_kafka = {
+                ("job:airflow/orders_daily", run_node, "executes"),
+                ("dataset:postgres://db:5432/shop.public.orders", run_node, "read_by"),
+                (run_node, "dataset:s3://lake/orders/clean", "produced"),
+            }
+            wait_until(lambda: expect_kafka <= edges_of(s, kafka_run), 120,
+                       "edges of the Kafka-transport run in ClickHouse")
+            expect_http = {("dataset:postgres://db:5432/shop.public.customers", f"run:{http_run}", "read_by"),
+                           (f"run:{http_run}", "dataset:s3://lake/customers/clean", "produced")}
+            wait_until(lambda: expect_http <= edges_of(s, http_run), 120,
+                       "edges of the HTTP-transport run in ClickHouse")
+
+            # invalid input: 400 with a machine-readable reason, nothing emitted
+            status, body = post(f"{s.api_url}/api/v1/lineage", b'{"eventType": "START"}')
+            assert status == 400 and body["error"] == "not_a_run_event"
+            status, body = post(f"{s.api_url}/api/v1/lineage", b"{not json")
+            assert status == 400 and body["error"] == "invalid_json"
+            # batch: all-or-nothing validation, then accepted
+            from openlineage.client.serde import Serde
+
+            batch_run = str(uuid.uuid4())
+            good = json.loads(Serde.to_json(ol_event(batch_run, RunState.COMPLETE, "a.b.c", "d/e")))
+            status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, {"run": {}}]).encode())
+            assert status == 400 and body["rejected"][0]["index"] == 1
+            status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, good]).encode())
+            assert status == 200 and body["accepted"] == 2
+            assert body["event_ids"][0] == body["event_ids"][1]  # a re-sent OpenLineage event keeps its id
+            wait_until(lambda: edges_of(s, batch_run), 120, "edges of the batch run")
+    except AssertionError:
+        print(worker_logs(s)[-4000:], log.read_text()[-4000:])
+        raise
+    finally:
+        stop_sink(sink)

@@ -1,0 +1,204 @@
+"""Helpers for the worker/PII/sampling integration tests (no tests here): event factories,
+worker subprocesses on the real stack, bulk produce and read-back of topics."""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from lineage.codec import Codec
+from lineage.settings import Settings, settings_to_env
+from lineage.stack.process import ManagedProcess
+
+LINEAGE_BIN = str(Path(sys.executable).parent / "lineage")
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def uid() -> str:
+    return str(uuid.uuid4())
+
+
+def run_event(kind: str, run_id: str | None = None, event_type: str = "COMPLETE", **extra: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": uid(),
+        "eventType": event_type,
+        "eventTime": now_us(),
+        "producer": "https://example.com/etl",
+        "run": {"runId": run_id or uid(), "parentRunId": None, "facets": {}},
+        "job": {"namespace": "etl", "name": f"{kind}_job", "facets": {}},
+        "inputs": [{"namespace": "postgres://db:5432", "name": "shop.public.orders", "version": None, "facets": {}}],
+        "outputs": [{"namespace": "s3://lake", "name": "orders/clean", "version": None, "facets": {}}],
+    }
+    if kind == "feature":
+        ev["feature_set"] = {"name": "customer_fs", "version": "3", "features": ["income"], "entity": "customer"}
+    if kind == "training":
+        ev["training"] = {
+            "model_name": "credit",
+            "model_version": "7",
+            "artifact_digest": "sha256:" + "ab" * 32,
+            "code_version": "deadbeef",
+            "feature_sets": [{"name": "customer_fs", "version": "3"}],
+        }
+    ev.update(extra)
+    return ev
+
+
+def training_event(model: str, version: str, run_id: str | None = None, feature_sets: Iterable[str] = ("customer_fs@3",)) -> dict[str, Any]:
+    ev = run_event("training", run_id)
+    ev["training"]["model_name"], ev["training"]["model_version"] = model, version
+    ev["training"]["feature_sets"] = [
+        {"name": fs.split("@")[0], "version": fs.split("@")[1]} for fs in feature_sets
+    ]
+    return ev
+
+
+def inference_event(
+    prediction_id: str | None = None,
+    subject_id: str = "subject-1",
+    snapshot: dict[str, str] | None = None,
+    risk: float = 0.1,
+    decision: str = "approve",
+    regulatory_class: str | None = None,
+    model: str = "credit",
+    version: str = "7",
+) -> dict[str, Any]:
+    return {
+        "event_id": uid(),
+        "correlation_id": None,
+        "event_time": now_us(),
+        "producer": "https://example.com/scoring",
+        "endpoint": "score-v1",
+        "model_name": model,
+        "model_version": version,
+        "prediction_id": prediction_id or f"p-{uuid.uuid4().hex}",
+        "decision_type": decision,
+        "risk_score": risk,
+        "regulatory_class": regulatory_class,
+        "subject_id": subject_id,
+        "training_run_id": None,
+        "feature_snapshot": None
+        if snapshot is None
+        else {"feature_set": {"name": "customer_fs", "version": "3"}, "values": snapshot},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_workers(settings: Settings, count: int = 1, name: str = "worker") -> Iterator[list[ManagedProcess]]:
+    """``count`` `lineage worker` subprocesses for ``settings``; stopped (SIGTERM) on exit."""
+    procs = []
+    env = settings_to_env(settings)
+    try:
+        for i in range(count):
+            argv = [LINEAGE_BIN, "worker", "--web-port", str(free_port()), "--log-level", "info"]
+            proc = ManagedProcess.in_data_dir(Path(settings.data_dir), f"{name}-{i}", argv, env=env)
+            proc.start()
+            procs.append(proc)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.stop(timeout=30)
+
+
+def producer(settings: Settings) -> Producer:
+    return Producer({**settings.kafka_common(), "linger.ms": 20, "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+
+
+def produce_all(settings: Settings, items: Iterable[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]]) -> int:
+    """Produce (topic, key, value, headers) tuples; waits for every delivery."""
+    p = producer(settings)
+    errors: list[str] = []
+    n = 0
+
+    def cb(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for topic, key, value, headers in items:
+        while True:
+            try:
+                p.produce(topic, value, key, headers=headers, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        n += 1
+        if n % 10_000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0, "produce did not finish"
+    assert not errors, errors[:3]
+    return n
+
+
+def encode_many(settings: Settings, kind: str, records: Iterable[dict[str, Any]]) -> list[bytes]:
+    codec = Codec.from_settings(settings)
+    return [codec.encode(kind, r) for r in records]
+
+
+def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 60.0, idle: float = 0.0) -> list[Any]:
+    """Read ``topic`` from the beginning until ``expect`` messages arrived (then ``idle`` seconds more)."""
+    c = Consumer({**settings.kafka_common(), "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "enable.partition.eof": False})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    quiet_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batch = c.consume(10_000, timeout=0.5)
+            out += [m for m in batch if m.error() is None]
+            if len(out) >= expect:
+                if quiet_until is None:
+                    quiet_until = time.monotonic() + idle
+                if time.monotonic() >= quiet_until:
+                    break
+    finally:
+        c.close()
+    return out
+
+
+def header_map(msg: Any) -> dict[str, bytes]:
+    return {k: v for k, v in (msg.headers() or [])}
+
+
+def worker_logs(settings: Settings) -> str:
+    logs = Path(settings.data_dir).resolve() / "logs"
+    return "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("*.log")))
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[Any]:
+    """Every message currently in ``topic`` (up to the high watermarks at call time)."""
+    c = Consumer({**settings.kafka_common(), "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
+    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
+    out: list[Any] = []
+    pos = {p: 0 for p in ends}
+    deadline = time.monotonic() + timeout
+    try:
+        while any(pos[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within {timeout}s")
+            for m in c.consume(10_000, timeout=0.5):
+                if m.error() is None:
+                    out.append(m)
+                    pos[m.partition()] = m.offset() + 1
+    finally:
+        c.close()
+    return out

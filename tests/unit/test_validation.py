@@ -1,0 +1,150 @@
+"""Semantic validation: every reason code is reachable and valid events pass (pure, injected clock)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from stream_apps.deadletter import dead_letter_headers
+from stream_apps.exceptions import Rejected
+from stream_apps.validation import REASONS, ValidationPolicy, check_size, validate_event
+from stream_apps.enrichment import correlation_id, merge_lineage, training_lineage
+
+NOW = 1_750_000_000_000_000
+P = ValidationPolicy()
+
+
+def run_ev(kind: str = "dataset", **over: object) -> dict:
+    ev = {
+        "event_id": str(uuid.uuid4()),
+        "eventType": "START",
+        "eventTime": NOW,
+        "producer": "p",
+        "run": {"runId": str(uuid.uuid4()), "parentRunId": None, "facets": {"nominalTime": '{"a": 1}'}},
+        "job": {"namespace": "ns", "name": "job", "facets": {}},
+        "inputs": [{"namespace": "s3://b", "name": "k", "version": None, "facets": {}}],
+        "outputs": [],
+    }
+    if kind == "feature":
+        ev["feature_set"] = {"name": "fs", "version": "1", "features": [], "entity": None}
+    if kind == "training":
+        ev["training"] = {"model_name": "m", "model_version": "1", "artifact_digest": None, "code_version": "c", "feature_sets": []}
+    ev.update(over)
+    return ev
+
+
+def inf_ev(**over: object) -> dict:
+    ev = {
+        "event_id": str(uuid.uuid4()), "correlation_id": None, "event_time": NOW, "producer": "p", "endpoint": "e",
+        "model_name": "m", "model_version": "1", "prediction_id": "pred-1", "decision_type": "approve",
+        "risk_score": 0.2, "regulatory_class": None, "training_run_id": None,
+    }
+    ev.update(over)
+    return ev
+
+
+def reason_of(kind: str, ev: dict, subject: object = "s1", snapshot: dict | None = None) -> str:
+    with pytest.raises(Rejected) as info:
+        validate_event(kind, ev, NOW, P, subject, snapshot)
+    assert info.value.reason in REASONS
+    return info.value.reason
+
+
+@pytest.mark.parametrize("kind", ["dataset", "feature", "training"])
+def test_valid_run_events_pass(kind: str) -> None:
+    validate_event(kind, run_ev(kind), NOW, P)
+
+
+def test_valid_inference_passes() -> None:
+    validate_event("inference", inf_ev(), NOW, P, "s1", {"feature_set": None, "values": {"a": "1"}})
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e.update(event_id="not-a-uuid"), "bad_id"),
+        (lambda e: e["run"].update(runId="123"), "bad_id"),
+        (lambda e: e["run"].update(parentRunId="x"), "bad_id"),
+        (lambda e: e["job"].update(name=" "), "missing_field"),
+        (lambda e: e.update(producer=""), "missing_field"),
+        (lambda e: e["inputs"][0].update(name=""), "missing_field"),
+        (lambda e: e["run"]["facets"].update(bad="{nope"), "bad_facet"),
+        (lambda e: e["job"]["facets"].update(bad="[1, 2]"), "bad_facet"),
+        (lambda e: e["run"]["facets"].update(big='{"a": "' + "x" * (70 << 10) + '"}'), "oversize"),
+        (lambda e: e.update(eventTime=NOW + 3600 * 1_000_000), "time_future"),
+        (lambda e: e.update(eventTime=NOW - 500 * 86_400 * 1_000_000), "time_past"),
+    ],
+)
+def test_run_event_rejections(mutate, reason: str) -> None:
+    ev = run_ev()
+    mutate(ev)
+    assert reason_of("dataset", ev) == reason
+
+
+def test_class_specific_required_fields() -> None:
+    fe = run_ev("feature")
+    fe["feature_set"]["version"] = ""
+    assert reason_of("feature", fe) == "missing_field"
+    tr = run_ev("training", eventType="COMPLETE")
+    assert reason_of("training", tr) == "missing_field"  # artifact digest required on COMPLETE
+    tr["training"]["artifact_digest"] = "sha256:00"
+    validate_event("training", tr, NOW, P)
+
+
+@pytest.mark.parametrize(
+    ("over", "subject", "snapshot", "reason"),
+    [
+        ({"risk_score": 1.5}, "s", None, "out_of_range"),
+        ({"risk_score": float("nan")}, "s", None, "out_of_range"),
+        ({"prediction_id": "has space"}, "s", None, "bad_id"),
+        ({"prediction_id": ""}, "s", None, "bad_id"),
+        ({"model_version": ""}, "s", None, "missing_field"),
+        ({}, "", None, "missing_field"),
+        ({"event_time": NOW + 10**12}, "s", None, "time_future"),
+        ({}, "s", {"feature_set": None, "values": {str(i): "1" for i in range(P.max_snapshot_values + 1)}}, "oversize"),
+    ],
+)
+def test_inference_rejections(over: dict, subject: str, snapshot: dict | None, reason: str) -> None:
+    assert reason_of("inference", inf_ev(**over), subject, snapshot) == reason
+
+
+def test_reason_text_never_contains_the_subject() -> None:
+    with pytest.raises(Rejected) as info:
+        validate_event("inference", inf_ev(risk_score=2.0), NOW, P, "alice-secret", None)
+    assert "alice-secret" not in str(info.value)
+
+
+def test_size_limit() -> None:
+    check_size(b"x" * P.max_message_bytes, P)
+    with pytest.raises(Rejected, match="oversize"):
+        check_size(b"x" * (P.max_message_bytes + 1), P)
+
+
+def test_dead_letter_headers_keep_originals_and_add_reason() -> None:
+    h = dict(dead_letter_headers([("a", b"1"), ("dlq.reason", b"old")], "bad_id", "why", "t", 2, 40, now_ms=5))
+    assert h == {"a": b"1", "dlq.reason": b"bad_id", "dlq.detail": b"why", "dlq.topic": b"t",
+                 "dlq.partition": b"2", "dlq.offset": b"40", "dlq.ts": b"5"}
+
+
+def test_correlation_id_precedence_and_determinism() -> None:
+    ev = run_ev()
+    derived, src = correlation_id("dataset", ev, [])
+    assert src == "derived" and correlation_id("dataset", ev, []) == (derived, "derived")
+    child = run_ev()
+    child["run"]["parentRunId"] = ev["run"]["runId"]
+    assert correlation_id("dataset", child, [])[0] == derived  # same flow: the root run
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert correlation_id("dataset", ev, [("traceparent", tp.encode())]) == ("4bf92f35-77b3-4da6-a3ce-929d0e0e4736", "traceparent")
+    assert correlation_id("dataset", ev, [("traceparent", tp.encode()), ("correlation_id", b"c-1")]) == ("c-1", "header")
+    inf = inf_ev()
+    assert correlation_id("inference", inf, [])[0] == correlation_id("inference", dict(inf), [])[0]
+
+
+def test_training_lineage_entry_and_merge() -> None:
+    tr = run_ev("training", eventType="COMPLETE")
+    tr["training"]["feature_sets"] = [{"name": "b", "version": "2"}, {"name": "a", "version": "1"}]
+    key, entry = training_lineage(tr)
+    assert key == "m@1" and entry["feature_sets"] == ["a@1", "b@2"] and entry["training_run_id"] == tr["run"]["runId"]
+    late_start = {**entry, "state": "START"}
+    assert merge_lineage(entry, late_start)["state"] == "COMPLETE"
+    assert training_lineage(run_ev("training", eventType="FAIL")) is None
