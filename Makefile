@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/lineage demo
 
 test: install
+	bash deploy/install-browser.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -8,7 +8,7 @@ table -> feature run -> feature set -> training run -> model version -> predicti
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -84,7 +84,7 @@ class GraphRecord:
     inference: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson serialises dataclasses natively, ~20x faster than asdict
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GraphRecord:

@@ -29,6 +29,13 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+def _event_id(rng: random.Random, micros: int) -> str:
+    """A UUIDv7 for an event at `micros`, drawn from the seed: re-running the scenario re-sends
+    the same ids, so the pipeline dedups it instead of storing it twice."""
+    value = ((micros // 1000) << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0x2 << 62) | rng.getrandbits(62)
+    return str(uuid.UUID(int=value))
+
+
 def _micros(t: datetime) -> int:
     return int(t.timestamp() * 1_000_000)
 
@@ -44,6 +51,10 @@ class Scenario:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     prediction_ids: list[str] = field(default_factory=list)
     model_versions: tuple[str, ...] = ()
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [record["event_id"] for _, record in self.events]
 
     @property
     def sample_prediction(self) -> str:
@@ -123,6 +134,8 @@ def build(predictions: int = 3000, seed: int = 7, start: datetime | None = None)
         sc.events.append(("training", _run_event("training", "COMPLETE", t + timedelta(minutes=40), "train.credit_risk", rid, ins, outs, training=done)))
 
     sc.events.extend(_predictions(rng, predictions, t0 + timedelta(days=6)))
+    for _, record in sc.events:
+        record["event_id"] = _event_id(rng, record.get("eventTime") or record["event_time"])
     sc.prediction_ids = [rec["prediction_id"] for kind, rec in sc.events if kind == "inference"]
     return sc
 

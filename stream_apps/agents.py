@@ -2,7 +2,8 @@
 
 Faust hazards respected: raw value serializer (we decode), ``noack_take`` with acks only after
 the batch's outputs were confirmed by the broker, concurrency 1 (scale with partitions and
-workers), no exactly-once. An infrastructure failure retries the batch (never acked, never
+workers), no exactly-once. The batch work runs in a child process (:mod:`stream_apps.offload`)
+so Faust's consumer and the pipeline each get a core. An infrastructure failure retries the batch (never acked, never
 dead-lettered); a bug tripped by one message dead-letters that message and the rest flows on.
 """
 from __future__ import annotations
@@ -12,22 +13,24 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
 import orjson
 import redis
+import redis.asyncio
 
 from lineage.codec import Codec
 from sinks.pii.keys import DataKeys, kek_provider, redis_prefix
 from sinks.pii.store import SnapshotStore
+from stream_apps.offload import Offload, OffloadRetry
 from stream_apps.output import OutputProducer
 from stream_apps.pipeline import INFRA_ERRORS, BatchResult, InMessage, OutRecord, Pipeline
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 2_000
+BATCH_MAX = 5_000
 BATCH_WITHIN_S = 0.2
 
 
@@ -41,10 +44,10 @@ def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
 class Runtime:
     """Per-worker resources (Redis, keys, store, producer, pipeline); built when the agent starts."""
 
-    def __init__(self, settings: Any, table: Any) -> None:
+    def __init__(self, settings: Any, changelog: str, lookup: Callable[[str], Any]) -> None:
         self.settings = settings
-        self.table = table
-        self.changelog = table.changelog_topic.get_topic_name()
+        self.changelog = changelog
+        self._lookup = lookup
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
         self.keys = DataKeys(self.redis, kek_provider(settings), redis_prefix(settings))
         writer = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
@@ -54,17 +57,20 @@ class Runtime:
         self.stats_key = f"{self.keys.prefix}:stats:{settings.app_id}"
 
     def lookup(self, key: str) -> Mapping[str, Any] | None:
-        value = self.table.data.get(key)
+        value = self._lookup(key)
         return value if isinstance(value, Mapping) else None
 
-    def process(self, msgs: list[InMessage]) -> BatchResult:
-        """Runs in a worker thread: pipeline, produce + confirm, then index holds and count."""
+    def prepare(self, msgs: list[InMessage]) -> BatchResult:
+        """CPU stage: validate, split PII, enrich, sample, seal."""
         try:
-            result = self.pipeline.process(msgs)
+            return self.pipeline.process(msgs)
         except INFRA_ERRORS:
             raise
         except Exception:  # a bug in the batch stage: isolate the message(s) that trip it
-            result = self._one_by_one(msgs)
+            return self._one_by_one(msgs)
+
+    def deliver(self, result: BatchResult) -> None:
+        """I/O stage: produce + wait for every ack, then index holds and count."""
         records = list(result.records)
         records += [OutRecord(self.changelog, orjson.dumps(k), orjson.dumps(v), None) for k, v in result.table_updates]
         hold = self.settings.topics.pii_hold
@@ -76,7 +82,6 @@ class Runtime:
         for name, count in result.counters.items():
             pipe.hincrby(self.stats_key, name, count)
         pipe.execute()
-        return result
 
     def _one_by_one(self, msgs: list[InMessage]) -> BatchResult:
         merged = BatchResult()
@@ -119,9 +124,19 @@ def register(app: faust.App, settings: Any) -> None:
         allow_empty=True,
     )
 
+    @app.page("/lineage/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        """Counters of this deployment (all workers): accepted per class, dead-lettered per reason, tiers."""
+        client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5)
+        try:
+            raw = await client.hgetall(f"{redis_prefix(settings)}:stats:{settings.app_id}")
+        finally:
+            await client.aclose()
+        return web.json({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})
+
     @app.agent(topic, concurrency=1, name="process_events")
-    async def process_events(stream: faust.StreamT[bytes]) -> None:
-        runtime = Runtime(settings, table)
+    async def process_events(stream: Any) -> None:  # faust.Stream; StreamT lacks noack_take
+        offload = Offload(settings, table.changelog_topic.get_topic_name())
         loop = asyncio.get_running_loop()
         totals: Counter[str] = Counter()
         try:
@@ -140,17 +155,17 @@ def register(app: faust.App, settings: Any) -> None:
                 delay = 0.5
                 while True:
                     try:
-                        result = await loop.run_in_executor(None, runtime.process, msgs)
+                        counters, updates = await loop.run_in_executor(None, offload.call, msgs, dict(table.data.items()))
                         break
-                    except INFRA_ERRORS as exc:
-                        log.warning("batch of %d not processed (%s: %s); retrying in %.1fs", len(msgs), type(exc).__name__, exc, delay)
+                    except OffloadRetry as exc:
+                        log.warning("batch of %d not processed (%s); retrying in %.1fs", len(msgs), exc, delay)
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 10.0)
-                for key, value in result.table_updates:
-                    runtime.table.data[key] = value  # our own worker sees it at once; others via the changelog
+                for key, value in updates:
+                    table.data[key] = value  # our own worker sees it at once; others via the changelog
                 for event in events:
                     await stream.ack(event)
-                totals.update(result.counters)
+                totals.update(counters)
         finally:
             log.info("process_events stopping; totals this run: %s", dict(totals))
-            runtime.close()
+            await loop.run_in_executor(None, offload.close)

@@ -34,9 +34,16 @@ def create_app(settings: Settings, web_port: int | None = None, **overrides: Any
         stream_buffer_maxsize=16_384,
         broker_commit_every=5_000,
         broker_commit_interval=1.0,
+        # A crashed worker's partitions move after 10 s instead of Faust's 60 s default, so
+        # recovery (and window evaluation) resumes well inside the alert evaluation horizon.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        broker_max_poll_records=5_000,
         **overrides,
     )
+    from stream_apps import windows
     from stream_apps.agents import register
 
     register(app, settings)
+    windows.register(app, settings)
     return app

@@ -32,14 +32,15 @@ class OutputProducer:
         self._producer = Producer(conf)
         self._errors: list[str] = []
         self._positions: list[tuple[str, str, int, int]] = []
+        self._track: str | None = None
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err.str()}")
-        elif self._track is not None and msg.topic() == self._track and msg.key() is not None:
-            self._positions.append((bytes(msg.key()).decode(), msg.topic(), msg.partition(), msg.offset()))
-
-    _track: str | None = None
+        elif self._track is not None and msg.topic() == self._track:
+            key = msg.key()
+            if key is not None:
+                self._positions.append((bytes(key).decode(), self._track, int(msg.partition() or 0), int(msg.offset() or 0)))
 
     def send(self, records: Sequence[OutRecord], timeout: float = 60.0, track_topic: str | None = None) -> list[tuple[str, str, int, int]]:
         """Produce and wait for every delivery; returns (key, topic, partition, offset) of ``track_topic`` records."""
@@ -48,7 +49,7 @@ class OutputProducer:
         for rec in records:
             while True:
                 try:
-                    produce(rec.topic, rec.value, rec.key, headers=rec.headers, on_delivery=self._on_delivery)
+                    produce(rec.topic, rec.value, rec.key, headers=rec.headers, on_delivery=self._on_delivery)  # type: ignore[arg-type]
                     break
                 except BufferError:  # local queue full: serve callbacks, then retry
                     poll(0.05)

@@ -163,16 +163,16 @@ class Pipeline:
         now_us = int(self.clock() * 1_000_000)
         result = BatchResult()
         accepted: list[_Accepted] = []
-        rejected: list[tuple[InMessage, str, str, bool]] = []
+        rejected: list[tuple[InMessage, str, str]] = []
         for msg in batch:
             try:
                 accepted.append(self._accept(msg, now_us))
             except Rejected as exc:
-                rejected.append((msg, exc.reason, exc.detail, False))
+                rejected.append((msg, exc.reason, exc.detail))
             except INFRA_ERRORS:
                 raise
             except Exception as exc:  # a bug must not stall the partition: dead-letter, count, go on
-                rejected.append((msg, "internal_error", f"{type(exc).__name__} while processing", False))
+                rejected.append((msg, "internal_error", f"{type(exc).__name__} while processing"))
 
         accepted = self._check_runs(accepted, rejected)
         self._dead_letter(rejected, result)
@@ -182,10 +182,10 @@ class Pipeline:
     def reject(self, msg: InMessage, reason: str, detail: str) -> BatchResult:
         """Dead-letter one message without processing it (used when its batch trips a bug)."""
         result = BatchResult()
-        self._dead_letter([(msg, reason, detail, False)], result)
+        self._dead_letter([(msg, reason, detail)], result)
         return result
 
-    def _check_runs(self, accepted: list[_Accepted], rejected: list[Any]) -> list[_Accepted]:
+    def _check_runs(self, accepted: list[_Accepted], rejected: list[tuple[InMessage, str, str]]) -> list[_Accepted]:
         runs = [a for a in accepted if a.kind != "inference"]
         verdicts = self.runs.check(
             [
@@ -196,13 +196,13 @@ class Pipeline:
         bad = {id(a): v for a, v in zip(runs, verdicts) if v}
         for a in accepted:
             if id(a) in bad:
-                rejected.append((a.msg, "run_state", bad[id(a)], a.kind == "inference"))
+                rejected.append((a.msg, "run_state", bad[id(a)]))
         return [a for a in accepted if id(a) not in bad]
 
-    def _dead_letter(self, rejected: list[tuple[InMessage, str, str, bool]], result: BatchResult) -> None:
+    def _dead_letter(self, rejected: list[tuple[InMessage, str, str]], result: BatchResult) -> None:
         dlq = self.settings.topics.deadletter
         dlq_key: bytes | None = None
-        for msg, reason, detail, _ in rejected:
+        for msg, reason, detail in rejected:
             raw = msg.value or b""
             # May hold a subject id and a feature snapshot: never plaintext on the dead-letter topic.
             sealed = msg.topic in (self.inference_topic, self.openlineage_topic)

@@ -34,6 +34,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("lineage.cli.emit", "emit", "emit"),
     ("lineage.cli.demo", "demo", "demo"),
     ("lineage.cli.bench", "bench", "bench"),
+    ("lineage.cli.alerts", "alerts", "alerts"),
 ]
 
 

@@ -14,11 +14,15 @@ from lineage.exceptions import LineageError
 from lineage.settings import Settings, load_settings
 
 
-def _wait_stored(settings: Settings, expected: dict[str, int], timeout: float, console: Console) -> dict[str, int]:
-    """Poll the store until every event class has its expected count of distinct events."""
+def _wait_stored(
+    settings: Settings, sc: lending.Scenario, timeout: float, console: Console
+) -> dict[str, int]:
+    """Poll the store until every event of the scenario is there (counted by event id, per class)."""
     from sinks.clickhouse.backend import open_backend
 
-    sql = "SELECT kind, uniqExact(event_id) FROM raw_events GROUP BY kind"
+    expected = {k: sc.count(k) for k in ("dataset", "feature", "training", "inference")}
+    ids = ",".join(f"'{eid}'" for eid in sc.event_ids)
+    sql = f"SELECT kind, uniqExact(event_id) FROM raw_events WHERE event_id IN ({ids}) GROUP BY kind"
     deadline = time.monotonic() + timeout
     counts: dict[str, int] = {}
     total = sum(expected.values())
@@ -37,7 +41,7 @@ def _wait_stored(settings: Settings, expected: dict[str, int], timeout: float, c
             except LineageError:
                 counts = {}
             progress.update(task, completed=min(total, sum(counts.values())))
-            if all(counts.get(k, 0) >= n for k, n in expected.items()):
+            if all(counts.get(k, 0) == n for k, n in expected.items()):
                 return counts
             time.sleep(0.5)
     raise LineageError(
@@ -81,21 +85,21 @@ def demo(
         stats: dict[str, Any] = emitter.metrics()
 
     console.print("[bold]4/5[/] waiting until every event is in ClickHouse ...")
-    expected = {k: sc.count(k) for k in ("dataset", "feature", "training", "inference")}
-    _wait_stored(settings, expected, timeout, console)
+    _wait_stored(settings, sc, timeout, console)
 
     console.print(f"[bold]5/5[/] answers (pipeline ready and scenario stored in {time.monotonic() - started:.1f}s)\n")
     backend = open_backend(settings)
     try:
         pid = _consequential_prediction(backend) or sc.sample_prediction
         res = backend.named("prediction", {"prediction_id": pid, "max_depth": 12})
-        show(res.columns, res.rows, False, f"Backward provenance of prediction {pid}")
+        show(*_compact(res.columns, res.rows), False, f"Backward provenance of prediction {pid}")
         res = backend.named("downstream", {
             "namespace": lending.SOURCE_NS, "name": lending.SOURCE_TABLES[1], "node_type": "",
             "max_depth": 10, "since": "2026-06-15", "until": "2026-06-20", "as_of": None,
         })
         title = f"Forward impact of {lending.SOURCE_NS}/{lending.SOURCE_TABLES[1]} (rows of June 15-20)"
-        show(res.columns, _summarise(res.columns, res.rows), False, title)
+        cols, rows = _compact(res.columns, res.rows)
+        show(cols, _summarise(cols, rows), False, title)
     finally:
         backend.close()
     print(
@@ -113,6 +117,18 @@ def _consequential_prediction(backend: Any) -> str | None:
         "SELECT prediction_id FROM inference_lineage WHERE tier = 'consequential' ORDER BY prediction_id LIMIT 1"
     )
     return str(res.rows[0][0]) if res.rows else None
+
+
+def _compact(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The columns a person reads first, with long digests shortened."""
+    idx = {c: i for i, c in enumerate(columns)}
+    wanted = [c for c in ("depth", "node_type", "namespace", "name", "version", "edge_type", "edge_time") if c in idx]
+
+    def short(value: Any) -> Any:
+        text = str(value)
+        return text[:19] + "..." if len(text) > 22 else value
+
+    return wanted, [tuple(short(row[idx[c]]) for c in wanted) for row in rows]
 
 
 def _summarise(columns: list[str], rows: list[tuple[Any, ...]], keep: int = 25) -> list[tuple[Any, ...]]:

@@ -25,6 +25,7 @@ def sink(
     no_api: bool = typer.Option(False, "--no-api", help="Do not serve the HTTP API."),
     render_ddl: bool = typer.Option(False, "--render-ddl", help="Print the schema DDL and exit."),
     cluster: str = typer.Option("", "--cluster", help="With --render-ddl: ON CLUSTER / Replicated / Distributed DDL."),
+    instance_id: str = typer.Option("", "--instance-id", help="Static consumer-group member id (default: host + store)."),
 ) -> None:
     """Consume graph, metrics and alerts topics into ClickHouse (commit after insert) and serve queries."""
     from sinks.clickhouse.cluster import render_cluster_ddl, render_single_ddl
@@ -50,7 +51,7 @@ def sink(
         writer = ClickHouseSink.from_settings(settings, store=store)
         writer.metrics = metrics
         loop = SinkLoop(
-            consumer_config(settings.kafka_common(), f"{settings.app_id}.clickhouse-sink"),
+            consumer_config(settings.kafka_common(), f"{settings.app_id}.clickhouse-sink", instance_id or _instance_id(settings)),
             writer.topics,
             writer,
             metrics,
@@ -60,6 +61,15 @@ def sink(
         asyncio.run(_serve(loop, app, settings.api_host, settings.api_port, writer.topics))
     finally:
         store.close()
+
+
+def _instance_id(settings: object) -> str:
+    """One stable id per (host, store): a restarted sink reclaims its partitions immediately."""
+    import hashlib
+    import socket
+
+    dsn = getattr(settings, "clickhouse_dsn", "")
+    return f"clickhouse-sink.{socket.gethostname()}.{hashlib.sha256(dsn.encode()).hexdigest()[:12]}"
 
 
 async def _serve(loop: object, app: object, host: str, port: int, topics: list[str]) -> None:
@@ -106,8 +116,8 @@ async def _serve(loop: object, app: object, host: str, port: int, topics: list[s
     if runner is not None:
         await runner.cleanup()
     if failure:
-        exc = failure[0]
-        if isinstance(exc, SinkError):
-            raise exc
-        raise SinkError(f"sink loop failed: {type(exc).__name__}: {exc}") from exc
+        err = failure[0]
+        if isinstance(err, SinkError):
+            raise err
+        raise SinkError(f"sink loop failed: {type(err).__name__}: {err}") from err
     print("lineage sink: stopped", flush=True)

@@ -29,7 +29,7 @@ class ChainHeads:
         """(last stored offset or -1, its row hash or GENESIS)."""
         return self._heads.get((topic, partition), (-1, GENESIS))
 
-    def set(self, topic: str, partition: int, offset: int, digest: str) -> None:
+    def advance(self, topic: str, partition: int, offset: int, digest: str) -> None:
         self._heads[(topic, partition)] = (offset, digest)
 
     def forget(self, keys: set[tuple[str, int]]) -> None:

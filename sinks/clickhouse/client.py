@@ -85,7 +85,7 @@ class Store:
         with self.lock:
             res = self.client.query(sql, parameters=dict(params or {}), settings=dict(settings or {}))
             return QueryResult(
-                list(res.column_names), [t.name for t in res.column_types], list(res.result_rows)
+                list(res.column_names), [t.name for t in res.column_types], [tuple(r) for r in res.result_rows]
             )
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> Any:

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -30,8 +31,17 @@ class LoopConfig:
     shutdown_retry_s: float = 30.0  # on shutdown, keep retrying a failing flush this long
 
 
-def consumer_config(kafka_common: dict[str, object], group_id: str) -> dict[str, object]:
+def consumer_config(kafka_common: dict[str, object], group_id: str, instance_id: str | None = None) -> dict[str, object]:
+    """Consumer settings; a static `instance_id` lets a restarted (or crashed) sink take its
+    partitions back at once instead of waiting out the session timeout of its dead self."""
+    conf: dict[str, object] = {
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+    }
+    if instance_id:
+        conf["group.instance.id"] = instance_id
     return {
+        **conf,
         **kafka_common,
         "group.id": group_id,
         "enable.auto.commit": False,
@@ -41,6 +51,10 @@ def consumer_config(kafka_common: dict[str, object], group_id: str) -> dict[str,
         "max.partition.fetch.bytes": 8 << 20,
         "queued.max.messages.kbytes": 256 << 10,
     }
+
+
+def _message(msg: Any) -> Message:
+    return Message(str(msg.topic()), int(msg.partition()), int(msg.offset()), msg.key(), msg.value() or b"")
 
 
 class SinkLoop:
@@ -118,9 +132,7 @@ class SinkLoop:
             log.warning("Kafka consumer error: %s", err)
             return
         self.metrics.messages_consumed += 1
-        self.sink.add(
-            Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value() or b"")  # type: ignore[attr-defined]
-        )
+        self.sink.add(_message(msg))
 
     def _flush_once(self, consumer: Consumer) -> BatchResult:
         result = self.sink.flush()
@@ -168,4 +180,4 @@ class SinkLoop:
             for msg in consumer.consume(num_messages=1000, timeout=min(0.2, max(0.0, end - time.monotonic()))):
                 if msg.error() is None:
                     self.metrics.messages_consumed += 1
-                    self._carry.append(Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value() or b""))
+                    self._carry.append(_message(msg))

@@ -120,17 +120,21 @@ def decode(value: bytes) -> dict[str, Any]:
     return rec
 
 
-def add_record(rows: GraphRows, rec: Mapping[str, Any]) -> None:
-    """Append one record's nodes, edges, inference and training rows."""
+def add_record(rows: GraphRows, rec: Mapping[str, Any], with_graph: bool = True) -> None:
+    """Append one record's inference and training rows, and (``with_graph``) its nodes and edges.
+
+    The sink derives nodes and edges in ClickHouse from the raw log (``writer.DERIVE_*``); the
+    Python mapping stays as the reference the unit tests compare that SQL against.
+    """
     eid = rec["event_id"]
     ts = int(rec["event_time"])
     n_append, e_append = rows.nodes.append, rows.edges.append
-    for n in rec.get("nodes") or ():
+    for n in (rec.get("nodes") or ()) if with_graph else ():
         n_append(
             n["node_id"], n.get("node_type", ""), _s(n.get("namespace")), _s(n.get("name")),
             _s(n.get("version")), _str_map(n.get("attributes")), eid, ts,
         )
-    for e in rec.get("edges") or ():
+    for e in (rec.get("edges") or ()) if with_graph else ():
         e_append(e["src"], e["dst"], e.get("edge_type", ""), _s(e.get("run_id")), eid, ts)
     kind = rec["kind"]
     if kind == "inference":

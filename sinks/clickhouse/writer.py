@@ -29,6 +29,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Nodes and edges are parsed out of the stored records by ClickHouse (C++ JSON parsing is an
+# order of magnitude faster than building the rows in Python), so they are also rebuildable
+# from the raw log at any time.
+DERIVE_EDGES = """
+INSERT INTO edges (src, dst, edge_type, run_id, event_id, event_time)
+SELECT e.src, e.dst, e.edge_type, e.run_id, event_id, event_time
+FROM raw_events
+ARRAY JOIN JSONExtract(record, 'edges', 'Array(Tuple(src String, dst String, edge_type String, run_id String))') AS e
+WHERE {where}
+"""
+DERIVE_NODES = """
+INSERT INTO nodes (node_id, node_type, namespace, name, version, attributes, event_id, event_time)
+SELECT n.node_id, n.node_type, n.namespace, n.name, n.version, n.attributes, event_id, event_time
+FROM raw_events
+ARRAY JOIN JSONExtract(record, 'nodes', 'Array(Tuple(node_id String, node_type String, namespace String, name String,
+                                               version String, attributes Map(String, String)))') AS n
+WHERE {where}
+"""
+
 
 class ClickHouseSink(Sink):
     """Writes graph, metrics and alerts messages; which is which is decided by topic name."""
@@ -49,6 +68,7 @@ class ClickHouseSink(Sink):
         self._buffer: list[Message] = []
         self._heads = ChainHeads()
         self._heads_stale = True
+        self._graph_counts: dict[str, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> ClickHouseSink:
@@ -76,12 +96,27 @@ class ClickHouseSink(Sink):
         self.store.close()
 
     def load_heads(self) -> None:
-        """Read the chain head of every partition from the raw log itself."""
+        """Read the chain head of every partition from the raw log itself, and finish any batch
+        whose raw rows landed but whose graph rows were not derived yet (crash in between)."""
         res = self.store.query(
             "SELECT topic, kafka_partition, max(kafka_offset), argMax(row_hash, kafka_offset) "
             "FROM raw_events GROUP BY topic, kafka_partition"
         )
-        self._heads = ChainHeads({(str(t), int(p)): (int(o), str(h)) for t, p, o, h in res.rows})
+        heads = {(str(t), int(p)): (int(o), str(h)) for t, p, o, h in res.rows}
+        done = {
+            (str(t), int(p)): int(o)
+            for t, p, o in self.store.query(
+                "SELECT topic, kafka_partition, max(last_offset) FROM chain_heads GROUP BY topic, kafka_partition"
+            ).rows
+        }
+        unfinished = [
+            (t, p, done.get((t, p), -1) + 1, o) for (t, p), (o, _) in sorted(heads.items()) if o > done.get((t, p), -1)
+        ]
+        if unfinished:
+            log.warning("deriving graph rows for %d partition range(s) stored before a crash", len(unfinished))
+            self._derive(unfinished, token=None)
+            self._insert_heads({(t, p): heads[(t, p)] for t, p, _, _ in unfinished})
+        self._heads = ChainHeads(heads)
         self._heads_stale = False
 
     def flush(self) -> BatchResult:
@@ -114,11 +149,12 @@ class ClickHouseSink(Sink):
         commit = {tp: max(m.offset for m in ms) + 1 for tp, ms in by_tp.items()}
 
         graph = R.GraphRows()
+        self._graph_counts = {"edges": 0, "nodes": 0}
         raw = R.TableRows(R.RAW_COLUMNS)
         metric_rows = R.TableRows(R.METRIC_COLUMNS)
         alert_rows = R.TableRows(R.ALERT_COLUMNS)
         new_heads: dict[tuple[str, int], tuple[int, str]] = {}
-        ranges: list[str] = []
+        ranges: list[tuple[str, int, int, int]] = []
         skipped = 0
 
         for (topic, partition), msgs in sorted(by_tp.items()):
@@ -138,34 +174,62 @@ class ClickHouseSink(Sink):
                     self._add_json(alert_rows, m, R.alert_rows)
                 last_offset = m.offset
             if first is not None:
-                ranges.append(f"{topic}/{partition}/{first}-{last_offset}")
+                ranges.append((topic, partition, first, last_offset))
                 if topic in self.graph_topics:
                     new_heads[(topic, partition)] = (last_offset, prev)
 
         written: dict[str, int] = {}
         if ranges:
-            token = ",".join(ranges)
-            # Derived tables first, raw log last: the raw row is the marker that a message is stored.
-            for table, rows in (*graph.tables().items(), ("pipeline_metrics", metric_rows), ("alerts", alert_rows)):
+            token = ",".join(f"{t}/{p}/{a}-{b}" for t, p, a, b in ranges)
+            # 1. rows computed in Python (inference, training, metrics, alerts): idempotent tables
+            for table, rows in (("inference_lineage", graph.inference), ("training_runs", graph.training),
+                                ("pipeline_metrics", metric_rows), ("alerts", alert_rows)):
                 if len(rows):
                     self.store.insert_arrow(table, rows.to_arrow(), token=f"{table}:{token}")
                     written[table] = len(rows)
             if len(raw):
+                # 2. the raw log: from here on a replay of these offsets is skipped
                 self.store.insert_arrow("raw_events", raw.to_arrow(), token=f"raw_events:{token}")
                 written["raw_events"] = len(raw)
-                heads = R.TableRows(("topic", "kafka_partition", "last_offset", "row_hash"))
-                for (t, p), (o, h) in sorted(new_heads.items()):
-                    heads.append(t, p, o, h)
-                self.store.insert_arrow("chain_heads", heads.to_arrow())
+                # 3. nodes and edges, parsed from the stored records by ClickHouse itself
+                graph_ranges = [r for r in ranges if r[0] in self.graph_topics]
+                self._derive(graph_ranges, token)
+                written.update({k: v for k, v in self._graph_counts.items() if v})
+                # 4. the batch is complete
+                self._insert_heads(new_heads)
             for (t, p), (o, h) in new_heads.items():
-                self._heads.set(t, p, o, h)
+                self._heads.advance(t, p, o, h)
         return BatchResult(written, commit, skipped)
+
+    def _insert_heads(self, heads: dict[tuple[str, int], tuple[int, str]]) -> None:
+        rows = R.TableRows(("topic", "kafka_partition", "last_offset", "row_hash"))
+        for (t, p), (o, h) in sorted(heads.items()):
+            rows.append(t, p, o, h)
+        self.store.insert_arrow("chain_heads", rows.to_arrow())
+
+    def _derive(self, ranges: list[tuple[str, int, int, int]], token: str | None) -> None:
+        """INSERT ... SELECT the nodes and edges of the given raw-log offset ranges."""
+        if not ranges:
+            return
+        params: dict[str, Any] = {}
+        conds = []
+        for i, (t, p, a, b) in enumerate(ranges):
+            params[f"t{i}"] = t
+            conds.append(f"(topic = {{t{i}:String}} AND kafka_partition = {int(p)} AND kafka_offset BETWEEN {int(a)} AND {int(b)})")
+        where = " OR ".join(conds)
+        for table, sql in (("edges", DERIVE_EDGES), ("nodes", DERIVE_NODES)):
+            settings: dict[str, Any] = {"max_insert_threads": 2, "optimize_on_insert": 0}
+            if token:
+                settings["insert_deduplication_token"] = f"{table}:{token}"
+            self.store.command(sql.format(where=where), params, settings)
 
     def _add_graph(self, graph: R.GraphRows, raw: R.TableRows, m: Message, prev: str) -> str:
         digest = row_hash(prev, m.topic, m.partition, m.offset, m.value)
         try:
             rec = R.decode(m.value)
-            R.add_record(graph, rec)
+            R.add_record(graph, rec, with_graph=False)
+            self._graph_counts["edges"] += len(rec.get("edges") or ())
+            self._graph_counts["nodes"] += len(rec.get("nodes") or ())
             raw.append(
                 m.topic, m.partition, m.offset, str(rec["event_id"]), str(rec["kind"]),
                 str(rec.get("event_type") or ""), int(rec["event_time"]), str(rec.get("correlation_id") or ""),

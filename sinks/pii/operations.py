@@ -69,11 +69,12 @@ def _held(settings: Any, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
             msg = consumer.poll(1.0)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                raise PiiError(f"cannot read the hold topic {topic}: {msg.error().str()}")
+            err = msg.error()
+            if err is not None:
+                raise PiiError(f"cannot read the hold topic {topic}: {err.str()}")
             if msg.key() != prediction_id.encode():
                 raise PiiError(f"hold index for {prediction_id} points at another record; refusing")
-            held: dict[str, Any] = orjson.loads(msg.value())
+            held: dict[str, Any] = orjson.loads(msg.value() or b"null")
             return held
     finally:
         consumer.close()

@@ -21,10 +21,17 @@ WITH RECURSIVE dn AS
     SELECT src, dst, edge_type, argMin(run_id, event_time) AS run_id, min(event_time) AS t,
            argMin(event_id, event_time) AS event_id, toUInt32(1) AS depth
     FROM edges
-    WHERE src IN (
-            SELECT node_id FROM nodes
-            WHERE name = {name:String} AND namespace = {namespace:String} AND node_type != 'run'
-              AND ({node_type:String} = '' OR node_type = {node_type:String}))
+    -- start nodes by id (ids are built from namespace + name, see lineage/graph.py), so the
+    -- ordering key serves the lookup; models, model versions and feature sets have namespace ''
+    WHERE (src IN (
+                if({node_type:String} IN ('', 'dataset'), concat('dataset:', {namespace:String}, '/', {name:String}), ''),
+                if({node_type:String} IN ('', 'job'), concat('job:', {namespace:String}, '/', {name:String}), ''),
+                if({node_type:String} IN ('', 'model') AND {namespace:String} = '', concat('model:', {name:String}), ''),
+                if({node_type:String} = 'prediction', concat('prediction:', {name:String}), ''))
+           OR ({namespace:String} = '' AND {node_type:String} IN ('', 'model_version')
+               AND startsWith(src, concat('model_version:', {name:String}, '@')))
+           OR ({namespace:String} = '' AND {node_type:String} IN ('', 'feature_set')
+               AND startsWith(src, concat('feature_set:', {name:String}, '@'))))
       AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
       AND event_time <= {as_of:DateTime64(6, 'UTC')}
     GROUP BY src, dst, edge_type

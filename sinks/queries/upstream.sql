@@ -7,7 +7,7 @@
 --     --param_until='2299-12-31 00:00:00' --param_as_of='2299-12-31 00:00:00' --queries-file upstream.sql
 --   lineage query upstream --namespace NS --name NAME [--depth N] [--since T] [--until T] [--as-of T] [--json]
 -- Parameters:
---   namespace, name  String        the start node(s): every non-run node with this namespace and name
+--   namespace, name  String        the start node(s): the dataset / job with this namespace and name
 --                                    (datasets: namespace = source URI; jobs: job namespace;
 --                                    feature sets, models, model versions: namespace '')
 --   node_type        String        '' for any type, else only start nodes of this type
@@ -21,10 +21,17 @@ WITH RECURSIVE up AS
     SELECT src, dst, edge_type, argMin(run_id, event_time) AS run_id, min(event_time) AS t,
            argMin(event_id, event_time) AS event_id, toUInt32(1) AS depth
     FROM edges
-    WHERE dst IN (
-            SELECT node_id FROM nodes
-            WHERE name = {name:String} AND namespace = {namespace:String} AND node_type != 'run'
-              AND ({node_type:String} = '' OR node_type = {node_type:String}))
+    -- start nodes by id (ids are built from namespace + name, see lineage/graph.py), so the
+    -- ordering key serves the lookup; models, model versions and feature sets have namespace ''
+    WHERE (dst IN (
+                if({node_type:String} IN ('', 'dataset'), concat('dataset:', {namespace:String}, '/', {name:String}), ''),
+                if({node_type:String} IN ('', 'job'), concat('job:', {namespace:String}, '/', {name:String}), ''),
+                if({node_type:String} IN ('', 'model') AND {namespace:String} = '', concat('model:', {name:String}), ''),
+                if({node_type:String} = 'prediction', concat('prediction:', {name:String}), ''))
+           OR ({namespace:String} = '' AND {node_type:String} IN ('', 'model_version')
+               AND startsWith(dst, concat('model_version:', {name:String}, '@')))
+           OR ({namespace:String} = '' AND {node_type:String} IN ('', 'feature_set')
+               AND startsWith(dst, concat('feature_set:', {name:String}, '@'))))
       AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
       AND event_time <= {as_of:DateTime64(6, 'UTC')}
     GROUP BY src, dst, edge_type

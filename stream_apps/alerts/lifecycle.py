@@ -83,7 +83,7 @@ class AlertBook:
         fresh = replace(alert, starts_at=at, notified=True)
         muted = replace(fresh, notified=False)
         keys = [self.k_active, self.k_seen, self.k_cooldown(alert.fingerprint), self.k_history]
-        args = [alert.fingerprint, fresh.to_json(), muted.to_json(), at, self.cooldown_ms, self.history_limit]
+        args: list[str | bytes | int] = [alert.fingerprint, fresh.to_json(), muted.to_json(), at, self.cooldown_ms, self.history_limit]
         outcome = int(await self._fire(keys=keys, args=args))
         return fresh if outcome == 1 else None
 
@@ -103,13 +103,13 @@ class AlertBook:
         """Forget a firing whose notification could not be published (the next tick retries)."""
         await self.redis.hdel(self.k_active, alert.fingerprint)
         await self.redis.delete(self.k_cooldown(alert.fingerprint))
-        await self.redis.lrem(self.k_history, 1, alert.to_json())
+        await self.redis.lrem(self.k_history, 1, alert.to_json().decode())
 
     async def undo_resolve(self, resolved: Alert) -> None:
         """Put back an alert whose resolution could not be published."""
         firing = replace(resolved, state=FIRING, ends_at=0)
         await self.redis.hsetnx(self.k_active, firing.fingerprint, firing.to_json())
-        await self.redis.lrem(self.k_history, 1, resolved.to_json())
+        await self.redis.lrem(self.k_history, 1, resolved.to_json().decode())
 
     async def active(self, names: Iterable[str] | None = None) -> list[Alert]:
         rows = await self.redis.hgetall(self.k_active)

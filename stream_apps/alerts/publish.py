@@ -84,7 +84,7 @@ class AlertPublisher:
             if body is None:
                 break
             try:
-                await post_with_retries(self.webhook_url, body, self.timeout, 0)
+                await post_with_retries(self.webhook_url, body if isinstance(body, bytes) else body.encode(), self.timeout, 0)
             except WebhookError:
                 await self.redis.hincrby(self.k_counters, "webhook_failed", 1)
                 break

@@ -55,8 +55,9 @@ class TailReader:
     def _poll_sync(self, max_messages: int) -> list[bytes]:
         out: list[bytes] = []
         for msg in self.consumer.consume(num_messages=max_messages, timeout=0.2):
-            if msg.error() is None and msg.value() is not None:
-                out.append(msg.value())
+            value = msg.value()
+            if msg.error() is None and value is not None:
+                out.append(value)
         return out
 
     async def poll(self, max_messages: int = 5000) -> list[bytes]:

@@ -99,7 +99,7 @@ class Monitor:
         if await self.redis.set(key, self.ident, nx=True, px=ttl):
             return True
         cur = await self.redis.get(key)
-        if cur is not None and cur.decode() == self.ident:
+        if cur is not None and (cur.decode() if isinstance(cur, bytes) else cur) == self.ident:
             await self.redis.pexpire(key, ttl)
             return True
         return False

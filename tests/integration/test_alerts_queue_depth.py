@@ -72,22 +72,23 @@ def test_lag_alert_fires_per_partition_and_resolves(pipe: Pipeline) -> None:
     wait_until(resolved, 120, f"lag alerts to resolve after catch-up\n{pipe.logs()}", 0.5)
 
     # Exactly once per fingerprint and state: webhook, alerts topic, ClickHouse.
-    hook = once_each([{"fingerprint": a["fingerprint"], "state": a["status"], "n": a["labels"]["alertname"]}
-                      for a in pipe.hook.alerts()], "n", {"ConsumerLagHigh"})
-    topic = once_each(topic_alerts(s), "alert_name", {"ConsumerLagHigh"})
+    # (Compared for the inference-topic alerts this test caused; on a slow machine the catch-up
+    # burst may briefly lag other groups/topics too, and those may still be in flight.)
+    ours = {a["fingerprint"] for a in pipe.hook.alerts("ConsumerLagHigh") if a["labels"]["topic"] == s.topics.inference}
+    assert len(ours) == parts
+    hook = {fp: v for fp, v in once_each([{"fingerprint": a["fingerprint"], "state": a["status"], "n": a["labels"]["alertname"]}
+                                          for a in pipe.hook.alerts()], "n", {"ConsumerLagHigh"}).items() if fp in ours}
+    topic = {fp: v for fp, v in once_each(topic_alerts(s), "alert_name", {"ConsumerLagHigh"}).items() if fp in ours}
     assert topic == hook, (topic, hook)
-    ours = {fp for fp, _ in hook.items()}
-    assert len(ours) >= parts
 
     def in_clickhouse() -> dict[str, list[str]] | None:
-        rows = once_each(ch_alerts(s), "alert_name", {"ConsumerLagHigh"})
+        rows = {fp: v for fp, v in once_each(ch_alerts(s), "alert_name", {"ConsumerLagHigh"}).items() if fp in ours}
         return rows if set(rows) == ours and all(len(v) == 2 for v in rows.values()) else None
 
     rows = wait_until(in_clickhouse, 60, f"alerts in ClickHouse\n{pipe.logs()}", 1.0)
     assert all(sorted(v) == ["firing", "resolved"] for v in rows.values())
     assert all(v == ["firing", "resolved"] for v in hook.values())
-    assert http_json(s, "/api/alerts")["active"] == [] or all(
-        a["name"] != "ConsumerLagHigh" for a in http_json(s, "/api/alerts")["active"])
+    assert not {a["fingerprint"] for a in http_json(s, "/api/alerts")["active"]} & ours
 
 
 def test_producer_spool_depth_alert(pipe: Pipeline) -> None:

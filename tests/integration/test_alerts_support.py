@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -21,32 +20,11 @@ from confluent_kafka import Consumer
 from helpers import make_topics, wait_until
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from lineage.stack.process import ManagedProcess
-from stream_apps.alerts.config import TEST_OVERRIDES_ENV, AlertSettings
+from stream_apps.alerts.config import AlertSettings
 from integration.test_worker_support import free_port
 
 #: Starts `lineage worker` with the completeness windows registered even before the lead wires
 #: `stream_apps.windows.register` into `create_app` (then it is a no-op).
-WORKER_SHIM = textwrap.dedent(
-    """
-    import sys
-    import stream_apps.app as app_mod
-    from stream_apps import windows
-
-    _orig = app_mod.create_app
-
-    def create_app(settings, *args, **kwargs):
-        app = _orig(settings, *args, **kwargs)
-        if "detect_completeness" not in {str(getattr(a, "name", k)).rsplit(".", 1)[-1] for k, a in app.agents.items()}:
-            windows.register(app, settings)
-        return app
-
-    app_mod.create_app = create_app
-    from lineage.cli import main
-    sys.exit(main(sys.argv[1:]))
-    """
-)
-
-
 class WebhookReceiver:
     """A real HTTP server recording Alertmanager webhook bodies."""
 
@@ -101,13 +79,11 @@ class Pipeline:
 
 
 def worker_proc(settings: Settings, env: dict[str, str], name: str = "worker-0") -> ManagedProcess:
-    shim = Path(settings.data_dir) / "worker_shim.py"
-    shim.write_text(WORKER_SHIM)
-    argv = [sys.executable, str(shim), "worker", "--web-port", str(free_port()), "--log-level", "info"]
+    argv = [sys.executable, "-m", "lineage", "worker", "--web-port", str(free_port()), "--log-level", "info"]
     return ManagedProcess.in_data_dir(Path(settings.data_dir), name, argv, env=env, cwd=Path.cwd())
 
 
-def start_pipeline(stack: Any, tmp: Path, **alert_overrides: Any) -> Iterator[Pipeline]:
+def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_overrides: Any) -> Iterator[Pipeline]:
     hook = WebhookReceiver()
     cfg = AlertSettings(**{"webhook_url": hook.url, **alert_overrides})
     tag = uuid.uuid4().hex[:8]
@@ -118,15 +94,15 @@ def start_pipeline(stack: Any, tmp: Path, **alert_overrides: Any) -> Iterator[Pi
         "api_port": free_port(),
         "worker_web_port": free_port(),
     }
-    if "alerts" in Settings.model_fields:
-        overrides["alerts"] = cfg
+    overrides["alerts"] = cfg
     settings = stack.settings(**overrides)
     make_topics(settings)
-    env = {**os.environ, **settings_to_env(settings), TEST_OVERRIDES_ENV: cfg.model_dump_json()}
+    env = {**os.environ, **settings_to_env(settings)}
     sink = ManagedProcess.in_data_dir(Path(tmp), "sink", [sys.executable, "-m", "lineage", "sink"], env=env, cwd=Path.cwd())
     worker = worker_proc(settings, env)
     sink.start()
-    worker.start()
+    if with_worker:
+        worker.start()
     pipe = Pipeline(settings, cfg, env, worker, sink, hook)
     try:
         wait_until(lambda: http_json(settings, "/health").get("status") == "ok", 90, f"sink API\n{pipe.logs()}", 0.5)

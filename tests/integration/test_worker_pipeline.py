@@ -50,3 +50,28 @@ def test_events_reach_graph_topic_scrubbed(settings_factory, make_topics):
     h = header_map(dlq[0])
     assert dlq[0].value() == b"\x07garbage" and h["x"] == b"y"
     assert h["dlq.reason"] == b"bad_magic" and h["dlq.topic"] == t.dataset.encode()
+
+
+def test_stats_page_counts_per_reason(settings_factory, make_topics):
+    import json
+    import time
+    import urllib.request
+
+    from integration.test_worker_support import free_port
+
+    port = free_port()
+    s = settings_factory()
+    make_topics(s)
+    (raw,) = encode_many(s, "dataset", [run_event("dataset")])
+    with running_workers(s, web_ports=[port]):
+        produce_all(s, [(s.topics.dataset, None, raw, None), (s.topics.dataset, None, b"\x01x", None)])
+        read_topic(s, s.topics.graph, 1, timeout=60)
+        read_topic(s, s.topics.deadletter, 1, timeout=30)
+        deadline, stats = time.monotonic() + 20, {}
+        while time.monotonic() < deadline and stats.get("dlq.bad_magic") != 1:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lineage/stats", timeout=5) as resp:
+                    stats = json.loads(resp.read())
+            except OSError:
+                time.sleep(0.5)
+    assert stats["dlq.bad_magic"] == 1 and stats["accepted.dataset"] == 1

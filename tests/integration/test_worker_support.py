@@ -99,13 +99,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_workers(settings: Settings, count: int = 1, name: str = "worker") -> Iterator[list[ManagedProcess]]:
+def running_workers(settings: Settings, count: int = 1, name: str = "worker",
+                    web_ports: list[int] | None = None) -> Iterator[list[ManagedProcess]]:
     """``count`` `lineage worker` subprocesses for ``settings``; stopped (SIGTERM) on exit."""
     procs = []
     env = settings_to_env(settings)
     try:
         for i in range(count):
-            argv = [LINEAGE_BIN, "worker", "--web-port", str(free_port()), "--log-level", "info"]
+            port = web_ports[i] if web_ports else free_port()
+            argv = [LINEAGE_BIN, "worker", "--web-port", str(port), "--log-level", "info"]
             proc = ManagedProcess.in_data_dir(Path(settings.data_dir), f"{name}-{i}", argv, env=env)
             proc.start()
             procs.append(proc)

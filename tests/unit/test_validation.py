@@ -148,3 +148,20 @@ def test_training_lineage_entry_and_merge() -> None:
     late_start = {**entry, "state": "START"}
     assert merge_lineage(entry, late_start)["state"] == "COMPLETE"
     assert training_lineage(run_ev("training", eventType="FAIL")) is None
+
+
+def test_graph_records_round_trip_through_the_wire_format() -> None:
+    """What the worker publishes is what the sink reads back: every field, nodes and edges included."""
+    from lineage.graph import GraphRecord, build_record
+
+    tr = run_ev("training", eventType="COMPLETE")
+    tr["training"]["feature_sets"] = [{"name": "a", "version": "1"}]
+    inf = inf_ev(subject_ref="r", training_run_id="t")
+    for kind, ev, extra in (("training", tr, None), ("dataset", run_ev(), None),
+                            ("inference", inf, {"tier": "sampled", "feature_sets": ["a@1"], "risk_score": 0.5})):
+        record = build_record(kind, ev, "corr", extra)
+        back = GraphRecord.from_bytes(record.to_bytes())
+        assert back.nodes == record.nodes and back.edges == record.edges
+        assert (back.event_id, back.kind, back.event_time, back.correlation_id) == (
+            record.event_id, record.kind, record.event_time, record.correlation_id)
+        assert back.inference == record.inference

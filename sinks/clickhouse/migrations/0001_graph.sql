@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS raw_events
     event_type      LowCardinality(String),
     event_time      DateTime64(6, 'UTC'),
     correlation_id  String,
-    record          String CODEC(ZSTD(3)),
+    record          String,
     prev_hash       String,
     row_hash        String,
     ingested_at     DateTime64(3, 'UTC') DEFAULT now64(3),
@@ -48,12 +48,11 @@ CREATE TABLE IF NOT EXISTS nodes
     version     String,
     attributes  Map(String, String),
     event_id    String,
-    event_time  DateTime64(6, 'UTC'),
-    PROJECTION by_name (SELECT * ORDER BY name, namespace, node_type, node_id)
+    event_time  DateTime64(6, 'UTC')
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (node_id, event_id)
-SETTINGS non_replicated_deduplication_window = 10000, deduplicate_merge_projection_mode = 'rebuild';
+SETTINGS non_replicated_deduplication_window = 10000;
 
 -- One row per (edge, event that asserted it), in data-flow direction src -> dst.
 -- Sorted by dst for backward provenance; the by_src projection serves forward impact.

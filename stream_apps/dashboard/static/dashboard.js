@@ -36,7 +36,8 @@
       if (t > tMax) tMax = t;
       if (v > vMax) vMax = v;
     }
-    if (opts.threshold !== undefined && opts.threshold > vMax) vMax = opts.threshold;
+    // Scale to the threshold only when it is near the data (a huge threshold would flatten the lines).
+    if (opts.threshold !== undefined && opts.threshold > vMax && opts.threshold <= Math.max(vMax, 1) * 5) vMax = opts.threshold;
     if (!isFinite(tMin)) {
       el("text", { x: W / 2 - 30, y: H / 2 }, svg).textContent = "no data yet";
       return 0;
@@ -52,7 +53,7 @@
     }
     el("text", { x: L, y: H - 4 }, svg).textContent = clock(tMin);
     el("text", { x: W - R - 50, y: H - 4 }, svg).textContent = clock(tMax);
-    if (opts.threshold !== undefined) {
+    if (opts.threshold !== undefined && opts.threshold <= vMax) {
       el("line", { x1: L, x2: W - R, y1: y(opts.threshold), y2: y(opts.threshold), class: "threshold" }, svg);
     }
     series.forEach((s, i) => {

@@ -1,0 +1,246 @@
+"""`lineage bench pipeline`: one `lineage worker` against a bare confluent-kafka loop, same events.
+
+Both read the same pre-produced events (70% inference with a 6-value feature snapshot, 10%
+each dataset/feature/training) from private topics. The baseline consumes, decodes (the
+project codec) and produces each message unchanged; the pipeline validates, enriches, samples,
+seals and routes into the graph and hold topics. Rates are measured on the output topics: the
+span between the first and last output record's broker timestamps, so start-up (group join,
+table recovery) is excluded from both. Needs a broker and Redis (`lineage stack up`); when
+none answers, the local stack is started for the run and stopped afterwards.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from lineage.codec import Codec
+from lineage.exceptions import StackError
+from lineage.settings import Settings, TopicSettings, settings_to_env
+from lineage.topics import ensure_topics
+
+EVENTS = 60_000
+
+
+def _records(n: int) -> list[tuple[str, bytes, dict[str, Any]]]:
+    now = int(time.time() * 1_000_000)
+    out: list[tuple[str, bytes, dict[str, Any]]] = []
+    for i in range(n):
+        eid = str(uuid.uuid4())
+        r = i % 10
+        if r < 7:
+            rec: dict[str, Any] = {
+                "event_id": eid, "correlation_id": None, "event_time": now, "producer": "https://acme/fraud-api",
+                "endpoint": "fraud-v2", "model_name": "fraud", "model_version": "12", "prediction_id": f"pred-{eid}",
+                "decision_type": "approve" if i % 50 else "deny", "risk_score": (i % 1000) / 1000.0 * 0.79,
+                "regulatory_class": None, "subject_id": f"cust-{i % 5_000}", "training_run_id": None,
+                "feature_snapshot": {"feature_set": {"name": "fraud_features", "version": "7"}, "values": {
+                    "amount": str(120.5 + i % 100), "country": '"DE"', "merchant_category": '"5411"',
+                    "account_age_days": "812", "txn_count_24h": str(i % 17), "device_trusted": "true"}},
+            }
+            out.append(("inference", rec["prediction_id"].encode(), rec))
+            continue
+        kind = ("dataset", "feature", "training")[r - 7]
+        run_id = str(uuid.uuid4())
+        rec = {
+            "event_id": eid, "correlation_id": None, "eventType": "COMPLETE", "eventTime": now,
+            "producer": "https://acme/etl", "run": {"runId": run_id, "parentRunId": None, "facets": {}},
+            "job": {"namespace": "etl", "name": f"{kind}-job", "facets": {}},
+            "inputs": [{"namespace": "postgres://db:5432", "name": "shop.public.orders", "version": None, "facets": {}}],
+            "outputs": [{"namespace": "s3://lake", "name": "orders/clean", "version": None, "facets": {}}],
+        }
+        if kind == "feature":
+            rec["feature_set"] = {"name": "fraud_features", "version": "7", "features": ["amount"], "entity": "customer"}
+        if kind == "training":
+            rec["training"] = {"model_name": "fraud", "model_version": f"v{i}", "artifact_digest": "sha256:00",
+                               "code_version": "abc", "feature_sets": [{"name": "fraud_features", "version": "7"}]}
+        out.append((kind, run_id.encode(), rec))
+    return out
+
+
+def _produce(settings: Settings, items: list[tuple[str, bytes, bytes]]) -> None:
+    p = Producer({**settings.kafka_common(), "linger.ms": 20, "compression.type": "lz4",
+                  "queue.buffering.max.messages": 1_000_000})
+    for topic, key, value in items:
+        while True:
+            try:
+                p.produce(topic, value, key)
+                break
+            except BufferError:
+                p.poll(0.05)
+    if p.flush(120):
+        raise StackError("bench input was not delivered")
+
+
+def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: Any = None) -> tuple[int, float]:
+    """(records, seconds between the first and last record timestamps) once ``expect`` arrived."""
+    c = Consumer({**settings.kafka_common(), "group.id": f"bench-read-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    stamps: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(stamps) < expect and time.monotonic() < deadline:
+            stamps += [m.timestamp()[1] for m in c.consume(10_000, 1.0) if m.error() is None]
+            if alive is not None and not alive():
+                raise StackError(f"the bench worker exited early: {alive.__self__.tail(5)}")
+    finally:
+        c.close()
+    if len(stamps) < expect:
+        raise StackError(f"only {len(stamps)} of {expect} records reached {topic} within {timeout:.0f}s")
+    return len(stamps), max(1e-3, (max(stamps) - min(stamps)) / 1000.0)
+
+
+def _passthrough(settings: Settings, topics: list[str], out_topic: str, n: int) -> None:
+    codec = Codec.from_settings(settings)
+    c = Consumer({**settings.kafka_common(), "group.id": f"bench-pass-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    p = Producer({**settings.kafka_common(), "linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True,
+                  "acks": "all", "queue.buffering.max.messages": 1_000_000})
+    c.subscribe(topics)
+    seen = 0
+    deadline = time.monotonic() + 300
+    try:
+        while seen < n and time.monotonic() < deadline:
+            for m in c.consume(2_000, 0.5):
+                if m.error() is not None:
+                    continue
+                codec.decode(m.value() or b"")
+                while True:
+                    try:
+                        p.produce(out_topic, m.value(), m.key())
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                seen += 1
+            p.poll(0)
+        p.flush(60)
+    finally:
+        c.close()
+
+
+def _noop_worker(bootstrap: str, app_id: str, topics: list[str], n: int, out: str, port: int) -> None:
+    """A Faust agent that only takes and acks (no decode, no output): Faust's own consumption ceiling."""
+    import os
+
+    import faust
+
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", datadir=f"{out}.d",
+                    consumer_auto_offset_reset="earliest", web_port=port, broker_max_poll_records=5_000)
+    seen = {"n": 0, "t0": 0.0}
+
+    @app.agent(app.topic(*topics, key_serializer="raw", value_serializer="raw"), concurrency=1)
+    async def noop(stream: Any) -> None:
+        async for events in stream.noack_take(5_000, within=0.2):
+            if not seen["t0"]:
+                seen["t0"] = time.perf_counter()
+            for event in events:
+                await stream.ack(event)
+            seen["n"] += len(events)
+            if seen["n"] >= n:
+                Path(out).write_text(str(seen["n"] / max(1e-3, time.perf_counter() - seen["t0"])))
+                os._exit(0)
+
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stack_up(settings: Settings) -> Any:
+    try:
+        AdminClient(settings.kafka_common()).list_topics(timeout=5)
+        import redis
+
+        redis.Redis.from_url(settings.redis_url, socket_timeout=5).ping()
+        return None
+    except Exception:  # nothing answers: bring the local stack up for this run
+        from lineage.stack import Stack
+
+        stack = Stack(settings)
+        stack.up()
+        return stack
+
+
+def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
+    tag = uuid.uuid4().hex[:8]
+    data_dir = Path(settings.data_dir).resolve() / f"bench-pipeline-{tag}"
+    s = settings.model_copy(update={
+        "data_dir": data_dir,
+        "app_id": f"bench-{tag}",
+        "topics": TopicSettings(prefix=f"bench{tag}", openlineage=f"bench{tag}.openlineage.events",
+                                partitions=settings.topics.partitions),
+    })
+    started_stack = _stack_up(settings)
+    task = progress.add_task("pipeline bench", total=5)
+    try:
+        ensure_topics(s)
+        pass_topic = f"bench{tag}.passthrough"
+        admin = AdminClient(s.kafka_common())
+        admin.create_topics([NewTopic(pass_topic, s.topics.partitions, s.topics.replication)])[pass_topic].result(30)
+        codec = Codec.from_settings(s)
+        events = _records(EVENTS)
+        _produce(s, [(s.topics.event_topics[k], key, codec.encode(k, rec)) for k, key, rec in events])
+        progress.update(task, advance=1)
+
+        _passthrough(s, list(s.topics.event_topics.values()), pass_topic, EVENTS)
+        pass_n, pass_s = _span(s, pass_topic, EVENTS, 60)
+        progress.update(task, advance=1)
+
+        from lineage.stack.process import ManagedProcess
+
+        worker = ManagedProcess.in_data_dir(
+            data_dir, "bench-worker",
+            [str(Path(sys.executable).parent / "lineage"), "worker", "--web-port", str(_free_port()), "--log-level", "warning"],
+            env=settings_to_env(s),
+        )
+        worker.start()
+        try:
+            pipe_n, pipe_s = _span(s, s.topics.graph, EVENTS, 600, worker.is_running)
+        finally:
+            worker.stop(timeout=30)
+        progress.update(task, advance=1)
+
+        rate_file = data_dir / "noop.rate"
+        noop = ManagedProcess.in_data_dir(
+            data_dir, "bench-noop",
+            [sys.executable, "-m", "lineage.bench.pipeline", s.kafka_bootstrap, f"bench-noop-{tag}", str(rate_file),
+             str(_free_port()), str(EVENTS), *s.topics.event_topics.values()],
+        )
+        noop.start()
+        deadline = time.monotonic() + 300
+        while not rate_file.exists() and noop.is_running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        noop.stop(timeout=10)
+        noop_rate = float(rate_file.read_text()) if rate_file.exists() else float("nan")
+        progress.update(task, advance=1)
+        admin.delete_topics([pass_topic, *s.topics.event_topics.values(), s.topics.graph, s.topics.pii_hold], request_timeout=30)
+    finally:
+        if started_stack is not None:
+            started_stack.down()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    pipeline_rate, pass_rate = pipe_n / pipe_s, pass_n / pass_s
+    return {
+        "pipeline_events": pipe_n,
+        "pipeline_events_per_s": round(pipeline_rate, 1),
+        "passthrough_events_per_s": round(pass_rate, 1),
+        "pipeline_vs_passthrough": round(pipeline_rate / pass_rate, 3),
+        "pipeline_target_ratio": 0.5,
+        "faust_noop_events_per_s": round(noop_rate, 1),
+        "faust_noop_vs_passthrough": round(noop_rate / pass_rate, 3),
+    }
+
+
+if __name__ == "__main__":  # the no-op Faust worker, run as a child process by run()
+    _noop_worker(sys.argv[1], sys.argv[2], sys.argv[6:], int(sys.argv[5]), sys.argv[3], int(sys.argv[4]))

@@ -1,0 +1,67 @@
+-- Audit: which source datasets (and which versions of them) contributed to the predictions of
+-- model M between dates A and B. Walks backward from every model version that served a
+-- prediction in the window, only through edges no later than that version's last prediction
+-- in the window (causality), and reports every dataset reached.
+--
+-- Run as-is:
+--   clickhouse-client --database lineage --param_model=fraud --param_since='2024-06-19 00:00:00' \
+--     --param_until='2024-06-19 23:59:59' --param_max_depth=12 --queries-file sources.sql
+--   lineage query sources --model fraud --since 2024-06-19 --until 2024-06-19T23:59:59 [--json]
+-- Parameters:
+--   model         String         model name
+--   since, until  DateTime64(6)  prediction time window (UTC)
+--   max_depth     UInt32         hops to follow upstream
+-- Output: one row per dataset: versions read, is_source (nothing upstream produced it),
+-- the model versions it fed, and how many predictions in the window depend on it.
+WITH RECURSIVE
+preds AS
+(
+    SELECT concat('model_version:', {model:String}, '@', model_version) AS root, count() AS predictions,
+           max(event_time) AS last_at
+    FROM inference_lineage FINAL
+    WHERE model_name = {model:String}
+      AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
+    GROUP BY model_version
+),
+up AS
+(
+    SELECT p.root AS root, e.src AS src, e.dst AS dst, min(e.event_time) AS t, toUInt32(1) AS depth
+    FROM edges AS e
+    INNER JOIN preds AS p ON e.dst = p.root
+    WHERE e.dst IN (SELECT root FROM preds) AND e.event_time <= p.last_at
+    GROUP BY p.root, e.src, e.dst
+    UNION ALL
+    SELECT up.root, e.src, e.dst, min(e.event_time), any(up.depth) + 1
+    FROM edges AS e
+    INNER JOIN up ON e.dst = up.src
+    WHERE e.dst IN (SELECT src FROM up) AND e.event_time <= up.t AND up.depth < {max_depth:UInt32}
+    GROUP BY up.root, e.src, e.dst
+),
+reads AS
+(
+    SELECT root, src AS node_id, dst, min(t) AS t FROM up WHERE startsWith(src, 'dataset:') GROUP BY root, src, dst
+),
+versioned AS
+(
+    SELECT r.root AS root, r.node_id AS node_id, any(n.namespace) AS ns, any(n.name) AS nm,
+           argMaxIf(n.version, n.event_time, n.event_time <= r.t AND n.version != '') AS version
+    FROM reads AS r
+    LEFT JOIN (SELECT node_id, namespace, name, version, event_time FROM nodes WHERE node_id IN (SELECT node_id FROM reads)) AS n
+        ON n.node_id = r.node_id
+    GROUP BY r.root, r.node_id, r.dst, r.t
+),
+per_root AS
+(
+    SELECT root, node_id, any(ns) AS ns, any(nm) AS nm, groupUniqArray(version) AS vers FROM versioned GROUP BY root, node_id
+)
+SELECT
+    any(pr.ns) AS namespace,
+    any(pr.nm) AS name,
+    arraySort(arrayFilter(x -> x != '', arrayDistinct(arrayFlatten(groupArray(pr.vers))))) AS versions,
+    toUInt8(pr.node_id NOT IN (SELECT dst FROM up)) AS is_source,
+    arraySort(groupArray(replaceOne(pr.root, concat('model_version:', {model:String}, '@'), ''))) AS model_versions,
+    sum(p.predictions) AS predictions
+FROM per_root AS pr
+INNER JOIN preds AS p ON p.root = pr.root
+GROUP BY pr.node_id
+ORDER BY is_source DESC, namespace, name

@@ -1,0 +1,95 @@
+"""The SRE dashboard in headless Chromium while traffic flows: the lag chart and the alert list
+show the live values; a screenshot is saved to test-artifacts/dashboard.png."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_until
+from integration.test_alerts_support import http_json, start_pipeline
+from integration.test_worker_support import encode_many, inference_event, produce_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _driver(profile: str):  # type: ignore[no-untyped-def]
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        pytest.skip("chromium/chromedriver missing: run deploy/install-browser.sh (Debian chromium + chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--window-size=1400,1100"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
+    for pipe in start_pipeline(stack, tmp_path, lag_threshold=300, lag_window_s=2, sample_interval_s=1,
+                               window_s=10, eval_interval_s=1, dlq_rate_threshold=1e9):
+        s = pipe.settings
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                events = [inference_event(model="dash", version="1") for _ in range(200)]
+                produce_all(s, [(s.topics.inference, uuid.uuid4().hex.encode(), r, None)
+                                for r in encode_many(s, "inference", events)])
+                stop.wait(0.5)
+
+        feeder = threading.Thread(target=traffic, daemon=True)
+        feeder.start()
+        profile = tempfile.mkdtemp(prefix="chromium-")
+        driver = None
+        try:
+            wait_until(lambda: any(x["labels"]["group"] == s.app_id for x in http_json(s, "/api/dashboard/data")["lag"]),
+                       120, f"worker lag samples\n{pipe.logs()}", 1.0)
+            pipe.worker.signal(signal.SIGSTOP)  # lag builds up past the threshold: an alert fires
+            data = wait_until(lambda: (lambda d: d if any(a["name"] == "ConsumerLagHigh" for a in d["alerts"]["active"]) else None)(
+                http_json(s, "/api/dashboard/data")), 60, f"a lag alert\n{pipe.logs()}", 1.0)
+            driver = _driver(profile)
+            driver.get(f"{s.api_url}/dashboard")
+            from selenium.webdriver.common.by import By
+
+            def page_shows_live_values() -> bool:
+                d = http_json(s, "/api/dashboard/data")
+                live = {f"{x['labels']['group']} {x['labels']['topic']}[{x['labels']['partition']}]": x["points"][-1][1]
+                        for x in d["lag"] if x["points"]}
+                items = driver.find_elements(By.CSS_SELECTOR, "#lag-legend li")
+                shown = {li.get_attribute("data-name"): float(li.get_attribute("data-value") or "nan") for li in items}
+                paths = driver.find_elements(By.CSS_SELECTOR, "#lag-chart path.line")
+                alerts = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#alerts-active li")]
+                close = all(abs(shown.get(k, -1) - v) <= max(50, 0.2 * v) for k, v in live.items() if v > 300)
+                return bool(paths) and close and any("ConsumerLagHigh" in a and s.topics.inference in a for a in alerts)
+
+            wait_until(page_shows_live_values, 30, "dashboard to show the live lag and the alert", 1.0)
+            max_lag = float(driver.find_element(By.ID, "lag-chart").get_attribute("data-max-lag"))
+            assert max_lag > 300
+            assert int(driver.find_element(By.ID, "alert-count").text) >= 1
+            ARTIFACTS.mkdir(exist_ok=True)
+            assert driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+            # Offline: every script/style the page loads comes from this server.
+            srcs = [e.get_attribute("src") or e.get_attribute("href") for e in
+                    driver.find_elements(By.CSS_SELECTOR, "script[src], link[href]")]
+            assert srcs and all(u.startswith(s.api_url) for u in srcs)
+            assert data["thresholds"]["lag"] == 300
+        finally:
+            stop.set()
+            pipe.worker.signal(signal.SIGCONT)
+            if driver is not None:
+                driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+            feeder.join(10)

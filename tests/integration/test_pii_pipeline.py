@@ -1,0 +1,141 @@
+"""PII on the real stack: planted subject ids and feature values never appear in plaintext in any
+ClickHouse table, any non-input topic, the snapshot store or the logs; snapshots decrypt (audited)
+until `lineage erase`, after which they fail with a clear error."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+import urllib.request
+from confluent_kafka.admin import AdminClient
+
+from lineage.settings import settings_to_env
+from lineage.stack.process import ManagedProcess
+from integration.test_worker_support import (
+    LINEAGE_BIN,
+    encode_many,
+    free_port,
+    inference_event,
+    produce_all,
+    read_topic,
+    read_to_end,
+    running_workers,
+    training_event,
+    worker_logs,
+)
+
+pytestmark = [pytest.mark.integration]
+
+
+def _sql(settings, text: str) -> dict:
+    req = urllib.request.Request(f"{settings.api_url}/api/sql", data=text.encode(), headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _clickhouse_dump(settings) -> str:
+    tables = _sql(settings, f"SELECT name FROM system.tables WHERE database = '{settings.clickhouse_database}'")["rows"]
+    return "\n".join(json.dumps(_sql(settings, f"SELECT * FROM {settings.clickhouse_database}.`{t[0]}`")) for t in tables)
+
+
+def _openlineage_inference(pid: str, subject: str, value: str) -> bytes:
+    return orjson.dumps({
+        "eventType": "COMPLETE",
+        "eventTime": datetime.now(timezone.utc).isoformat(),
+        "producer": "https://example.com/ol-scoring",
+        "run": {"runId": str(uuid.uuid4()), "facets": {"inference": {
+            "model_name": "credit", "model_version": "7", "prediction_id": pid, "decision_type": "deny",
+            "risk_score": 0.5, "subject_id": subject,
+            "feature_snapshot": {"values": {"income": value}, "feature_set": {"name": "customer_fs", "version": "3"}},
+        }}},
+        "job": {"namespace": "scoring", "name": "credit-endpoint", "facets": {}},
+    })
+
+
+def test_no_plaintext_pii_anywhere_and_erasure(settings_factory, make_topics):
+    s = settings_factory(api_port=free_port())
+    make_topics(s)
+    t = s.topics
+    tok = uuid.uuid4().hex[:10]
+    subjects = [f"PLANTEDSUBJ{tok}x{i}" for i in range(20)]
+    values = [f"PLANTEDVAL{tok}x{i}" for i in range(20)]
+    events = [
+        inference_event(f"pii-{tok}-{i}", subject_id=subjects[i], snapshot={"income": values[i], "zip": f"Z{tok}"},
+                        risk=0.95 if i < 10 else 0.1)
+        for i in range(20)
+    ]
+    items = [(t.training, None, encode_many(s, "training", [training_event("credit", "7")])[0], None)]
+    items += [(t.inference, e["prediction_id"].encode(), raw, None) for e, raw in zip(events, encode_many(s, "inference", events))]
+    ol_subject, ol_value = f"PLANTEDSUBJ{tok}ol", f"PLANTEDVAL{tok}ol"
+    items.append((t.openlineage, None, _openlineage_inference(f"pii-{tok}-ol", ol_subject, ol_value), None))
+    bad = inference_event(f"pii-{tok}-bad", subject_id=f"PLANTEDSUBJ{tok}bad", snapshot={"income": f"PLANTEDVAL{tok}bad"}, risk=7.0)
+    items.append((t.inference, b"bad", encode_many(s, "inference", [bad])[0], None))
+    planted = [*subjects, *values, ol_subject, ol_value, f"PLANTEDSUBJ{tok}bad", f"PLANTEDVAL{tok}bad", f"Z{tok}"]
+
+    sink = ManagedProcess.in_data_dir(Path(s.data_dir), "sink", [LINEAGE_BIN, "sink"], env=settings_to_env(s))
+    sink.start()
+    try:
+        with running_workers(s):
+            produce_all(s, items)
+            graph = read_topic(s, t.graph, 22, timeout=90)
+            assert len(graph) == 22, worker_logs(s)[-3000:]
+            assert len(read_topic(s, t.deadletter, 1, timeout=30)) == 1
+        deadline = time.monotonic() + 90
+        dump = ""
+        while time.monotonic() < deadline:
+            try:
+                dump = _clickhouse_dump(s)
+            except OSError:
+                dump = ""
+            if all(e["prediction_id"] in dump for e in events) and f"pii-{tok}-ol" in dump:
+                break
+            time.sleep(1)
+        assert all(e["prediction_id"] in dump for e in events), "graph rows did not reach ClickHouse: " + sink.tail(20)
+    finally:
+        sink.stop()
+
+    # 1. ClickHouse: every table of the lineage database
+    assert not [p for p in planted if p in dump]
+    # 2. Topics: everything of this deployment except the two input topics (plaintext as emitted)
+    admin = AdminClient(s.kafka_common())
+    names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(t.prefix + ".") or n.startswith(s.app_id)]
+    scanned = [n for n in names if n not in (t.inference, t.openlineage)]
+    assert {t.graph, t.deadletter, t.pii_hold} <= set(scanned)
+    for name in scanned:
+        for m in read_to_end(s, name):
+            blob = (m.key() or b"") + (m.value() or b"") + b"".join(k.encode() + (v or b"") for k, v in (m.headers() or []))
+            assert not [p for p in planted if p.encode() in blob], name
+    # 3. Logs (worker + sink) and 4. the encrypted store
+    logs = worker_logs(s)
+    assert logs and not [p for p in planted if p in logs]
+    segments = list((Path(s.data_dir) / "pii" / "segments").glob("*.seg"))
+    assert segments and not [p for p in planted for seg in segments if p.encode() in seg.read_bytes()]
+
+    # decrypt (audited), erase, then decryption fails clearly
+    rows = {orjson.loads(m.value())["inference"]["prediction_id"]: orjson.loads(m.value())["inference"]
+            for m in graph if orjson.loads(m.value())["kind"] == "inference"}
+    env = settings_to_env(s)
+
+    def get(pid: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([LINEAGE_BIN, "snapshot", "get", rows[pid]["snapshot_pointer"], "--reason", "test", "--json"],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    first, second = events[0]["prediction_id"], events[1]["prediction_id"]
+    assert json.loads(get(first).stdout)["snapshot"]["values"]["income"] == values[0]
+    assert json.loads(get(f"pii-{tok}-ol").stdout)["snapshot"]["values"]["income"] == json.dumps(ol_value)
+    erased = subprocess.run([LINEAGE_BIN, "erase", "--subject", subjects[0], "--reason", "gdpr art. 17", "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert erased.returncode == 0 and json.loads(erased.stdout)["key_destroyed"] is True
+    after = get(first)
+    assert after.returncode == 1 and "was erased" in after.stderr and "can no longer be decrypted" in after.stderr
+    assert get(second).returncode == 0  # other subjects unaffected
+    audit = [json.loads(line) for line in (Path(s.data_dir) / "pii" / "audit.jsonl").read_text().splitlines()]
+    assert [a["action"] for a in audit].count("decrypt") == 4 and any(a["action"] == "erase" for a in audit)
+    assert any(a.get("outcome") == "refused: subject erased" for a in audit)
+    assert not [p for p in planted if p in json.dumps(audit)]

@@ -1,0 +1,224 @@
+"""Each analyst query answers the hand-checked June 2024 scenario exactly (embedded chDB).
+
+The scenario is described in lineage_scenario.py; the expected rows below were derived by hand
+from it, not copied from output.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from integration.lineage_scenario import RUN, scenario_records
+from sinks.base import Message
+from sinks.clickhouse.client import Store
+from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
+from sinks.clickhouse.writer import ClickHouseSink
+
+pytestmark = [pytest.mark.integration]
+
+W = "dataset:warehouse://dw/dw.customers"
+S1 = "dataset:postgres://crm:5432/crm.public.customers"
+S2 = "dataset:s3://raw/events/clicks"
+FS1, FS2 = "feature_set:customer_fs@1", "feature_set:customer_fs@2"
+MV1, MV2 = "model_version:fraud@1", "model_version:fraud@2"
+R = {k: f"run:{v}" for k, v in RUN.items()}
+JOB_ETL, JOB_F, JOB_T = "job:etl/build_customer_table", "job:features/customer_features", "job:training/train_fraud"
+
+
+def d(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 6, day, hour, minute)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    path: Path = tmp_path_factory.mktemp("queries") / "clickhouse"
+    store = Store.open(f"chdb://{path}", "lineage")
+    sink = ClickHouseSink(store, ["g"])
+    for i, rec in enumerate(scenario_records()):
+        sink.add(Message("g", i % 3, i // 3, rec.event_id.encode(), rec.to_bytes()))
+    sink.flush()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def run(store: Store, query: str, **params: object) -> list[dict]:
+    spec = get_query(query)
+    res = store.query(spec.sql, spec.bind(params), READONLY_SETTINGS)
+    return [dict(zip(res.columns, row)) for row in res.rows]
+
+
+def test_sql_derived_graph_rows_equal_the_python_mapping(store: Store) -> None:
+    """The sink parses nodes/edges in ClickHouse; they must equal the reference Python mapping."""
+    from sinks.clickhouse import rows as R
+
+    ref = R.GraphRows()
+    for rec in scenario_records():
+        R.add_record(ref, R.decode(rec.to_bytes()))
+    edges = sorted(zip(*ref.edges.data[:5]))
+    got = store.query("SELECT src, dst, edge_type, run_id, event_id FROM edges FINAL ORDER BY ALL").rows
+    assert sorted(got) == sorted(set(edges)) and len(got) == 35
+    nodes = sorted(set((n, t, ns, nm, v, e) for n, t, ns, nm, v, _a, e, _ts in zip(*ref.nodes.data)))
+    got_n = store.query("SELECT node_id, node_type, namespace, name, version, event_id FROM nodes FINAL").rows
+    assert sorted(got_n) == nodes
+
+
+def test_prediction_provenance_is_exact(store: Store) -> None:
+    rows = run(store, "prediction", prediction_id="p1")
+    got = [(r["depth"], r["node_id"], r["version"], r["edge_type"], r["downstream_node"], r["edge_time"]) for r in rows]
+    assert got == [
+        (1, MV1, "1", "predicted", "prediction:p1", d(13, 10)),
+        (2, R["T1"], RUN["T1"], "produced", MV1, d(12, 3)),
+        (3, W, "w1", "read_by", R["T1"], d(12, 3)),
+        (3, FS1, "1", "trained", R["T1"], d(12, 3)),
+        (3, JOB_T, "", "executes", R["T1"], d(12, 3)),
+        # E2 re-wrote W on Jun 16, after T1 trained: not in p1's provenance
+        (4, R["E1"], RUN["E1"], "produced", W, d(10, 1)),
+        (4, R["F1"], RUN["F1"], "produced", FS1, d(11, 2)),
+        (5, S1, "v1", "read_by", R["E1"], d(10, 1)),
+        (5, S2, "2024-06-01", "read_by", R["F1"], d(11, 2)),
+        (5, W, "w1", "read_by", R["F1"], d(11, 2)),
+        (5, JOB_ETL, "", "executes", R["E1"], d(10, 1)),
+        (5, JOB_F, "", "executes", R["F1"], d(11, 2)),
+    ]
+    by_node = {r["node_id"]: r for r in rows}
+    assert by_node[MV1]["attributes"]["artifact_digest"] == "sha256:model1"
+    assert by_node[FS1]["attributes"]["features"] == "age,income"
+    assert run(store, "prediction", prediction_id="nope") == []
+
+
+def test_audit_downstream_of_table_rows_june_15_to_20(store: Store) -> None:
+    """Which models and predictions are downstream of W's rows from June 15-20."""
+    rows = run(store, "downstream", namespace="warehouse://dw", name="dw.customers",
+               since="2024-06-15", until="2024-06-20T23:59:59")
+    got = [(r["depth"], r["node_id"], r["version"], r["edge_type"], r["upstream_node"]) for r in rows]
+    assert got == [
+        (1, R["F2"], RUN["F2"], "read_by", W),
+        (1, R["T2"], RUN["T2"], "read_by", W),
+        (2, FS2, "2", "produced", R["F2"]),
+        (2, MV2, "2", "produced", R["T2"]),
+        (3, "model:fraud", "", "version_of", MV2),
+        (3, "prediction:p3", "2", "predicted", MV2),
+        (3, "prediction:p4", "2", "predicted", MV2),
+        (3, R["T2"], RUN["T2"], "trained", FS2),
+    ]
+    # p1/p2 were made by version 1, trained on W's rows from before the window
+    assert {r["node_id"] for r in rows if r["node_type"] == "prediction"} == {"prediction:p3", "prediction:p4"}
+
+
+def test_audit_sources_of_predictions_in_a_window(store: Store) -> None:
+    """Which source records contributed to predictions of model fraud on June 19 (p2 by v1, p3 by v2)."""
+    rows = run(store, "sources", model="fraud", since="2024-06-19", until="2024-06-19T23:59:59")
+    assert [(r["namespace"], r["name"], r["versions"], r["is_source"], r["model_versions"], r["predictions"]) for r in rows] == [
+        ("postgres://crm:5432", "crm.public.customers", ["v1", "v2"], 1, ["1", "2"], 2),
+        ("s3://raw", "events/clicks", ["2024-06-01"], 1, ["1", "2"], 2),
+        ("warehouse://dw", "dw.customers", ["w1", "w2"], 0, ["1", "2"], 2),
+    ]
+    only_v1 = run(store, "sources", model="fraud", since="2024-06-13", until="2024-06-13T23:59:59")
+    assert [(r["name"], r["versions"], r["model_versions"]) for r in only_v1] == [
+        ("crm.public.customers", ["v1"], ["1"]),
+        ("events/clicks", ["2024-06-01"], ["1"]),
+        ("dw.customers", ["w1"], ["1"]),
+    ]
+
+
+def test_downstream_time_travel(store: Store) -> None:
+    """As of Jun 18 00:00: version 2 was not trained yet and p2 (Jun 19) did not exist."""
+    rows = run(store, "downstream", namespace="warehouse://dw", name="dw.customers", as_of="2024-06-18T00:00:00")
+    got = [(r["depth"], r["node_id"], r["edge_type"], r["upstream_node"]) for r in rows]
+    assert got == [
+        (1, R["F1"], "read_by", W),
+        (1, R["F2"], "read_by", W),
+        (1, R["T1"], "read_by", W),
+        (2, FS1, "produced", R["F1"]),
+        (2, FS2, "produced", R["F2"]),
+        (2, MV1, "produced", R["T1"]),
+        (3, "model:fraud", "version_of", MV1),
+        (3, "prediction:p1", "predicted", MV1),
+        (3, R["T1"], "trained", FS1),
+    ]
+    now = {r["node_id"] for r in run(store, "downstream", namespace="warehouse://dw", name="dw.customers")}
+    assert {"prediction:p2", MV2, "prediction:p3"} <= now
+
+
+def test_upstream_with_depth_and_as_of(store: Store) -> None:
+    rows = run(store, "upstream", namespace="warehouse://dw", name="dw.customers", max_depth=2)
+    assert [(r["depth"], r["node_id"], r["version"], r["edge_type"]) for r in rows] == [
+        (1, R["E1"], RUN["E1"], "produced"),
+        (1, R["E2"], RUN["E2"], "produced"),
+        (2, S1, "v1", "read_by"),
+        (2, S1, "v2", "read_by"),
+        (2, JOB_ETL, "", "executes"),
+        (2, JOB_ETL, "", "executes"),
+    ]
+    before = run(store, "upstream", namespace="warehouse://dw", name="dw.customers", as_of="2024-06-15")
+    assert [(r["node_id"], r["version"]) for r in before] == [(R["E1"], RUN["E1"]), (S1, "v1"), (JOB_ETL, "")]
+
+
+def test_model_diff(store: Store) -> None:
+    rows = run(store, "diff", model="fraud", from_version="1", to_version="2")
+    assert [(r["aspect"], r["key"], r["from_value"], r["to_value"], r["change"]) for r in rows] == [
+        ("code", "artifact_digest", "sha256:model1", "sha256:model2", "changed"),
+        ("code", "code_version", "abc123", "def456", "changed"),
+        ("code", "training_run", RUN["T1"], RUN["T2"], "changed"),
+        ("dataset_digest", "warehouse://dw/dw.customers", "sha256:w1", "sha256:w2", "changed"),
+        ("feature", "tenure", "", "customer_fs", "added"),
+        ("feature_set", "customer_fs", "1", "2", "changed"),
+        ("feature_set_input", "customer_fs <- warehouse://dw/dw.customers", "w1", "w2", "changed"),
+        ("hyperparameter", "lr", "0.1", "0.05", "changed"),
+        ("hyperparameter", "n_estimators", "", "200", "added"),
+        ("training_dataset", "warehouse://dw/dw.customers", "w1", "w2", "changed"),
+    ]
+    assert run(store, "diff", model="fraud", from_version="1", to_version="1") == []
+
+
+def test_completeness(store: Store) -> None:
+    rows = run(store, "completeness", model="fraud")
+    assert [tuple(r.values()) for r in rows] == [
+        # version, predictions, full lineage, share, versions, with training lineage, share, full tier
+        ("1", 2, 2, 1.0, 1, 1, 1.0, 2),
+        ("2", 2, 2, 1.0, 1, 1, 1.0, 2),
+        ("3", 1, 0, 0.0, 1, 0, 0.0, 1),  # p5: unknown version, no training run
+        ("(all)", 5, 4, 0.8, 3, 2, 0.6667, 5),
+    ]
+
+
+def test_inference_rows_keep_no_pii(store: Store) -> None:
+    cols = [c for (c,) in store.query("SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'inference_lineage'").rows]
+    assert "subject_id" not in cols and "feature_snapshot" not in cols
+    (row,) = store.query("SELECT subject_ref, snapshot_pointer, extra FROM inference_lineage FINAL WHERE prediction_id = 'p1'").rows
+    assert row == ("subj-20", "enc://snap/p1", {})
+
+
+def test_api_sql_is_read_only_and_named_queries_work(store: Store) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from lineage.settings import Settings
+    from sinks.api_server import ApiContext, build_app
+
+    async def scenario() -> None:
+        app = build_app(ApiContext(Settings(), store), providers=["no_such_module.sub:add_routes"])
+        async with TestClient(TestServer(app)) as client:
+            ok = await client.post("/api/sql", json={"sql": "SELECT count() AS n FROM raw_events"})
+            assert ok.status == 200 and (await ok.json())["rows"] == [[13]]
+            for bad in ("DROP TABLE edges", "INSERT INTO edges (src) VALUES ('x')", "SELECT 1; DROP TABLE edges"):
+                resp = await client.post("/api/sql", json={"sql": bad})
+                assert resp.status == 400, bad
+            # readonly=1 backs up the keyword check
+            resp = await client.post("/api/sql", json={"sql": "SELECT * FROM edges SETTINGS readonly = 0"})
+            assert resp.status == 400
+            q = await client.get("/api/query/prediction", params={"prediction_id": "p3"})
+            body = await q.json()
+            assert q.status == 200 and body["rows"][0][1] == MV2
+            missing = await client.get("/api/query/prediction")
+            assert missing.status == 400 and "prediction_id" in (await missing.json())["error"]
+            health = await (await client.get("/health")).json()
+            assert health["status"] == "ok" and health["embedded"] is True
+
+    asyncio.run(scenario())
+    assert store.query("SELECT count() FROM edges").rows[0][0] > 0

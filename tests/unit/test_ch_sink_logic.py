@@ -1,0 +1,110 @@
+"""Pure logic of the ClickHouse sink and query layer (no engine): chain, rows, DDL, read-only guard."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from lineage.graph import GraphRecord, build_record
+from sinks.clickhouse import rows as R
+from sinks.clickhouse.chain import GENESIS, row_hash
+from sinks.clickhouse.cluster import render_cluster_ddl, render_single_ddl
+from sinks.clickhouse.migrations import load_migrations, split_statements
+from sinks.clickhouse.queries import QUERIES, check_read_only, get_query, parse_time
+from sinks.exceptions import QueryError, ReadOnlyViolation
+
+
+def test_row_hash_is_the_documented_formula() -> None:
+    expected = hashlib.sha256(b"0" * 64 + b"\ng\n3\n17\n" + b'{"x":1}').hexdigest()
+    assert row_hash(GENESIS, "g", 3, 17, b'{"x":1}') == expected
+    assert row_hash(expected, "g", 3, 18, b"a") != row_hash(GENESIS, "g", 3, 18, b"a")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1", "  -- comment\nWITH x AS (SELECT 1) SELECT * FROM x", "show tables", "DESCRIBE edges",
+    "EXPLAIN SELECT 1", "/* c */ select ';' ", "SELECT 1;",
+])
+def test_read_only_statements_pass(sql: str) -> None:
+    assert check_read_only(sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "DROP TABLE edges", "insert into edges values ('a')", "ALTER TABLE raw_events DELETE WHERE 1",
+    "SELECT 1; DROP TABLE edges", "", "-- only a comment", "OPTIMIZE TABLE edges", "SYSTEM SHUTDOWN",
+])
+def test_other_statements_are_rejected(sql: str) -> None:
+    with pytest.raises(ReadOnlyViolation):
+        check_read_only(sql)
+
+
+def test_query_files_document_their_parameters() -> None:
+    for name, spec in QUERIES.items():
+        sql = spec.sql
+        assert sql.lstrip().startswith("--"), f"{name}.sql has no header comment"
+        for p in spec.params:
+            assert "{" + p.name + ":" in sql, f"{name}.sql does not use parameter {p.name}"
+            assert p.name in sql.split("WITH")[0], f"{name}.sql header does not document {p.name}"
+
+
+def test_bind_converts_defaults_and_rejects_unknown() -> None:
+    spec = get_query("downstream")
+    bound = spec.bind({"namespace": "pg", "name": "t", "since": "2024-06-15", "until": "2024-06-20T23:59:59Z"})
+    assert bound["since"] == "2024-06-15 00:00:00.000000" and bound["until"] == "2024-06-20 23:59:59.000000"
+    assert bound["as_of"].startswith("2299-") and bound["max_depth"] == 10
+    with pytest.raises(QueryError, match="no parameter"):
+        spec.bind({"name": "t", "depth": 3})
+    with pytest.raises(QueryError, match="needs parameter 'name'"):
+        spec.bind({})
+    with pytest.raises(QueryError, match="bad time"):
+        parse_time("June 15")
+    assert parse_time("2024-06-15T02:00:00+02:00") == "2024-06-15 00:00:00.000000"
+
+
+def test_migrations_are_ordered_and_split() -> None:
+    migs = load_migrations()
+    assert [m.version for m in migs] == sorted(m.version for m in migs) and migs[0].version == 1
+    tables = {s.split("EXISTS")[1].split()[0] for m in migs for s in m.statements if "CREATE TABLE" in s}
+    assert {"raw_events", "chain_heads", "nodes", "edges", "inference_lineage", "training_runs",
+            "pipeline_metrics", "alerts"} <= tables
+    assert split_statements("-- c\nSELECT 1;\n\n-- only comment;\nSELECT 2") == ["-- c\nSELECT 1", "SELECT 2"]
+
+
+def test_cluster_ddl_uses_replicated_and_distributed_engines() -> None:
+    ddl = render_cluster_ddl("lineage_cluster")
+    assert "CREATE TABLE IF NOT EXISTS edges_local ON CLUSTER 'lineage_cluster'" in ddl
+    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/edges_local', '{replica}')" in ddl
+    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/chain_heads_local', '{replica}', last_offset)" in ddl
+    assert "CREATE TABLE IF NOT EXISTS edges ON CLUSTER 'lineage_cluster' AS edges_local" in ddl
+    assert "Distributed('lineage_cluster', currentDatabase(), edges_local, cityHash64(dst))" in ddl
+    assert "non_replicated_deduplication_window" not in ddl
+    single = render_single_ddl()
+    assert "ON CLUSTER" not in single and "CREATE TABLE IF NOT EXISTS edges\n" in single
+
+
+def _inference_record() -> GraphRecord:
+    ev = {"event_id": "e1", "event_time": 1_718_409_600_000_000, "endpoint": "api", "model_name": "m",
+          "model_version": "2", "prediction_id": "p9", "decision_type": "deny", "risk_score": 0.95,
+          "subject_id": "alice@example.com", "feature_snapshot": b"secret"}
+    inference = {"prediction_id": "p9", "model_name": "m", "model_version": "2", "tier": "full",
+                 "subject_ref": "s-1", "lineage_complete": True, "brand_new_key": "kept", "nested": {"a": 1}}
+    return build_record("inference", ev, "c1", inference)
+
+
+def test_inference_rows_never_carry_pii_and_keep_unknown_keys() -> None:
+    rec = _inference_record()
+    rec.payload["feature_snapshot"] = "secret"  # a producer that forgot to scrub
+    rows = R.GraphRows()
+    R.add_record(rows, R.decode(rec.to_bytes()))
+    row = dict(zip(R.INFERENCE_COLUMNS, (col[0] for col in rows.inference.data)))
+    flat = repr(row)
+    assert "alice@example.com" not in flat and "secret" not in flat
+    assert row["subject_ref"] == "s-1" and row["tier"] == "full" and row["lineage_complete"] == 1
+    assert row["extra"] == {"brand_new_key": "kept"}
+    assert len(rows.edges) == 1 and len(rows.nodes) == 2
+    assert rows.inference.to_arrow().num_rows == 1
+
+
+def test_decode_rejects_what_is_not_a_graph_record() -> None:
+    for bad in (b"\xc3\x01garbage", b"[1, 2]", b'{"kind": "x"}'):
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            R.decode(bad)
