@@ -186,12 +186,19 @@ def _add_training(rows: GraphRows, rec: Mapping[str, Any], eid: str, ts: int) ->
     )
 
 
+def epoch_seconds(value: float) -> float:
+    """An epoch number in s, ms, µs or ns (told apart by magnitude, valid 1973-5138) as seconds."""
+    for scale in (1, 10**3, 10**6, 10**9):
+        if abs(value) < 10**11 * scale:
+            return value / scale
+    raise ValueError(f"epoch timestamp out of range: {value}")
+
+
 def _parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        secs = value / 1000 if value > 10**11 else value  # ms or s since the epoch
-        return datetime.fromtimestamp(secs, tz=timezone.utc)
+        return datetime.fromtimestamp(epoch_seconds(value), tz=timezone.utc)
     dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 

@@ -5,7 +5,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from lineage.exceptions import StackError
 
@@ -50,7 +50,13 @@ class TailReader:
                 "auto.offset.reset": "latest",
             }
         )
-        self.consumer.subscribe([topic])
+        # Pin every partition at its current end now, rather than subscribing: a group join
+        # completes seconds later and "latest" would then skip what was produced meanwhile.
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([
+            TopicPartition(topic, p, self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in sorted(partitions)
+        ])
 
     def _poll_sync(self, max_messages: int) -> list[bytes]:
         out: list[bytes] = []

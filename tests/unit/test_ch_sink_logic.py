@@ -108,3 +108,13 @@ def test_decode_rejects_what_is_not_a_graph_record() -> None:
     for bad in (b"\xc3\x01garbage", b"[1, 2]", b'{"kind": "x"}'):
         with pytest.raises((ValueError, KeyError, TypeError)):
             R.decode(bad)
+
+
+def test_epoch_numbers_in_any_unit_mean_the_same_instant() -> None:
+    from sinks.clickhouse.rows import epoch_seconds
+
+    instant = 1_795_238_457.386
+    for scale in (1, 10**3, 10**6, 10**9):
+        assert abs(epoch_seconds(instant * scale) - instant) < 1e-3
+    with pytest.raises(ValueError):
+        epoch_seconds(10**21)
