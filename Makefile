@@ -28,6 +28,7 @@ demo: install
 
 test: install
 	bash deploy/install-browser.sh
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -14,7 +14,7 @@ import os
 import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -24,6 +24,7 @@ import redis.asyncio
 from lineage.codec import Codec
 from sinks.pii.keys import DataKeys, kek_provider, redis_prefix
 from sinks.pii.store import SnapshotStore
+from stream_apps.models import ModelLineage
 from stream_apps.offload import Offload, OffloadRetry
 from stream_apps.output import OutputProducer
 from stream_apps.pipeline import INFRA_ERRORS, BatchResult, InMessage, OutRecord, Pipeline
@@ -56,9 +57,9 @@ class Runtime:
         self.producer = OutputProducer(settings, client_id=writer)
         self.stats_key = f"{self.keys.prefix}:stats:{settings.app_id}"
 
-    def lookup(self, key: str) -> Mapping[str, Any] | None:
+    def lookup(self, key: str) -> ModelLineage | None:
         value = self._lookup(key)
-        return value if isinstance(value, Mapping) else None
+        return cast(ModelLineage, dict(value)) if isinstance(value, Mapping) else None
 
     def prepare(self, msgs: list[InMessage]) -> BatchResult:
         """CPU stage: validate, split PII, enrich, sample, seal."""

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from lineage.graph import to_micros
+from stream_apps.models import ModelLineage
 
 #: Fixed namespace for derived ids: changing it would change every derived correlation id.
 CORRELATION_NS = uuid.UUID("8f0a3c5e-2d4b-5e61-9a7c-4b1d2e3f5a60")
@@ -70,7 +71,7 @@ def model_key(model_name: str, model_version: str) -> str:
     return f"{model_name}@{model_version}"
 
 
-def training_lineage(ev: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def training_lineage(ev: Mapping[str, Any]) -> tuple[str, ModelLineage] | None:
     """Table entry a training event contributes: ``model@version`` -> its training run + feature sets."""
     tr = ev.get("training")
     if not tr or ev["eventType"] in ("FAIL", "ABORT"):
@@ -83,7 +84,7 @@ def training_lineage(ev: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
     }
 
 
-def merge_lineage(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+def merge_lineage(current: ModelLineage | None, new: ModelLineage) -> ModelLineage:
     """A COMPLETE entry is never replaced by an earlier START/RUNNING of the same run."""
     if (
         current
@@ -91,5 +92,5 @@ def merge_lineage(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> 
         and current.get("state") == "COMPLETE"
         and new["state"] != "COMPLETE"
     ):
-        return dict(current)
-    return dict(new)
+        return ModelLineage(**current)
+    return ModelLineage(**new)

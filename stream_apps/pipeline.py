@@ -27,6 +27,7 @@ from stream_apps.deadletter import dead_letter_headers, seal_aad
 from stream_apps.enrichment import correlation_id, merge_lineage, model_key, training_lineage
 from sinks.pii.exceptions import KekError
 from stream_apps.exceptions import DeliveryError, Rejected
+from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunStates, RunTransition
 from stream_apps.sampling import decide
 from stream_apps.validation import ValidationPolicy, check_size, validate_event
@@ -69,7 +70,7 @@ class OutRecord:
 class BatchResult:
     records: list[OutRecord] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
-    table_updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    table_updates: list[tuple[str, ModelLineage]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -91,7 +92,7 @@ class Pipeline:
         codec: Any,
         keys: DataKeys,
         store: SnapshotStore,
-        model_lineage: Callable[[str], Mapping[str, Any] | None],
+        model_lineage: Callable[[str], ModelLineage | None],
         policy: ValidationPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -275,10 +276,10 @@ class Pipeline:
         ev = a.event
         entry = self.model_lineage(model_key(ev["model_name"], ev["model_version"]))
         given = ev.get("training_run_id") or ""
-        run = given or (entry or {}).get("training_run_id") or ""
+        run = given or (entry["training_run_id"] if entry else "")
         ev["training_run_id"] = run or None
         ev["subject_ref"] = a.subject_ref
-        feature_sets = set((entry or {}).get("feature_sets") or ())
+        feature_sets = set(entry["feature_sets"] if entry else ())
         fs = (a.snapshot or {}).get("feature_set")
         if fs:
             feature_sets.add(f"{fs['name']}@{fs['version']}")

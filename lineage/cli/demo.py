@@ -1,7 +1,6 @@
 """`lineage demo`: the whole pipeline on a realistic lending scenario, answers printed at the end."""
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -122,7 +121,7 @@ def _consequential_prediction(backend: Any) -> str | None:
 def _compact(columns: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The columns a person reads first, with long digests shortened."""
     idx = {c: i for i, c in enumerate(columns)}
-    wanted = [c for c in ("depth", "node_type", "namespace", "name", "version", "edge_type", "edge_time") if c in idx]
+    wanted: list[str] = [c for c in ("depth", "node_type", "namespace", "name", "version", "edge_type", "edge_time") if c in idx]
 
     def short(value: Any) -> Any:
         text = str(value)
@@ -139,6 +138,3 @@ def _summarise(columns: list[str], rows: list[tuple[Any, ...]], keep: int = 25) 
     filler = tuple(f"... {rest:,} more rows" if i == 0 else "" for i in range(len(columns)))
     return [*rows[:keep], filler]
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(typer.run(demo))
