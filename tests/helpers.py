@@ -5,10 +5,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from lineage.settings import Settings
+from lineage.topics import ensure_topics, topic_specs
 
 T = TypeVar("T")
 
@@ -36,24 +36,15 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float
 
 def all_topics(settings: Settings) -> list[str]:
     """Every topic the pipeline uses under `settings.topics`."""
-    t = settings.topics
-    return [*t.event_topics.values(), t.deadletter, t.graph, t.pii_hold, t.alerts, t.metrics, t.openlineage]
+    return list(topic_specs(settings))
 
 
 def make_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create all of `settings.topics` with the configured partitions/replication; wait for leaders."""
+    """Create all of `settings.topics` the way the worker and sink do; wait for leaders."""
+    ensure_topics(settings, timeout)
     admin = AdminClient(settings.kafka_common())
     t = settings.topics
-    configs = {t.pii_hold: {"retention.ms": str(settings.sampling.hold_retention_ms)}}
     names = all_topics(settings)
-    new = [NewTopic(n, num_partitions=t.partitions, replication_factor=t.replication, config=configs.get(n, {}))
-           for n in names]
-    for name, future in admin.create_topics(new, request_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
 
     def ready() -> bool:
         md = admin.list_topics(timeout=5)

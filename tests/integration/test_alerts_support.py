@@ -18,13 +18,14 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from helpers import make_topics, wait_until
+from lineage.pipeline import sink_process
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from lineage.stack.process import ManagedProcess
 from stream_apps.alerts.config import AlertSettings
 from integration.test_worker_support import free_port
 
-#: Starts `lineage worker` with the completeness windows registered even before the lead wires
-#: `stream_apps.windows.register` into `create_app` (then it is a no-op).
+
+
 class WebhookReceiver:
     """A real HTTP server recording Alertmanager webhook bodies."""
 
@@ -98,7 +99,7 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_over
     settings = stack.settings(**overrides)
     make_topics(settings)
     env = {**os.environ, **settings_to_env(settings)}
-    sink = ManagedProcess.in_data_dir(Path(tmp), "sink", [sys.executable, "-m", "lineage", "sink"], env=env, cwd=Path.cwd())
+    sink = sink_process(settings)
     worker = worker_proc(settings, env)
     sink.start()
     if with_worker:
