@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from typing import Any
 
 import typer
@@ -13,12 +14,26 @@ from lineage.exceptions import LineageError
 from lineage.settings import Settings, load_settings
 
 
+def _sink_backend(settings: Settings, timeout: float) -> Any:
+    """Query through the sink just started. With embedded chDB the sink must stay the store's only
+    owner, so never open the directory here: wait until the sink answers instead."""
+    from sinks.clickhouse.backend import open_backend, sink_health
+
+    deadline = time.monotonic() + timeout
+    while settings.embedded_clickhouse and sink_health(settings.api_url) is None:
+        if time.monotonic() > deadline:
+            raise LineageError(
+                f"the sink did not answer at {settings.api_url} within {timeout:.0f}s; "
+                f"see {settings.data_dir / 'logs' / 'sink.log'}"
+            )
+        time.sleep(0.5)
+    return open_backend(settings)
+
+
 def _wait_stored(
-    settings: Settings, sc: lending.Scenario, timeout: float, console: Console
+    settings: Settings, backend: Any, sc: lending.Scenario, timeout: float, console: Console
 ) -> dict[str, int]:
     """Poll the store until every event of the scenario is there (counted by event id, per class)."""
-    from sinks.clickhouse.backend import open_backend
-
     expected = {k: sc.count(k) for k in ("dataset", "feature", "training", "inference")}
     ids = ",".join(f"'{eid}'" for eid in sc.event_ids)
     sql = f"SELECT kind, uniqExact(event_id) FROM raw_events WHERE event_id IN ({ids}) GROUP BY kind"
@@ -32,11 +47,7 @@ def _wait_stored(
         task = progress.add_task("stored", total=total)
         while time.monotonic() < deadline:
             try:
-                backend = open_backend(settings)
-                try:
-                    counts = {str(k): int(v) for k, v in backend.sql(sql).rows}
-                finally:
-                    backend.close()
+                counts = {str(k): int(v) for k, v in backend.sql(sql).rows}
             except LineageError:
                 counts = {}
             progress.update(task, completed=min(total, sum(counts.values())))
@@ -60,7 +71,6 @@ def demo(
     from lineage.stack import Stack
     from lineage.topics import ensure_topics
     from producers import Emitter
-    from sinks.clickhouse.backend import open_backend
 
     console = Console(stderr=True)
     settings = load_settings()
@@ -70,25 +80,24 @@ def demo(
     ensure_topics(settings)
     console.print(f"[bold]2/5[/] starting {workers} stream worker(s) and the ClickHouse sink ...")
     start_pipeline(settings, workers=workers)
+    with closing(_sink_backend(settings, timeout)) as backend:
+        sc = lending.build(predictions=predictions)
+        console.print(
+            f"[bold]3/5[/] emitting the lending scenario: {len(sc.events):,} events "
+            f"(ETL {sc.count('dataset')}, features {sc.count('feature')}, training {sc.count('training')}, "
+            f"predictions {sc.count('inference'):,})"
+        )
+        with Emitter(settings, name="demo") as emitter:
+            for kind, record in sc.events:
+                emitter.emit_record(kind, record)
+            emitter.flush(30.0)
+            stats: dict[str, Any] = emitter.metrics()
 
-    sc = lending.build(predictions=predictions)
-    console.print(
-        f"[bold]3/5[/] emitting the lending scenario: {len(sc.events):,} events "
-        f"(ETL {sc.count('dataset')}, features {sc.count('feature')}, training {sc.count('training')}, "
-        f"predictions {sc.count('inference'):,})"
-    )
-    with Emitter(settings, name="demo") as emitter:
-        for kind, record in sc.events:
-            emitter.emit_record(kind, record)
-        emitter.flush(30.0)
-        stats: dict[str, Any] = emitter.metrics()
+        console.print("[bold]4/5[/] waiting until every event is in ClickHouse ...")
+        _wait_stored(settings, backend, sc, timeout, console)
 
-    console.print("[bold]4/5[/] waiting until every event is in ClickHouse ...")
-    _wait_stored(settings, sc, timeout, console)
-
-    console.print(f"[bold]5/5[/] answers (pipeline ready and scenario stored in {time.monotonic() - started:.1f}s)\n")
-    backend = open_backend(settings)
-    try:
+        elapsed = time.monotonic() - started
+        console.print(f"[bold]5/5[/] answers (pipeline ready and scenario stored in {elapsed:.1f}s)\n")
         pid = _consequential_prediction(backend) or sc.sample_prediction
         res = backend.named("prediction", {"prediction_id": pid, "max_depth": 12})
         show(*_compact(res.columns, res.rows), False, f"Backward provenance of prediction {pid}")
@@ -99,11 +108,9 @@ def demo(
         title = f"Forward impact of {lending.SOURCE_NS}/{lending.SOURCE_TABLES[1]} (rows of June 15-20)"
         cols, rows = _compact(res.columns, res.rows)
         show(cols, _summarise(cols, rows), False, title)
-    finally:
-        backend.close()
     print(
-        f"\nemitter: {stats.get('delivered', '?')} delivered, {stats.get('spooled', 0)} spooled, "
-        f"{stats.get('failed', 0)} failed\n"
+        f"\nemitter: {stats['delivered']} delivered, {stats['spool_depth']} still spooled, "
+        f"{stats['failed']} failed\n"
         f"dashboard: {settings.api_url}/dashboard    metrics: {settings.api_url}/metrics\n"
         f"The stack is still running. Query it with `.venv/bin/lineage query ...`; "
         f"stop it with `make down` (or `.venv/bin/lineage stack down`)."
