@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         return self.kek_file or (self.data_dir / "keys" / "kek.key")
 
     @property
+    def events_group(self) -> str:
+        """Consumer group of the workers' event path (the Faust app's own group is ``app_id``)."""
+        return f"{self.app_id}.events"
+
+    @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
 

@@ -8,6 +8,11 @@ from lineage.exceptions import StackError
 from lineage.settings import Settings
 
 
+def window_counts_topic(settings: Settings) -> str:
+    """The workers' internal topic that re-keys completeness counters by model (one per app id)."""
+    return f"{settings.topics.prefix}.{settings.app_id}.window-counts"
+
+
 def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic name -> topic configs for every topic the pipeline reads or writes."""
     t = settings.topics
@@ -19,7 +24,26 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
     specs[t.alerts] = {}
     # Encrypted snapshots only; short retention so unflagged ones age out.
     specs[t.pii_hold] = {"retention.ms": str(settings.sampling.hold_retention_ms)}
+    # Created here, before any worker subscribes: a topic Faust declares itself at start-up can
+    # miss the first partition assignment and stay unconsumed until the next metadata refresh.
+    specs[window_counts_topic(settings)] = {"retention.ms": str(window_counts_retention_ms(settings))}
+    # The model-lineage table's changelog (one partition: a global table), for the same reason.
+    specs[model_lineage_changelog(settings)] = {"cleanup.policy": "compact"}
     return specs
+
+
+def model_lineage_changelog(settings: Settings) -> str:
+    """Changelog topic of the workers' ``model_lineage`` global table (Faust's naming)."""
+    return f"{settings.app_id}-model_lineage-changelog"
+
+
+def _partitions(settings: Settings, name: str) -> int:
+    return 1 if name == model_lineage_changelog(settings) else settings.topics.partitions
+
+
+def window_counts_retention_ms(settings: Settings) -> int:
+    """Counters are only needed until counted; keep them as long as a window is, and at least a day."""
+    return int(max(settings.alerts.window_retention_s, 86_400.0) * 1000)
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -30,7 +54,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     except KafkaException as exc:
         raise StackError(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from None
     new = [
-        NewTopic(name, settings.topics.partitions, settings.topics.replication, config=conf)
+        NewTopic(name, _partitions(settings, name), settings.topics.replication, config=conf)
         for name, conf in topic_specs(settings).items()
         if name not in existing
     ]

@@ -1,10 +1,10 @@
-"""The agent: batches from the event topics (Avro) and the OpenLineage topic (JSON) through the pipeline.
+"""The worker's processing: the model-lineage table, the per-process runtime and the event path.
 
-Faust hazards respected: raw value serializer (we decode), ``noack_take`` with acks only after
-the batch's outputs were confirmed by the broker, concurrency 1 (scale with partitions and
-workers), no exactly-once. The batch work runs in a child process (:mod:`stream_apps.offload`)
-so Faust's consumer and the pipeline each get a core. An infrastructure failure retries the batch (never acked, never
-dead-lettered); a bug tripped by one message dead-letters that message and the rest flows on.
+Batches from the event topics (Avro) and the OpenLineage topic (JSON) are consumed by
+:mod:`stream_apps.events` and processed in a child process (:mod:`stream_apps.offload`) by
+:class:`Runtime`: validate, split PII, enrich, sample, seal, produce, and only then commit. An
+infrastructure failure retries the batch (never committed, never dead-lettered); a bug tripped by
+one message dead-letters that message and the rest flows on.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import asyncio
 import logging
 import os
 import socket
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import faust
+import mode
 import orjson
 import redis
 import redis.asyncio
@@ -25,21 +25,11 @@ from lineage.codec import Codec
 from sinks.pii.keys import DataKeys, kek_provider, redis_prefix
 from sinks.pii.store import SnapshotStore
 from stream_apps.models import ModelLineage
-from stream_apps.offload import Offload, OffloadRetry
+from stream_apps.events import EventLoop, run_in_thread
 from stream_apps.output import OutputProducer
 from stream_apps.pipeline import INFRA_ERRORS, BatchResult, InMessage, OutRecord, Pipeline
 
 log = logging.getLogger(__name__)
-
-BATCH_MAX = 5_000
-BATCH_WITHIN_S = 0.2
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, Mapping) else raw
-    return [(k.decode() if isinstance(k, bytes) else str(k), v) for k, v in items]
 
 
 class Runtime:
@@ -105,7 +95,7 @@ class Runtime:
 
 
 def register(app: faust.App, settings: Any) -> None:
-    """Declare the lineage table and the processing agent on ``app``."""
+    """Declare the lineage table, the stats page and the event path on ``app``."""
     table = app.GlobalTable(
         "model_lineage",
         default=None,
@@ -113,16 +103,6 @@ def register(app: faust.App, settings: Any) -> None:
         partitions=1,
         recovery_buffer_size=1,
         help="model@version -> training run + feature sets (changelog-backed)",
-    )
-    t = settings.topics
-    topic = app.topic(
-        *t.event_topics.values(),
-        t.openlineage,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        allow_empty=True,
     )
 
     @app.page("/lineage/stats")
@@ -135,38 +115,41 @@ def register(app: faust.App, settings: Any) -> None:
             await client.aclose()
         return web.json({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})
 
-    @app.agent(topic, concurrency=1, name="process_events")
-    async def process_events(stream: Any) -> None:  # faust.Stream; StreamT lacks noack_take
-        offload = Offload(settings, table.changelog_topic.get_topic_name())
-        loop = asyncio.get_running_loop()
-        totals: Counter[str] = Counter()
-        try:
-            async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-                msgs = [
-                    InMessage(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                        _headers(e.message.headers),
-                    )
-                    for e in events
-                ]
-                delay = 0.5
-                while True:
-                    try:
-                        counters, updates = await loop.run_in_executor(None, offload.call, msgs, dict(table.data.items()))
-                        break
-                    except OffloadRetry as exc:
-                        log.warning("batch of %d not processed (%s); retrying in %.1fs", len(msgs), exc, delay)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 10.0)
-                for key, value in updates:
-                    table.data[key] = value  # our own worker sees it at once; others via the changelog
-                for event in events:
-                    await stream.ack(event)
-                totals.update(counters)
-        finally:
-            log.info("process_events stopping; totals this run: %s", dict(totals))
-            await loop.run_in_executor(None, offload.close)
+    changelog = table.changelog_topic.get_topic_name()
+
+    async def _snapshot() -> dict[str, Any]:
+        return dict(table.data.items())
+
+    async def _apply(updates: list[tuple[str, dict[str, Any]]]) -> None:
+        for key, value in updates:
+            table.data[key] = value  # our own worker sees it at once; others via the changelog
+
+    @app.service
+    class EventPath(mode.Service):
+        """The event path (:mod:`stream_apps.events`), started after table recovery, stopped first."""
+
+        events: EventLoop
+        path: asyncio.Future[None]
+
+        async def on_start(self) -> None:
+            aio = asyncio.get_running_loop()
+            self.events = EventLoop(
+                settings,
+                changelog,
+                snapshot=lambda: asyncio.run_coroutine_threadsafe(_snapshot(), aio).result(60),
+                apply=lambda u: asyncio.run_coroutine_threadsafe(_apply(u), aio).result(60),
+            )
+            self.path = asyncio.ensure_future(run_in_thread(self.events))
+            self.path.add_done_callback(self._finished)
+
+        def _finished(self, task: asyncio.Future[None]) -> None:
+            if not task.cancelled() and task.exception() is not None and not self.should_stop:
+                log.critical("event path failed: %r; stopping the worker", task.exception())
+                asyncio.ensure_future(self.crash(cast(BaseException, task.exception())))
+
+        async def on_stop(self) -> None:
+            self.events.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.path), 120)
+            except Exception:  # noqa: BLE001 - already logged by _finished / the loop
+                pass

@@ -47,7 +47,7 @@ def test_lag_alert_fires_per_partition_and_resolves(pipe: Pipeline) -> None:
     parts = s.topics.partitions
     # Warm up: the worker consumes and commits, so its group shows in the admin API.
     produce_all(s, _inference(s, 60))
-    wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.inference), 120,
+    wait_until(lambda: committed_caught_up(s, s.events_group, s.topics.inference), 120,
                f"worker to commit on the inference topic\n{pipe.logs()}", 0.5)
 
     assert pipe.worker.signal(signal.SIGSTOP)

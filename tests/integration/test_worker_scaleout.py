@@ -18,6 +18,7 @@ from integration.test_worker_support import (
     run_event,
     running_workers,
     training_event,
+    wait_for_ids,
     worker_logs,
 )
 
@@ -25,11 +26,11 @@ pytestmark = [pytest.mark.integration]
 N = 20_000
 
 
-def _members(settings) -> int:
+def _members(settings, group: str) -> int:
     admin = AdminClient(settings.kafka_common())  # keep a reference until the future resolves
-    groups = admin.describe_consumer_groups([settings.app_id], request_timeout=5)
+    groups = admin.describe_consumer_groups([group], request_timeout=5)
     try:
-        desc = groups[settings.app_id].result(timeout=10)
+        desc = groups[group].result(timeout=10)
     except Exception:  # noqa: BLE001 - group not there yet / coordinator loading: poll again
         return 0
     return len(desc.members) if str(desc.state).endswith("STABLE") else 0
@@ -48,7 +49,8 @@ def test_two_workers_six_partitions_exact_counts_and_join(settings_factory, make
     t = s.topics
     trainings = [training_event("credit", f"v{i}", feature_sets=[f"fs{i}@1"]) for i in range(6)]
     with running_workers(s, 2) as procs:
-        _wait(lambda: _members(s) == 2, 60, "both workers to join the group")
+        _wait(lambda: _members(s, s.events_group) == 2 and _members(s, s.app_id) == 2, 60,
+              "both workers to join both groups (the event path's and the Faust app's)")
         produce_all(s, [(t.training, str(i).encode(), raw, None)
                         for i, raw in enumerate(encode_many(s, "training", trainings))])
         read_topic(s, t.graph, 6, timeout=60)
@@ -67,13 +69,14 @@ def test_two_workers_six_partitions_exact_counts_and_join(settings_factory, make
             (raw,) = encode_many(s, kind, [ev])
             items.append((t.event_topics[kind], ev["event_id"].encode(), raw, None))
         produce_all(s, items)
-        read_topic(s, t.graph, N + 7, timeout=150)
+        want = {ev["event_id"] for _, ev in events} | {tr["event_id"] for tr in trainings}
+        wait_for_ids(s, t.graph, want, timeout=300)
         time.sleep(2)  # a duplicate would arrive now
         assert all(p.is_running() for p in procs), worker_logs(s)[-2000:]
     graph = read_to_end(s, t.graph)
     ids = [orjson.loads(m.value())["event_id"] for m in graph]
     assert len(ids) == N + 7 and len(set(ids)) == N + 7  # no loss, no duplicates
-    assert set(ids) == {ev["event_id"] for _, ev in events} | {tr["event_id"] for tr in trainings}
+    assert set(ids) == want
     assert {m.partition() for m in graph} == set(range(6))
     logs = worker_logs(s)
     assert logs.count("process_events stopping") == 2

@@ -6,11 +6,13 @@ import socket
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from lineage.codec import Codec
@@ -204,3 +206,39 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list[A
     finally:
         c.close()
     return out
+
+
+def wait_for_ids(settings: Settings, topic: str, want: set[str], timeout: float) -> list[Any]:
+    """Read ``topic`` until every event id in ``want`` is there; on timeout fail with a diagnosis
+    (what is missing, the dead-letter reasons, the group's lag per input partition, worker warnings)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msgs = read_to_end(settings, topic)
+        have = {orjson.loads(m.value())["event_id"] for m in msgs}
+        if want <= have:
+            return msgs
+        if time.monotonic() > deadline:
+            raise AssertionError(diagnose(settings, len(want - have)))
+        time.sleep(2.0)
+
+
+def diagnose(settings: Settings, missing: int) -> str:
+    """A failure report for a pipeline test that waited in vain."""
+    t = settings.topics
+    reasons = Counter(header_map(m).get("dlq.reason", b"?").decode() for m in read_to_end(settings, t.deadletter))
+    inputs = [*t.event_topics.values(), t.openlineage]
+    c = Consumer({**settings.kafka_common(), "group.id": settings.events_group, "enable.auto.commit": False})
+    lag: list[str] = []
+    try:
+        for topic in inputs:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            tps = [TopicPartition(topic, p) for p in parts]
+            for tp in c.committed(tps, timeout=10):
+                end = c.get_watermark_offsets(tp, timeout=10)[1]
+                if end and tp.offset < end:
+                    lag.append(f"{topic}[{tp.partition}] committed {tp.offset} end {end}")
+    finally:
+        c.close()
+    noisy = [ln for ln in worker_logs(settings).splitlines() if "[WARNING]" in ln or "[ERROR]" in ln]
+    return (f"{missing} events missing; dead-lettered: {dict(reasons)}; lagging: {lag or 'none'}; "
+            f"worker warnings (last 15): " + "\n".join(noisy[-15:]))
