@@ -2,7 +2,9 @@
 
 ``GET /health``, ``GET /metrics``, ``POST /api/sql`` (read-only), ``GET /api/query/<name>?...``.
 Other areas mount their routes through :data:`ROUTE_PROVIDERS` (``add_routes(app, ctx)``);
-a provider whose module is not installed is skipped.
+a provider whose module is not installed is skipped. A provider that has Prometheus metrics
+of its own appends a coroutine function to ``app[METRICS_PROVIDERS]``; ``/metrics`` serves the
+sink's counters followed by each provider's exposition.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -37,6 +39,12 @@ ROUTE_PROVIDERS: list[str] = [
     "producers.intake_http:add_routes",
     "stream_apps.dashboard:add_routes",
 ]
+
+
+#: Prometheus text exposition content type.
+PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: An async callable returning a Prometheus text exposition (families not named ``lineage_sink_*``).
+MetricsProvider = Callable[[], Awaitable[bytes]]
 
 
 def _default(value: Any) -> Any:
@@ -74,6 +82,10 @@ class ApiContext:
         return await loop.run_in_executor(None, partial(self.store.query, sql, params, settings))
 
 
+CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
+METRICS_PROVIDERS: web.AppKey[list[MetricsProvider]] = web.AppKey("lineage_metrics_providers", list)
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.Response(status=status, body=dumps({"error": message}), content_type="application/json")
 
@@ -84,7 +96,7 @@ def _ch_message(exc: ClickHouseError) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    ctx: ApiContext = request.app["ctx"]
+    ctx: ApiContext = request.app[CTX]
     body = {
         "status": "ok",
         "service": "lineage-sink",
@@ -97,12 +109,22 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    ctx: ApiContext = request.app["ctx"]
-    return web.Response(text=ctx.metrics.prometheus(), content_type="text/plain")
+    ctx: ApiContext = request.app[CTX]
+    parts = [ctx.metrics.prometheus().encode()]
+    failed = 0
+    for provider in request.app[METRICS_PROVIDERS]:
+        try:
+            parts.append(await provider())
+        except Exception:  # noqa: BLE001 - the sink's own counters still go out; the failure is logged and exposed
+            failed += 1
+            log.exception("metrics provider %r failed", provider)
+    parts.append(b"# TYPE lineage_sink_metrics_provider_failures gauge\n"
+                 b"lineage_sink_metrics_provider_failures %d\n" % failed)
+    return web.Response(body=b"".join(parts), headers={"Content-Type": PROM_TYPE})
 
 
 async def sql(request: web.Request) -> web.Response:
-    ctx: ApiContext = request.app["ctx"]
+    ctx: ApiContext = request.app[CTX]
     try:
         if request.content_type == "application/json":
             body = await request.json()
@@ -121,7 +143,7 @@ async def sql(request: web.Request) -> web.Response:
 
 
 async def named_query(request: web.Request) -> web.Response:
-    ctx: ApiContext = request.app["ctx"]
+    ctx: ApiContext = request.app[CTX]
     try:
         spec = get_query(request.match_info["name"])
         params = spec.bind(dict(request.query))
@@ -135,7 +157,8 @@ async def named_query(request: web.Request) -> web.Response:
 
 def build_app(ctx: ApiContext, providers: list[str] | None = None) -> web.Application:
     app = web.Application(client_max_size=16 << 20)
-    app["ctx"] = ctx
+    app[CTX] = ctx
+    app[METRICS_PROVIDERS] = []
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/sql", sql)

@@ -1,22 +1,29 @@
 """Completeness detection from stream windows (Faust), evaluated by a timer, not `on_window_close`.
 
-The detection agent reads graph rows (one per accepted event) and keeps:
+Graph rows are keyed by event id, so one model's predictions are spread over every partition
+and every worker. To make the per-model figures exact however partitions are spread, the
+counts are re-keyed by model (what Faust's ``group_by`` does):
 
-* a tumbling (or hopping) windowed table of counters, keyed ``"<metric>|<label>|<partition>"``:
-  per model, inference events and those lacking required lineage (model version + training
-  run); consequential predictions and those not fully captured; inference events whose model
-  version has no training lineage. The partition in the key keeps every key on the changelog
-  partition it is written from, so a restarted worker recovers exact counts.
-* a table of runs that STARTed (keyed ``"<run_id>|<partition>"``). Terminal events go to Redis,
-  because a run's START and COMPLETE usually sit on different partitions (graph rows are keyed
-  by event id) and may be processed by different workers.
-* emitter last-seen times in Redis (heartbeat), so "silent" means silent for all workers.
+* ``detect_completeness`` reads the graph topic. For each inference row it sends the row's
+  counters (see :func:`~stream_apps.alerts.completeness.window_counts`) to an internal topic
+  (:func:`lineage.topics.window_counts_topic`, created with the pipeline's topics) keyed by
+  model, stamped with the graph row's timestamp. Faust flushes its producer before
+  it commits the graph offsets, so a committed row's counters were delivered (at least once).
+  It also keeps a table of runs that STARTed (keyed ``"<run_id>|<partition>"``), records
+  terminal events in Redis (a run's START and COMPLETE usually sit on different partitions)
+  and emitter last-seen times in Redis (heartbeat), so "silent" means silent for all workers.
+* ``count_windows`` reads the model-keyed topic: every count of one model lands on one
+  partition, in a tumbling (or hopping) windowed table keyed ``"<metric>|<label>|<partition>"``.
+  The partition in the key keeps every key on the changelog partition it is written from, so
+  a restarted worker recovers exact counts.
 
-An ``@app.timer`` scans the tables' stores: every window that closed within `eval_horizon` is
+An ``@app.timer`` scans the tables' stores, restricted to the partitions this worker actively
+owns (standby replicas are skipped) and not while a rebalance or table recovery is under way
+(counts may be partial then): every window that closed within `eval_horizon` is
 evaluated (including windows recovered from the changelog after a restart, which Faust never
 expires by itself), and runs past their deadline are checked. Alerts are fired through the
 Redis-backed engine (exactly one notification across workers); window alerts no one re-asserts
-for `stale_after_s` resolve. Stale windows are deleted in-stream (deletes must happen in the
+for `stale_after_s` resolve. Stale entries are deleted in-stream (deletes must happen in the
 partition's own event context); the evaluation horizon keeps any leftover from re-alerting.
 """
 from __future__ import annotations
@@ -34,81 +41,33 @@ import orjson
 import redis.asyncio as aioredis
 
 from lineage.graph import GraphRecord
-from stream_apps.alerts.config import AlertSettings, alert_settings
+from lineage.topics import window_counts_retention_ms, window_counts_topic
+from stream_apps.alerts.completeness import (
+    CONSEQ_ALERT,
+    RUN_ALERT,
+    SHARE_ALERT,
+    SILENT_ALERT,
+    TERMINAL,
+    UNKNOWN_ALERT,
+    WINDOW_ALERTS,
+    Point,
+    Windows,
+    count_key,
+    evaluate_windows,
+    heartbeat_alerts,
+    split_key,
+    window_counts,
+    window_stat_points,
+)
+from stream_apps.alerts.config import alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
 from stream_apps.alerts.model import Alert, rfc3339
 
+__all__ = ["CONSEQ_ALERT", "SHARE_ALERT", "UNKNOWN_ALERT", "evaluate_windows", "register", "split_key", "window_counts"]
+
 log = logging.getLogger(__name__)
 
-SHARE_ALERT = "InferenceLineageIncomplete"
-CONSEQ_ALERT = "ConsequentialNotCaptured"
-UNKNOWN_ALERT = "UnknownModelVersion"
-RUN_ALERT = "RunIncomplete"
-SILENT_ALERT = "EmitterSilent"
-WINDOW_ALERTS = (SHARE_ALERT, CONSEQ_ALERT, UNKNOWN_ALERT)
-TERMINAL = ("COMPLETE", "FAIL", "ABORT")
-CONSEQUENTIAL_TIERS = ("consequential", "flagged")
 QUANTILES = (0.5, 0.95, 0.99)
-
-
-def window_counts(rec: GraphRecord) -> list[tuple[str, str]]:
-    """(metric, label) counters one graph row adds to its window."""
-    inf = rec.inference
-    if rec.kind != "inference" or not inf:
-        return []
-    model = str(inf.get("model_name") or "")
-    out = [("inf", model)]
-    if not (inf.get("model_version") and inf.get("training_run_id")):
-        out.append(("inf_missing", model))
-    if inf.get("tier") in CONSEQUENTIAL_TIERS:
-        out.append(("conseq", model))
-        if not inf.get("lineage_complete"):
-            out.append(("conseq_missing", model))
-    if inf.get("unknown_model_version"):
-        out.append(("unknown", f"{model}@{inf.get('model_version') or ''}"))
-    return out
-
-
-def split_key(key: str) -> tuple[str, str, int]:
-    metric, rest = key.split("|", 1)
-    label, part = rest.rsplit("|", 1)
-    return metric, label, int(part)
-
-
-def evaluate_windows(
-    windows: dict[tuple[float, float], dict[tuple[str, str], int]], cfg: AlertSettings
-) -> list[Alert]:
-    """Alerts that hold for closed windows: {(start, end): {(metric, label): count}} (pure)."""
-    alerts: list[Alert] = []
-    for (start, end), counts in sorted(windows.items()):
-        span = f"{rfc3339(int(start * 1e6))[11:19]}-{rfc3339(int(end * 1e6))[11:19]}Z"
-        models = {label for (metric, label) in counts if metric == "inf"}
-        for model in sorted(models):
-            total = counts.get(("inf", model), 0)
-            missing = counts.get(("inf_missing", model), 0)
-            if total >= cfg.min_window_events and total and (total - missing) / total < cfg.lineage_share_min:
-                share = missing / total
-                alerts.append(Alert.firing(
-                    SHARE_ALERT, {"model": model},
-                    f"model {model}: {share:.1%} of {total} inference events in window {span} lack required "
-                    f"lineage (model version + training run); allowed {1 - cfg.lineage_share_min:.0%}",
-                    "warning", share, source="windows"))
-            conseq, uncaptured = counts.get(("conseq", model), 0), counts.get(("conseq_missing", model), 0)
-            if uncaptured:
-                alerts.append(Alert.firing(
-                    CONSEQ_ALERT, {"model": model},
-                    f"model {model}: {uncaptured} of {conseq} consequential predictions in window {span} "
-                    "lack full lineage (training run, feature sets, stored snapshot)",
-                    "critical", uncaptured, source="windows"))
-        for (metric, label), n in sorted(counts.items()):
-            if metric == "unknown" and n:
-                model, _, version = label.rpartition("@")
-                alerts.append(Alert.firing(
-                    UNKNOWN_ALERT, {"model": model, "model_version": version},
-                    f"model {model} version {version} served {n} predictions in window {span} "
-                    "but has no training lineage", "critical", n, source="windows"))
-    # Several windows (hopping, or a backlog after a restart) may assert one alert: keep the last.
-    return list({a.fingerprint: a for a in alerts}.values())
 
 
 class WindowState:
@@ -116,23 +75,30 @@ class WindowState:
 
     def __init__(self) -> None:
         self.heartbeat_sent: dict[str, float] = {}
-        self.purge: dict[int, set[Any]] = defaultdict(set)
-        self.last_purge: dict[int, float] = {}
+        self.purge_runs: dict[int, set[str]] = defaultdict(set)
+        self.purge_counts: dict[int, set[Any]] = defaultdict(set)
+        self.last_purge: dict[tuple[str, int], float] = {}
         self.latencies: list[float] = []
         self.tiers: dict[str, int] = defaultdict(int)
         self.kinds: dict[str, int] = defaultdict(int)
         self.decode_errors = 0
-        self.published_windows: set[tuple[float, str]] = set()
+        self.published: dict[tuple[str, str, float], float] = {}
+
+    def purge_due(self, what: str, partition: int, now: float, every_s: float) -> bool:
+        if now - self.last_purge.get((what, partition), 0) <= every_s:
+            return False
+        self.last_purge[(what, partition)] = now
+        return True
 
 
 def register(app: faust.App, settings: Any) -> None:
-    """Declare the completeness tables, the detection agent and the evaluation timers on `app`."""
+    """Declare the completeness tables, the detection agents and the evaluation timers on `app`."""
     cfg = alert_settings(settings)
     parts = settings.topics.partitions
     size = timedelta(seconds=cfg.window_s)
     counts_table = app.Table(
         "alert-window-counts", default=int, partitions=parts,
-        help="completeness counters per window, key metric|label|partition",
+        help="completeness counters per window, key metric|label|partition (partition of the by-model topic)",
     )
     if cfg.window_step_s:
         counts = counts_table.hopping(size, timedelta(seconds=cfg.window_step_s),
@@ -143,6 +109,9 @@ def register(app: faust.App, settings: Any) -> None:
     runs = app.Table("alert-open-runs", default=None, partitions=parts, help="run_id|partition -> START")
     graph = app.topic(settings.topics.graph, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", allow_empty=True)
+    by_model = app.topic(window_counts_topic(settings), internal=True, partitions=parts, key_type=bytes,
+                         value_type=bytes, key_serializer="raw", value_serializer="raw", allow_empty=True,
+                         retention=timedelta(milliseconds=window_counts_retention_ms(settings)))
     alerts_topic = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(settings.topics.metrics, key_serializer="raw", value_serializer="raw")
     ns = f"lineage:{settings.topics.prefix}:alerts"
@@ -150,6 +119,7 @@ def register(app: faust.App, settings: Any) -> None:
     state = WindowState()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     horizon = cfg.horizon_s
+    purge_every = cfg.eval_interval_s * 5
 
     async def send_alert(key: bytes, value: bytes) -> None:
         fut = await alerts_topic.send(key=key, value=value)
@@ -157,15 +127,21 @@ def register(app: faust.App, settings: Any) -> None:
 
     engine: AlertEngine = build_engine(settings, send_alert, redis)
 
-    async def publish_metrics(points: list[tuple[str, dict[str, str], float, float]]) -> None:
+    def active(topic: str) -> set[int]:
+        """Partitions of `topic` this worker actively owns (its tables' standby copies excluded)."""
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def publish_metrics(points: list[Point]) -> None:
         for name, labels, ts, value in points:
             body = orjson.dumps({"name": name, "labels": labels, "ts": rfc3339(int(ts * 1e6)), "value": value})
             await metrics_topic.send(value=body)
 
-    async def observe(rec: GraphRecord, partition: int) -> None:
+    async def observe(rec: GraphRecord, partition: int, timestamp: float) -> None:
         now = time.time()
-        for metric, label in window_counts(rec):
-            counts[f"{metric}|{label}|{partition}"] += 1
+        pairs = window_counts(rec)
+        if pairs and rec.inference is not None:
+            model = str(rec.inference.get("model_name") or "")
+            await by_model.send(key=model.encode(), value=orjson.dumps(pairs), timestamp=timestamp)
         if rec.kind != "inference":
             run_id = str(rec.payload.get("run", {}).get("runId", ""))
             if rec.event_type == "START" and run_id:
@@ -188,14 +164,10 @@ def register(app: faust.App, settings: Any) -> None:
         if rec.inference and rec.inference.get("tier"):
             state.tiers[str(rec.inference["tier"])] += 1
         # Housekeeping in this partition's event context (table deletes need it).
-        if now - state.last_purge.get(partition, 0) > cfg.eval_interval_s * 5:
-            state.last_purge[partition] = now
-            for key in list(state.purge.pop(partition, ())):
-                if isinstance(key, str):
-                    if runs.get(key) is not None:
-                        del runs[key]
-                elif key in counts_table.data:
-                    del counts_table[key]
+        if state.purge_due("runs", partition, now, purge_every):
+            for key in list(state.purge_runs.pop(partition, ())):
+                if runs.get(key) is not None:
+                    del runs[key]
 
     @app.agent(graph, concurrency=1, name="detect_completeness")
     async def detect_completeness(stream: faust.StreamT[bytes]) -> None:
@@ -207,47 +179,63 @@ def register(app: faust.App, settings: Any) -> None:
                 log.error("graph row at %s[%s]@%s undecodable: %s", event.message.topic,
                           event.message.partition, event.message.offset, exc)
                 continue
-            await observe(rec, event.message.partition)
+            await observe(rec, event.message.partition, event.message.timestamp)
+
+    @app.agent(by_model, concurrency=1, name="count_windows")
+    async def count_windows(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            part = event.message.partition
+            try:
+                pairs = [(str(m), str(label)) for m, label in orjson.loads(event.value)]
+            except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+                state.decode_errors += 1
+                log.error("window counters at %s[%s]@%s undecodable: %s", event.message.topic, part,
+                          event.message.offset, exc)
+                continue
+            for metric, label in pairs:
+                counts[count_key(metric, label, part)] += 1
+            if state.purge_due("counts", part, time.time(), purge_every):
+                for key in list(state.purge_counts.pop(part, ())):
+                    if key in counts_table.data:
+                        del counts_table[key]
 
     def closed_windows(now: float) -> dict[tuple[float, float], dict[tuple[str, str], int]]:
         out: dict[tuple[float, float], dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
+        mine = active(by_model.get_topic_name())
         for key, value in list(counts_table.data.items()):
             try:
                 raw, (start, end) = key
                 metric, label, part = split_key(raw)
             except (TypeError, ValueError):
                 continue
-            if end + cfg.window_grace_s > now:
-                continue  # still open
+            if part not in mine or end + cfg.window_grace_s > now:
+                continue  # a standby copy, or still open
             if end < now - horizon:
                 if end < now - cfg.window_retention_s:
-                    state.purge[part].add(key)
+                    state.purge_counts[part].add(key)
                 continue
             out[(start, end)][(metric, label)] += int(value or 0)
         return out
 
-    async def publish_window_stats(windows: dict[tuple[float, float], dict[tuple[str, str], int]]) -> None:
-        points = []
-        for (start, end), c in windows.items():
-            for (metric, label), total in c.items():
-                if metric != "inf" or (end, label) in state.published_windows:
-                    continue
-                state.published_windows.add((end, label))
-                missing = c.get(("inf_missing", label), 0)
-                labels = {"model": label, "worker": worker}
-                points += [("inference_window_events", labels, end, float(total)),
-                           ("inference_window_lineage_share", labels, end, (total - missing) / total if total else 1.0),
-                           ("consequential_window_events", labels, end, float(c.get(("conseq", label), 0))),
-                           ("consequential_window_uncaptured", labels, end, float(c.get(("conseq_missing", label), 0)))]
-        if points:
-            await publish_metrics(points)
+    async def publish_window_stats(windows: Windows) -> None:
+        """Window figures once a window closed, again whenever a late count changed them."""
+        fresh = []
+        for point in window_stat_points(windows):
+            name, labels, end, value = point
+            key = (name, labels["model"], end)
+            if state.published.get(key) != value:
+                state.published[key] = value
+                fresh.append(point)
+        if fresh:
+            await publish_metrics(fresh)
         cutoff = time.time() - cfg.window_retention_s
-        state.published_windows = {w for w in state.published_windows if w[0] >= cutoff}
+        state.published = {k: v for k, v in state.published.items() if k[2] >= cutoff}
 
     async def overdue_runs(now: float) -> list[Alert]:
         candidates = []
+        mine = active(settings.topics.graph)
         for key, value in list(runs.data.items()):
-            if not isinstance(value, dict) or not isinstance(key, str):
+            if not isinstance(value, dict) or not isinstance(key, str) or int(key.rsplit("|", 1)[1]) not in mine:
                 continue
             if value["t"] / 1e6 + cfg.run_deadline_s <= now:
                 candidates.append((key, value))
@@ -263,50 +251,44 @@ def register(app: faust.App, settings: Any) -> None:
                 f"event after {cfg.run_deadline_s:.0f}s", "warning", now - value["t"] / 1e6, source="windows")
             if end is not None:
                 await engine.resolve(alert.fingerprint)
-                state.purge[int(part)].add(key)
+                state.purge_runs[int(part)].add(key)
             else:
                 alerts.append(alert)
         return alerts
 
-    async def silent_emitters(now: float) -> tuple[list[Alert], set[str]]:
-        if not cfg.expected_emitters:
-            return [], set()
-        seen = await redis.hmget(f"{ns}:heartbeat", list(cfg.expected_emitters))
-        for emitter in cfg.expected_emitters:
+    async def silent_emitters(now: float) -> list[Alert]:
+        expected = list(cfg.expected_emitters)
+        if not expected:
+            return []
+        seen = await redis.hmget(f"{ns}:heartbeat", expected)
+        for emitter in expected:
             await redis.hsetnx(f"{ns}:heartbeat_baseline", emitter, int(now * 1e6))
-        base = await redis.hmget(f"{ns}:heartbeat_baseline", list(cfg.expected_emitters))
-        out, fps = [], set()
-        for emitter, last, first in zip(cfg.expected_emitters, seen, base):
-            ref = int(last) if last is not None else int(first or now * 1e6)
-            quiet = now - ref / 1e6
-            alert = Alert.firing(SILENT_ALERT, {"emitter": emitter},
-                                 f"expected emitter {emitter} sent nothing for {quiet:.0f}s "
-                                 f"(heartbeat window {cfg.heartbeat_window_s:.0f}s)", "warning", quiet, source="windows")
-            if quiet > cfg.heartbeat_window_s:
-                out.append(alert)
-            fps.add(alert.fingerprint)
-        return out, fps
+        base = await redis.hmget(f"{ns}:heartbeat_baseline", expected)
+        return heartbeat_alerts(expected, [None if v is None else int(v) for v in seen],
+                                [None if v is None else int(v) for v in base], now, cfg.heartbeat_window_s)
 
     @app.timer(interval=cfg.eval_interval_s, name="evaluate_windows")
     async def evaluate_windows_timer() -> None:
         now = time.time()
-        windows = closed_windows(now)
-        firing = evaluate_windows(windows, cfg) + await overdue_runs(now)
-        silent, emitter_fps = await silent_emitters(now)
+        # While partitions move or tables recover, a worker's counts may be partial: wait.
+        settled = not (app.rebalancing or app.in_recovery)
+        windows = closed_windows(now) if settled else {}
+        firing = (evaluate_windows(windows, cfg) + await overdue_runs(now)) if settled else []
+        silent = await silent_emitters(now)
         for alert in firing + silent:
             await engine.fire(alert)
-        await engine.resolve_stale(WINDOW_ALERTS + (RUN_ALERT,), cfg.stale_after_s)
-        for alert in await engine.book.active([SILENT_ALERT]):
-            if alert.fingerprint in emitter_fps and alert.fingerprint not in {a.fingerprint for a in silent}:
-                await engine.resolve(alert.fingerprint)
-        await publish_window_stats(windows)
+        if settled:
+            await engine.resolve_stale(WINDOW_ALERTS + (RUN_ALERT,), cfg.stale_after_s)
+            await publish_window_stats(windows)
+        # Every worker sees every heartbeat: a full evaluation (also drops emitters no longer expected).
+        await engine.resolve_absent((SILENT_ALERT,), {a.fingerprint for a in silent})
         await engine.tick()
 
     @app.timer(interval=cfg.sample_interval_s, name="publish_stream_metrics")
     async def publish_stream_metrics() -> None:
         now = time.time()
         lat, state.latencies = sorted(state.latencies), []
-        points = []
+        points: list[Point] = []
         if lat:
             for q in QUANTILES:
                 points.append(("e2e_latency_seconds", {"quantile": str(q), "worker": worker}, now,

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sinks.api_server import METRICS_PROVIDERS, PROM_TYPE
 from stream_apps.dashboard.data import alerts_json, dashboard_data, metrics_text
 from stream_apps.monitor.service import Monitor
 
@@ -19,7 +20,6 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 MONITOR_KEY = web.AppKey("lineage_monitor", Monitor)
-PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _monitor(request: web.Request) -> Monitor:
@@ -71,7 +71,6 @@ def add_routes(app: web.Application, ctx: Any) -> None:
     app.router.add_get("/metrics/pipeline", metrics)
     if not _has_get(app, "/metrics"):
         app.router.add_get("/metrics", metrics)
-    # The sink's own /metrics can append ours: it calls each of these and concatenates.
-    providers = app.get("metrics_providers")
-    if isinstance(providers, list):
-        providers.append(lambda: metrics_text(mon))
+    # The sink's own /metrics appends ours: it calls each provider and concatenates.
+    if METRICS_PROVIDERS in app:
+        app[METRICS_PROVIDERS].append(lambda: metrics_text(mon))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 
 from helpers import make_topics, wait_until
 from lineage.pipeline import sink_process
@@ -160,6 +161,16 @@ def committed_caught_up(settings: Settings, group: str, topic: str) -> bool:
     highs = {p: h for (t, p), h in s.high.items() if t == topic and h > 0}
     got = {p.partition: p.lag for p in s.lag if p.topic == topic}
     return bool(highs) and all(got.get(p) == 0 for p in highs)
+
+
+def group_assignment(settings: Settings, topic: str) -> dict[str, set[int]]:
+    """Member id -> partitions of `topic` it owns in the pipeline's consumer group ({} unless the group is stable)."""
+    admin = AdminClient(settings.kafka_common())
+    desc = admin.describe_consumer_groups([settings.app_id], request_timeout=10)[settings.app_id].result(timeout=15)
+    if not str(desc.state).endswith("STABLE"):
+        return {}
+    return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic}
+            for m in desc.members}
 
 
 def once_each(records: list[dict[str, Any]], name_key: str, names: set[str]) -> dict[str, list[str]]:

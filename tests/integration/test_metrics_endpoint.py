@@ -1,5 +1,5 @@
-"""`/metrics` on the running sink parses with prometheus-client's text-format parser and carries
-the live lag / throughput / dead-letter / alert values."""
+"""`/metrics` (and `/metrics/pipeline`) on the running sink parse with prometheus-client's
+text-format parser and carry the live lag / throughput / dead-letter / alert values."""
 from __future__ import annotations
 
 import json
@@ -59,7 +59,11 @@ def test_metrics_parse_and_show_lag(stack, tmp_path: Path) -> None:
 
         (row,) = wait_until(cli_shows, 60, "the alert in `lineage alerts --active`", 1.0)
         assert row["state"] == "firing" and group in row["summary"]
-        # `/metrics` itself (the sink's, plus ours when mounted) parses too.
+        # `/metrics` itself: the sink's counters followed by the same pipeline figures, one parse.
         body, ctype = http_text(s, "/metrics")
-        assert ctype.startswith("text/plain")
-        assert list(text_string_to_metric_families(body))
+        assert ctype.startswith("text/plain") and "version=0.0.4" in ctype
+        fams = {f.name: f.samples for f in text_string_to_metric_families(body)}
+        assert "lineage_sink_messages_consumed" in fams and fams["lineage_sink_metrics_provider_failures"][0].value == 0
+        lag = [x for x in fams["lineage_consumer_lag"] if x.labels.get("group") == group]
+        assert lag and max(x.value for x in lag) == 30
+        assert any(x.labels.get("alertname") == "ConsumerLagHigh" for x in fams["lineage_alerts_active"])

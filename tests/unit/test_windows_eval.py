@@ -44,3 +44,33 @@ def test_same_alert_from_several_windows_is_one() -> None:
 def test_min_window_events() -> None:
     cfg = AlertSettings(min_window_events=10)
     assert evaluate_windows({(0.0, 1.0): {("inf", "m"): 3, ("inf_missing", "m"): 3}}, cfg) == []
+
+
+def test_window_figures_are_per_model_and_stamped_with_the_window_end() -> None:
+    from stream_apps.alerts.completeness import window_stat_points
+
+    points = window_stat_points({(0.0, 60.0): {("inf", "a"): 200, ("inf_missing", "a"): 12, ("conseq", "a"): 4,
+                                                ("conseq_missing", "a"): 1, ("unknown", "a@9"): 12}})
+    got = {name: (labels, ts, value) for name, labels, ts, value in points}
+    assert got == {
+        "inference_window_events": ({"model": "a"}, 60.0, 200.0),
+        "inference_window_lineage_share": ({"model": "a"}, 60.0, 0.94),
+        "consequential_window_events": ({"model": "a"}, 60.0, 4.0),
+        "consequential_window_uncaptured": ({"model": "a"}, 60.0, 1.0),
+    }
+
+
+def test_heartbeat_silence_is_measured_from_last_seen_else_from_the_baseline() -> None:
+    from stream_apps.alerts.completeness import SILENT_ALERT, heartbeat_alerts
+
+    now = 1_000.0
+    firing = heartbeat_alerts(
+        ["alive", "quiet", "never", "new"],
+        [int(995e6), int(600e6), None, None],
+        [int(100e6), int(100e6), int(500e6), int(990e6)],
+        now, 300.0)
+    assert {a.labels["emitter"] for a in firing} == {"quiet", "never"}
+    assert all(a.name == SILENT_ALERT for a in firing)
+    quiet = next(a for a in firing if a.labels["emitter"] == "quiet")
+    assert quiet.value == 400.0 and "sent nothing for 400s" in quiet.summary
+    assert heartbeat_alerts(["x"], [None], [None], now, 300.0) == []  # not even a baseline yet
