@@ -37,7 +37,8 @@ def model_lineage_changelog(settings: Settings) -> str:
     return f"{settings.app_id}-model_lineage-changelog"
 
 
-def _partitions(settings: Settings, name: str) -> int:
+def topic_partitions(settings: Settings, name: str) -> int:
+    """Partition count ``ensure_topics`` creates ``name`` with."""
     return 1 if name == model_lineage_changelog(settings) else settings.topics.partitions
 
 
@@ -54,7 +55,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     except KafkaException as exc:
         raise StackError(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from None
     new = [
-        NewTopic(name, _partitions(settings, name), settings.topics.replication, config=conf)
+        NewTopic(name, topic_partitions(settings, name), settings.topics.replication, config=conf)
         for name, conf in topic_specs(settings).items()
         if name not in existing
     ]

@@ -31,6 +31,15 @@ from stream_apps.pipeline import INFRA_ERRORS, BatchResult, InMessage, OutRecord
 
 log = logging.getLogger(__name__)
 
+# Hold index entries, many per call: SET KEYS[i] ARGV[i] PX ARGV[#ARGV] (the same keys, values
+# and expiry as one SET per prediction, without a command per prediction).
+_INDEX_HOLDS = """
+local ttl = ARGV[#ARGV]
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl) end
+return #KEYS
+"""
+_INDEX_CHUNK = 1_000
+
 
 class Runtime:
     """Per-worker resources (Redis, keys, store, producer, pipeline); built when the agent starts."""
@@ -46,6 +55,7 @@ class Runtime:
         self.pipeline = Pipeline(settings, Codec.from_settings(settings), self.keys, self.store, self.lookup)
         self.producer = OutputProducer(settings, client_id=writer)
         self.stats_key = f"{self.keys.prefix}:stats:{settings.app_id}"
+        self._index_holds = self.redis.register_script(_INDEX_HOLDS)
 
     def lookup(self, key: str) -> ModelLineage | None:
         value = self._lookup(key)
@@ -68,8 +78,14 @@ class Runtime:
         positions = self.producer.send(records, track_topic=hold)
         pipe = self.redis.pipeline(transaction=False)
         ttl_ms = self.settings.sampling.hold_retention_ms
-        for pid, topic, partition, offset in positions:
-            pipe.set(f"{self.keys.prefix}:pii:hold:{pid}", f"{topic}/{partition}/{offset}", px=ttl_ms)
+        prefix = f"{self.keys.prefix}:pii:hold:"
+        for start in range(0, len(positions), _INDEX_CHUNK):
+            chunk = positions[start : start + _INDEX_CHUNK]
+            self._index_holds(
+                keys=[prefix + pid for pid, _, _, _ in chunk],
+                args=[*(f"{topic}/{partition}/{offset}" for _, topic, partition, offset in chunk), ttl_ms],
+                client=pipe,
+            )
         for name, count in result.counters.items():
             pipe.hincrby(self.stats_key, name, count)
         pipe.execute()

@@ -26,8 +26,7 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from stream_apps.offload import Offload, OffloadRetry
-from stream_apps.pipeline import InMessage
+from stream_apps.offload import Offload, OffloadRetry, RawMessage
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class EventLoop:
                 msgs = [m for m in batch if not self._is_error(m)]
                 if not msgs:
                     continue
-                self._process(offload, [_inmessage(m) for m in msgs])
+                self._process(offload, [_raw(m) for m in msgs])
                 self._commit(consumer, msgs)
         finally:
             log.info("process_events stopping; totals this run: %s", dict(self.totals))
@@ -98,7 +97,7 @@ class EventLoop:
             finally:
                 offload.close()
 
-    def _process(self, offload: Offload, msgs: list[InMessage]) -> None:
+    def _process(self, offload: Offload, msgs: list[RawMessage]) -> None:
         delay = 0.5
         while True:
             try:
@@ -150,11 +149,11 @@ class EventLoop:
         log.info("event path revoked %d partitions", len(partitions))
 
 
-def _inmessage(m: Message) -> InMessage:
-    """A consumed record (never an error record) as the pipeline takes it."""
-    raw = cast("list[tuple[str, bytes | None]]", m.headers() or [])  # librdkafka: a list of pairs
-    headers = [(k, v if v is None or isinstance(v, bytes) else str(v).encode()) for k, v in raw]
-    return InMessage(cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset()), m.key(), m.value(), headers)
+def _raw(m: Message) -> RawMessage:
+    """A consumed record (never an error record) as the pipeline child takes it."""
+    raw = cast("list[tuple[str, bytes | None]] | None", m.headers())  # librdkafka: a list of pairs, or None
+    headers = [(k, v if v is None or isinstance(v, bytes) else str(v).encode()) for k, v in raw] if raw else []
+    return (cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset()), m.key(), m.value(), headers)
 
 
 class _Stopped(Exception):

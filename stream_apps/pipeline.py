@@ -108,6 +108,7 @@ class Pipeline:
         self.kind_of_topic = {name: kind for kind, name in topics.event_topics.items()}
         self.openlineage_topic = topics.openlineage
         self.inference_topic = topics.inference
+        self.graph_topic, self.hold_topic, self.deadletter_topic = topics.graph, topics.pii_hold, topics.deadletter
 
     # --- per message -------------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class Pipeline:
         return [a for a in accepted if id(a) not in bad]
 
     def _dead_letter(self, rejected: list[tuple[InMessage, str, str]], result: BatchResult) -> None:
-        dlq = self.settings.topics.deadletter
+        dlq = self.deadletter_topic
         dlq_key: bytes | None = None
         for msg, reason, detail in rejected:
             raw = msg.value or b""
@@ -218,7 +219,6 @@ class Pipeline:
             result.counters[f"dlq.{reason}"] += 1
 
     def _route(self, accepted: list[_Accepted], result: BatchResult) -> None:
-        t = self.settings.topics
         inference = [a for a in accepted if a.kind == "inference"]
         refs = {a.subject_ref for a in inference}
         flagged = self._flagged(refs)
@@ -259,11 +259,12 @@ class Pipeline:
         for info in infos:
             full = info["tier"] == "routine" or bool(info["snapshot_pointer"])
             info["lineage_complete"] = bool(info["training_run_id"] and info["feature_sets"]) and full
+        hold_topic, graph_topic, records = self.hold_topic, self.graph_topic, result.records
         for pid, hold in holds:
-            result.records.append(OutRecord(t.pii_hold, pid.encode(), orjson.dumps(hold), None, pid))
+            records.append(OutRecord(hold_topic, pid.encode(), orjson.dumps(hold), None, pid))
         for a, corr, info in pending:
             graph = build_record(a.kind, a.event, corr, info)
-            result.records.append(OutRecord(t.graph, a.event["event_id"].encode(), graph.to_bytes()))
+            records.append(OutRecord(graph_topic, a.event["event_id"].encode(), graph.to_bytes()))
 
     def _flagged(self, refs: set[str]) -> set[str]:
         if not refs:

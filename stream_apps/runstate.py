@@ -13,24 +13,33 @@ from typing import Any
 
 from stream_apps.validation import TERMINAL
 
+# One call checks many transitions in order (KEYS[i] <- ARGV[4i-3..4i]; ARGV[#ARGV] = TTL), so a
+# run seen twice in a batch sees its own earlier terminal state, exactly as separate calls would.
 _CHECK = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ctype, ctime, cid = string.match(cur, '^(%u+)|(%d+)|(.+)$')
-  if cid ~= ARGV[3] then
-    if ARGV[4] == '1' then
-      if ctype ~= ARGV[1] then return 'run already ended with ' .. ctype .. ', got ' .. ARGV[1] end
-    elseif tonumber(ARGV[2]) > tonumber(ctime) then
-      return ARGV[1] .. ' timed after the run ended with ' .. ctype
+local ttl = ARGV[#ARGV]
+local out = {}
+for i = 1, #KEYS do
+  local etype, etime, eid, terminal = ARGV[4*i-3], ARGV[4*i-2], ARGV[4*i-1], ARGV[4*i]
+  local verdict = ''
+  local cur = redis.call('GET', KEYS[i])
+  if cur then
+    local ctype, ctime, cid = string.match(cur, '^(%u+)|(%d+)|(.+)$')
+    if cid ~= eid then
+      if terminal == '1' then
+        if ctype ~= etype then verdict = 'run already ended with ' .. ctype .. ', got ' .. etype end
+      elseif tonumber(etime) > tonumber(ctime) then
+        verdict = etype .. ' timed after the run ended with ' .. ctype
+      end
     end
+  elseif terminal == '1' then
+    redis.call('SET', KEYS[i], etype .. '|' .. etime .. '|' .. eid, 'EX', ttl)
   end
-  return ''
+  out[i] = verdict
 end
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|' .. ARGV[3], 'EX', ARGV[5])
-end
-return ''
+return out
 """
+#: Transitions per script call: bounds how long one call holds Redis.
+CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +51,7 @@ class RunTransition:
 
 
 class RunStates:
-    """Checks a batch of run transitions in order (one pipelined round trip)."""
+    """Checks a batch of run transitions in order (one pipelined round trip, one script call per chunk)."""
 
     def __init__(self, redis: Any, prefix: str, ttl_s: int = 30 * 24 * 3600) -> None:
         self.redis = redis
@@ -55,10 +64,11 @@ class RunStates:
         if not transitions:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        for t in transitions:
-            self._script(
-                keys=[f"{self.prefix}:run:{t.run_id}"],
-                args=[t.event_type, t.event_time_us, t.event_id, "1" if t.event_type in TERMINAL else "0", self.ttl_s],
-                client=pipe,
-            )
-        return [r.decode() if isinstance(r, bytes) else str(r or "") for r in pipe.execute()]
+        for start in range(0, len(transitions), CHUNK):
+            chunk = transitions[start : start + CHUNK]
+            args: list[Any] = []
+            for t in chunk:
+                args += [t.event_type, t.event_time_us, t.event_id, "1" if t.event_type in TERMINAL else "0"]
+            args.append(self.ttl_s)
+            self._script(keys=[f"{self.prefix}:run:{t.run_id}" for t in chunk], args=args, client=pipe)
+        return [r.decode() if isinstance(r, bytes) else str(r or "") for part in pipe.execute() for r in part]

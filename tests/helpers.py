@@ -8,7 +8,7 @@ from typing import TypeVar
 from confluent_kafka.admin import AdminClient
 
 from lineage.settings import Settings
-from lineage.topics import ensure_topics, topic_specs
+from lineage.topics import ensure_topics, topic_partitions, topic_specs
 
 T = TypeVar("T")
 
@@ -43,13 +43,12 @@ def make_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create all of `settings.topics` the way the worker and sink do; wait for leaders."""
     ensure_topics(settings, timeout)
     admin = AdminClient(settings.kafka_common())
-    t = settings.topics
     names = all_topics(settings)
 
     def ready() -> bool:
         md = admin.list_topics(timeout=5)
         return all(
-            n in md.topics and md.topics[n].error is None and len(md.topics[n].partitions) == t.partitions
+            n in md.topics and md.topics[n].error is None and len(md.topics[n].partitions) == topic_partitions(settings, n)
             and all(p.leader >= 0 for p in md.topics[n].partitions.values())
             for n in names
         )
