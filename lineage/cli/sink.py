@@ -45,7 +45,11 @@ def sink(
     from sinks.clickhouse.writer import ClickHouseSink
 
     ensure_topics(settings)
-    store = Store.open(settings.clickhouse_dsn, settings.clickhouse_database)
+    # claim the embedded store before the engine opens it; a command holding it is waited for
+    store = Store.open(
+        settings.clickhouse_dsn, settings.clickhouse_database,
+        role="sink", api_url=None if no_api else settings.api_url, wait_s=60.0,
+    )
     try:
         metrics = SinkMetrics()
         writer = ClickHouseSink.from_settings(settings, store=store)

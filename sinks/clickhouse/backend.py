@@ -1,18 +1,20 @@
 """Where `lineage query/sql/verify` run: the running sink's API, or the store opened directly.
 
 Embedded chDB can be opened by one process only: when a sink owns the directory it answers on
-``settings.api_url`` and everything goes through it; when nobody owns it the CLI opens it. A
-ClickHouse server is always queried directly.
+``settings.api_url`` and everything goes through it; when nobody owns it the CLI opens it (and
+owns it meanwhile, see ``ownership``). A ClickHouse server is always queried directly.
 """
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sinks.clickhouse.client import QueryResult, Store
+from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.clickhouse.queries import READONLY_SETTINGS, check_read_only, get_query
 from sinks.exceptions import QueryError, StoreLockedError
 
@@ -102,21 +104,36 @@ def sink_health(api_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and body.get("service") == "lineage-sink" else None
 
 
-def open_backend(settings: Settings) -> QueryBackend:
+def open_backend(settings: Settings, wait_s: float = 60.0) -> QueryBackend:
+    """The running sink's API, else the embedded store opened here.
+
+    The store's owner file (``ownership``) decides between them when no sink answers yet: a
+    sink that has claimed the store but is still starting is waited for (up to ``wait_s``)
+    instead of racing it to the engine's lock, and so is another command holding the store.
+    """
     dsn, db = settings.clickhouse_dsn, settings.clickhouse_database
-    if dsn.startswith("chdb://"):
-        health = sink_health(settings.api_url)
+    if not dsn.startswith("chdb://"):
+        return DirectBackend(Store.open(dsn, db))
+    deadline = time.monotonic() + wait_s
+    api_url = settings.api_url
+    while True:
+        health = sink_health(api_url)
         if health is not None:
             if health.get("dsn") != dsn or health.get("database") != db:
                 raise QueryError(
-                    f"the sink at {settings.api_url} serves {health.get('dsn')} (database {health.get('database')}), "
+                    f"the sink at {api_url} serves {health.get('dsn')} (database {health.get('database')}), "
                     f"not {dsn} (database {db})"
                 )
-            return RemoteBackend(settings.api_url)
-        try:
-            return DirectBackend(Store.open(dsn, db))
-        except StoreLockedError:
-            raise StoreLockedError(
-                f"the store {dsn} is owned by another process but no lineage sink answers at {settings.api_url}"
-            ) from None
-    return DirectBackend(Store.open(dsn, db))
+            return RemoteBackend(api_url)
+        claim = Ownership.try_acquire(dsn)
+        if claim is not None:
+            return DirectBackend(Store.open(dsn, db, ownership=claim))
+        owner = read_owner(dsn)
+        if owner is not None and owner.role == "sink":
+            if owner.api_url is None:
+                raise StoreLockedError(f"the store {dsn} is owned by lineage sink {owner.pid}, which serves no API")
+            api_url = owner.api_url  # a starting sink: wait for its API
+        if time.monotonic() >= deadline:
+            who = f"process {owner.pid}" if owner else "another process"
+            raise StoreLockedError(f"the store {dsn} is owned by {who} and no lineage sink answered at {api_url}")
+        time.sleep(0.1)

@@ -5,7 +5,11 @@ talks to a server. Both go through clickhouse-connect, so the SQL is the same.
 """
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,13 +18,42 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from sinks.clickhouse.ownership import Ownership, store_dir
 from sinks.exceptions import QueryError, SinkBackpressureError, StoreLockedError
 
 _LOCKED_MARKERS = ("Cannot lock file", "already initialized with path", "Resource temporarily unavailable")
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def settings_sql(settings: Mapping[str, Any]) -> str:
+    """`` SETTINGS k = v, ...`` for the end of a statement ('' when empty).
+
+    Inline settings cost nothing; passing them per call makes the embedded client read and
+    restore the session settings around every statement.
+    """
+    parts = []
+    for name, value in settings.items():
+        if not _SETTING_NAME.match(name):
+            raise ValueError(f"not a setting name: {name!r}")
+        literal = str(int(value)) if isinstance(value, (bool, int)) else sql_string(str(value))
+        parts.append(f"{name} = {literal}")
+    return f" SETTINGS {', '.join(parts)}" if parts else ""
 
 
 def is_embedded(dsn: str) -> bool:
     return dsn.startswith("chdb://")
+
+
+def _engine_locked(dsn: str) -> bool:
+    """True if another process has the embedded engine's directory open (its status-file flock)."""
+    from lineage.stack.clickhouse import _lock_held  # the same probe `lineage stack status` uses
+
+    return _lock_held(store_dir(dsn) / "status")
 
 
 def open_client(dsn: str, database: str) -> Client:
@@ -29,7 +62,7 @@ def open_client(dsn: str, database: str) -> Client:
         client = clickhouse_connect.get_client(dsn=dsn)
     except ClickHouseError as exc:
         text = str(exc)
-        if any(m in text for m in _LOCKED_MARKERS):
+        if any(m in text for m in _LOCKED_MARKERS) or (is_embedded(dsn) and _engine_locked(dsn)):
             raise StoreLockedError(
                 f"the ClickHouse store {dsn} is in use by another process (is `lineage sink` running?)"
             ) from None
@@ -40,7 +73,31 @@ def open_client(dsn: str, database: str) -> Client:
         raise SinkBackpressureError(f"ClickHouse at {dsn} unavailable: {exc}") from None
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     client.database = database
+    if is_embedded(dsn):
+        # The shipped queries read their walk twice (`WITH ... AS MATERIALIZED`); computed once
+        # it is twice as fast. A session default, so read-only queries need not change it.
+        client.command("SET enable_materialized_cte = 1")
     return client
+
+
+@dataclass(slots=True)
+class StagedInsert:
+    """An insert prepared by :meth:`Store.stage_arrow`; ``discard`` it once done (or abandoned)."""
+
+    table: str
+    rows: int
+    columns: list[str]
+    arrow_table: Any = None  # server: the data itself
+    path: str | None = None  # embedded: the Arrow stream file holding the data
+
+    def discard(self) -> None:
+        self.arrow_table = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +110,49 @@ class QueryResult:
 class Store:
     """A ClickHouse client whose calls are serialized with a lock (chDB handles are not re-entrant)."""
 
-    def __init__(self, client: Client, dsn: str, database: str) -> None:
+    def __init__(self, client: Client, dsn: str, database: str, ownership: Ownership | None = None) -> None:
         self.client = client
         self.dsn = dsn
         self.database = database
         self.lock = threading.RLock()
+        self._siblings: list[Store] = []
+        self._ownership = ownership
 
     @classmethod
-    def open(cls, dsn: str, database: str, migrate: bool = True) -> Store:
+    def open(
+        cls,
+        dsn: str,
+        database: str,
+        migrate: bool = True,
+        *,
+        role: str = "query",
+        api_url: str | None = None,
+        wait_s: float = 0.0,
+        ownership: Ownership | None = None,
+    ) -> Store:
+        """Connect (and migrate). An embedded store is first claimed (see ``ownership``) as
+        ``role``, waiting up to ``wait_s`` for its owner; pass ``ownership`` if already claimed."""
         from sinks.clickhouse.migrations import apply_migrations
 
-        store = cls(open_client(dsn, database), dsn, database)
+        deadline = time.monotonic() + wait_s
+        if is_embedded(dsn) and ownership is None:
+            ownership = Ownership.acquire(dsn, role, api_url, wait_s)
+        try:
+            while True:
+                try:
+                    client = open_client(dsn, database)
+                    break
+                except StoreLockedError:
+                    # a process that opens the engine without claiming it first (an older
+                    # version, a health probe) holds it: wait for it like for an owner
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.1)
+            store = cls(client, dsn, database, ownership)
+        except BaseException:
+            if ownership is not None:
+                ownership.release()
+            raise
         if migrate:
             try:
                 apply_migrations(store)
@@ -71,6 +160,14 @@ class Store:
                 store.close()
                 raise
         return store
+
+    def sibling(self) -> Store:
+        """A second connection to the same store (for the embedded engine: a second handle on the
+        same engine), so two threads can run statements at the same time. Closed with this one."""
+        other = Store(open_client(self.dsn, self.database), self.dsn, self.database)
+        with self.lock:
+            self._siblings.append(other)
+        return other
 
     @property
     def embedded(self) -> bool:
@@ -109,12 +206,55 @@ class Store:
             )
 
     def insert_arrow(self, table: str, arrow_table: Any, token: str | None = None) -> None:
-        if arrow_table.num_rows == 0:
+        """Insert a pyarrow Table; `token` becomes the insert deduplication token."""
+        staged = self.stage_arrow(table, arrow_table)
+        try:
+            self.insert_staged(staged, token)
+        finally:
+            staged.discard()
+
+    def stage_arrow(self, table: str, arrow_table: Any) -> StagedInsert:
+        """Prepare an insert without touching the engine (no lock taken).
+
+        Embedded: the table is streamed into a temporary Arrow file now, which the engine
+        reads with ``INSERT ... FROM INFILE`` (it reads inserts from a file anyway), so the
+        Arrow memory can be reused at once and the insert itself does no Python work.
+        """
+        if not self.embedded or arrow_table.num_rows == 0:
+            return StagedInsert(table, arrow_table.num_rows, arrow_table.column_names, arrow_table)
+        import pyarrow as pa
+
+        fd, path = tempfile.mkstemp(prefix="lineage-insert-", suffix=".arrows")
+        os.close(fd)
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, arrow_table.schema) as writer:
+                writer.write_table(arrow_table)
+        except BaseException:
+            os.unlink(path)
+            raise
+        return StagedInsert(table, arrow_table.num_rows, arrow_table.column_names, path=path)
+
+    def insert_staged(self, staged: StagedInsert, token: str | None = None) -> None:
+        """Run a staged insert; `token` becomes the insert deduplication token."""
+        if staged.rows == 0:
             return
         settings = {"insert_deduplication_token": token} if token else {}
-        with self.lock:
-            self.client.insert_arrow(table, arrow_table, settings=settings)
+        if staged.path is None:
+            with self.lock:
+                self.client.insert_arrow(staged.table, staged.arrow_table, settings=settings)
+            return
+        columns = ", ".join(f"`{c}`" for c in staged.columns)
+        self.command(
+            f"INSERT INTO `{staged.table}` ({columns}) FROM INFILE {sql_string(staged.path)}"
+            f"{settings_sql(settings)} FORMAT ArrowStream"
+        )
 
     def close(self) -> None:
         with self.lock:
+            for other in self._siblings:
+                other.close()
+            self._siblings.clear()
             self.client.close()
+            if self._ownership is not None:
+                self._ownership.release()
+                self._ownership = None

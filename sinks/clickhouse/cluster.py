@@ -12,6 +12,7 @@ import re
 from sinks.clickhouse.migrations import load_migrations
 
 _CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\n")
+_ALTER = re.compile(r"^ALTER TABLE (\w+) (.*)$", re.S)
 _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)(?:\(([^)]*)\))?")
 _SHARD_KEY = {
     "raw_events": "cityHash64(topic, kafka_partition)",
@@ -27,12 +28,21 @@ _SHARD_KEY = {
 
 def render_statement(stmt: str, cluster: str) -> list[str]:
     """One single-node statement -> the cluster statements replacing it."""
+    on = f"ON CLUSTER '{cluster}'"
+    body_lines = [line for line in stmt.splitlines() if not line.lstrip().startswith("--")]
+    alter = _ALTER.match("\n".join(body_lines).strip())
+    if alter is not None:
+        # settings belong to the storage (the _local tables); columns to both table layers
+        table, change = alter.groups()
+        out = [f"ALTER TABLE {table}_local {on} {change}"]
+        if not change.startswith("MODIFY SETTING"):
+            out.append(f"ALTER TABLE {table} {on} {change}")
+        return out
     m = _CREATE.search(stmt)
     if m is None:
         return [stmt]
     table = m.group(1)
     local = f"{table}_local"
-    on = f"ON CLUSTER '{cluster}'"
     body = _CREATE.sub(f"CREATE TABLE IF NOT EXISTS {local} {on}\n", stmt, count=1)
 
     def engine(e: re.Match[str]) -> str:

@@ -1,10 +1,18 @@
 """ClickHouse sink: batches of consumed messages -> graph tables, hash-chained raw log, metrics, alerts.
 
-Exactly-once effect: the raw log row for (topic, partition, offset) is written last in each
-batch and acts as the commit marker. On start (and after any failed insert) the chain heads
-are re-read from ClickHouse, so already-stored offsets are skipped; the derived tables are
-ReplacingMergeTree keyed by event occurrence and every insert carries a deduplication token
-made of the batch's offset ranges. Offsets go to Kafka only after ``flush`` returned.
+Exactly-once effect: the raw log row for (topic, partition, offset) is written after the rows
+Python computed from it and acts as the commit marker. On start (and after any failed insert) the
+chain heads are re-read from ClickHouse, so already-stored offsets are skipped; the derived
+tables are ReplacingMergeTree keyed by event occurrence and every insert carries a
+deduplication token made of its offset ranges. Offsets go to Kafka only after ``flush`` returned.
+
+With the embedded engine the batch's records are written to one file first; ClickHouse parses
+nodes and edges out of it on a second thread (and a second connection) while this one decodes,
+hashes and stages the Python-built rows and inserts them and the raw log, the records again
+read from that file (the engine releases the GIL). With a server, nodes and edges are parsed
+from the raw log right after it is stored. Either way every insert of the batch has finished
+before ``flush`` returns; should the nodes and edges fail after the raw log landed, the next
+flush derives them from the raw log (``load_heads``).
 """
 from __future__ import annotations
 
@@ -12,41 +20,25 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
 
-import orjson
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.base import BatchResult, Message, Sink
 from sinks.clickhouse import rows as R
-from sinks.clickhouse.chain import ChainHeads, row_hash
+from sinks.clickhouse.batch import BatchBuilder, Prepared, offset_ranges
+from sinks.clickhouse.chain import ChainHeads
 from sinks.clickhouse.client import Store
+from sinks.clickhouse.derive import derive_from_file, derive_from_log
 from sinks.clickhouse.metrics import SinkMetrics
+from sinks.clickhouse.records import RecordFile, insert_raw_log
 from sinks.exceptions import SinkBackpressureError
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Nodes and edges are parsed out of the stored records by ClickHouse (C++ JSON parsing is an
-# order of magnitude faster than building the rows in Python), so they are also rebuildable
-# from the raw log at any time.
-DERIVE_EDGES = """
-INSERT INTO edges (src, dst, edge_type, run_id, event_id, event_time)
-SELECT e.src, e.dst, e.edge_type, e.run_id, event_id, event_time
-FROM raw_events
-ARRAY JOIN JSONExtract(record, 'edges', 'Array(Tuple(src String, dst String, edge_type String, run_id String))') AS e
-WHERE {where}
-"""
-DERIVE_NODES = """
-INSERT INTO nodes (node_id, node_type, namespace, name, version, attributes, event_id, event_time)
-SELECT n.node_id, n.node_type, n.namespace, n.name, n.version, n.attributes, event_id, event_time
-FROM raw_events
-ARRAY JOIN JSONExtract(record, 'nodes', 'Array(Tuple(node_id String, node_type String, namespace String, name String,
-                                               version String, attributes Map(String, String)))') AS n
-WHERE {where}
-"""
 
 
 class ClickHouseSink(Sink):
@@ -65,10 +57,14 @@ class ClickHouseSink(Sink):
         self.metrics_topics = set(metrics_topics)
         self.alerts_topics = set(alerts_topics)
         self.metrics = metrics or SinkMetrics()
+        self._builder = BatchBuilder(
+            store.stage_arrow, self.graph_topics, self.metrics_topics, self.alerts_topics, self.metrics
+        )
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-graph")
+        self._parser_store: Store | None = None  # the parser thread's own connection (embedded)
         self._buffer: list[Message] = []
         self._heads = ChainHeads()
         self._heads_stale = True
-        self._graph_counts: dict[str, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> ClickHouseSink:
@@ -93,7 +89,8 @@ class ClickHouseSink(Sink):
         self._heads_stale = True
 
     def close(self) -> None:
-        self.store.close()
+        self._parser.shutdown(wait=True)
+        self.store.close()  # and its sibling, the parser's connection
 
     def load_heads(self) -> None:
         """Read the chain head of every partition from the raw log itself, and finish any batch
@@ -114,7 +111,7 @@ class ClickHouseSink(Sink):
         ]
         if unfinished:
             log.warning("deriving graph rows for %d partition range(s) stored before a crash", len(unfinished))
-            self._derive(unfinished, token=None)
+            derive_from_log(self.store, unfinished, token=None)
             self._insert_heads({(t, p): heads[(t, p)] for t, p, _, _ in unfinished})
         self._heads = ChainHeads(heads)
         self._heads_stale = False
@@ -148,108 +145,67 @@ class ClickHouseSink(Sink):
             by_tp[(m.topic, m.partition)].append(m)
         commit = {tp: max(m.offset for m in ms) + 1 for tp, ms in by_tp.items()}
 
-        graph = R.GraphRows()
-        self._graph_counts = {"edges": 0, "nodes": 0}
-        raw = R.TableRows(R.RAW_COLUMNS)
-        metric_rows = R.TableRows(R.METRIC_COLUMNS)
-        alert_rows = R.TableRows(R.ALERT_COLUMNS)
-        new_heads: dict[tuple[str, int], tuple[int, str]] = {}
-        ranges: list[tuple[str, int, int, int]] = []
-        skipped = 0
-
+        fresh: list[Message] = []
+        prev: dict[tuple[str, int], str] = {}
         for (topic, partition), msgs in sorted(by_tp.items()):
             msgs.sort(key=lambda m: m.offset)
-            last_offset, prev = self._heads.get(topic, partition)
-            first = None
-            for m in msgs:
-                if m.offset <= last_offset:  # stored before a crash or by a replay
-                    skipped += 1
-                    continue
-                first = m.offset if first is None else first
-                if topic in self.graph_topics:
-                    prev = self._add_graph(graph, raw, m, prev)
-                elif topic in self.metrics_topics:
-                    self._add_json(metric_rows, m, R.metric_rows)
-                elif topic in self.alerts_topics:
-                    self._add_json(alert_rows, m, R.alert_rows)
-                last_offset = m.offset
-            if first is not None:
-                ranges.append((topic, partition, first, last_offset))
-                if topic in self.graph_topics:
-                    new_heads[(topic, partition)] = (last_offset, prev)
+            last_offset, prev[(topic, partition)] = self._heads.get(topic, partition)
+            # offsets at or below the head were stored before a crash or by a replay
+            fresh.extend(m for m in msgs if m.offset > last_offset)
+        skipped = len(batch) - len(fresh)
 
-        written: dict[str, int] = {}
-        if ranges:
-            token = ",".join(f"{t}/{p}/{a}-{b}" for t, p, a, b in ranges)
-            # 1. rows computed in Python (inference, training, metrics, alerts): idempotent tables
-            for table, rows in (("inference_lineage", graph.inference), ("training_runs", graph.training),
-                                ("pipeline_metrics", metric_rows), ("alerts", alert_rows)):
-                if len(rows):
-                    self.store.insert_arrow(table, rows.to_arrow(), token=f"{table}:{token}")
-                    written[table] = len(rows)
-            if len(raw):
-                # 2. the raw log: from here on a replay of these offsets is skipped
-                self.store.insert_arrow("raw_events", raw.to_arrow(), token=f"raw_events:{token}")
-                written["raw_events"] = len(raw)
-                # 3. nodes and edges, parsed from the stored records by ClickHouse itself
-                graph_ranges = [r for r in ranges if r[0] in self.graph_topics]
-                self._derive(graph_ranges, token)
-                written.update({k: v for k, v in self._graph_counts.items() if v})
-                # 4. the batch is complete
-                self._insert_heads(new_heads)
-            for (t, p), (o, h) in new_heads.items():
+        ranges = offset_ranges(fresh)
+        if not ranges:
+            return BatchResult({}, commit, skipped)
+        token = ",".join(f"{t}/{p}/{a}-{b}" for t, p, a, b in ranges)
+        graph_ranges = [r for r in ranges if r[0] in self.graph_topics]
+        records = None
+        if graph_ranges and self.store.embedded:
+            records = RecordFile([m.value for m in fresh if m.topic in self.graph_topics])
+        try:
+            prepared = self._store_batch(fresh, prev, records, token)
+        finally:
+            if records is not None:
+                records.remove()
+        if graph_ranges and records is None:
+            derive_from_log(self.store, graph_ranges, token)  # a server parses the stored log
+        if prepared.heads:
+            self._insert_heads(prepared.heads)  # the batch is complete
+            for (t, p), (o, h) in prepared.heads.items():
                 self._heads.advance(t, p, o, h)
-        return BatchResult(written, commit, skipped)
+        return BatchResult(prepared.counts, commit, skipped)
+
+    def _store_batch(
+        self, fresh: list[Message], prev: dict[tuple[str, int], str], records: RecordFile | None, token: str
+    ) -> Prepared:
+        """Build and insert the Python rows and the raw log; meanwhile (embedded) the parser thread
+        inserts the records' nodes and edges."""
+        parsing = None
+        if records is not None:
+            if self._parser_store is None:
+                self._parser_store = self.store.sibling()
+            parsing = self._parser.submit(derive_from_file, self._parser_store, records, token)
+        try:
+            prepared = self._builder.build(fresh, prev, records_apart=records is not None)
+            try:
+                for staged in prepared.inserts:  # rows computed in Python: idempotent tables
+                    self.store.insert_staged(staged, token=f"{staged.table}:{token}")
+                # the raw log: from here on a replay of these offsets is skipped
+                if prepared.raw is not None and records is not None:
+                    insert_raw_log(self.store, prepared.raw, records, token=f"raw_events:{token}")
+                elif prepared.raw is not None:
+                    self.store.insert_staged(prepared.raw, token=f"raw_events:{token}")
+            finally:
+                prepared.discard()
+        finally:
+            if parsing is not None:
+                wait([parsing])  # never leave an insert running behind a failure
+        if parsing is not None:
+            parsing.result()
+        return prepared
 
     def _insert_heads(self, heads: dict[tuple[str, int], tuple[int, str]]) -> None:
         rows = R.TableRows(("topic", "kafka_partition", "last_offset", "row_hash"))
         for (t, p), (o, h) in sorted(heads.items()):
             rows.append(t, p, o, h)
         self.store.insert_arrow("chain_heads", rows.to_arrow())
-
-    def _derive(self, ranges: list[tuple[str, int, int, int]], token: str | None) -> None:
-        """INSERT ... SELECT the nodes and edges of the given raw-log offset ranges."""
-        if not ranges:
-            return
-        params: dict[str, Any] = {}
-        conds = []
-        for i, (t, p, a, b) in enumerate(ranges):
-            params[f"t{i}"] = t
-            conds.append(f"(topic = {{t{i}:String}} AND kafka_partition = {int(p)} AND kafka_offset BETWEEN {int(a)} AND {int(b)})")
-        where = " OR ".join(conds)
-        for table, sql in (("edges", DERIVE_EDGES), ("nodes", DERIVE_NODES)):
-            settings: dict[str, Any] = {"max_insert_threads": 2, "optimize_on_insert": 0}
-            if token:
-                settings["insert_deduplication_token"] = f"{table}:{token}"
-            self.store.command(sql.format(where=where), params, settings)
-
-    def _add_graph(self, graph: R.GraphRows, raw: R.TableRows, m: Message, prev: str) -> str:
-        digest = row_hash(prev, m.topic, m.partition, m.offset, m.value)
-        try:
-            rec = R.decode(m.value)
-            R.add_record(graph, rec, with_graph=False)
-            self._graph_counts["edges"] += len(rec.get("edges") or ())
-            self._graph_counts["nodes"] += len(rec.get("nodes") or ())
-            raw.append(
-                m.topic, m.partition, m.offset, str(rec["event_id"]), str(rec["kind"]),
-                str(rec.get("event_type") or ""), int(rec["event_time"]), str(rec.get("correlation_id") or ""),
-                m.value, prev, digest,
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            # Kept in the raw log (never dropped), counted, and visible to `lineage verify`.
-            self.metrics.decode_errors += 1
-            log.error("undecodable graph record at %s/%d@%d: %s", m.topic, m.partition, m.offset, exc)
-            raw.append(
-                m.topic, m.partition, m.offset, "", "undecodable", "", 0, "",
-                m.value, prev, digest,
-            )
-        return digest
-
-    def _add_json(self, out: R.TableRows, m: Message, fn: Any) -> None:
-        try:
-            data = orjson.loads(m.value)
-            for item in data if isinstance(data, list) else [data]:
-                fn(out, item)
-        except (ValueError, KeyError, TypeError) as exc:
-            self.metrics.decode_errors += 1
-            log.error("undecodable record at %s/%d@%d: %s", m.topic, m.partition, m.offset, exc)

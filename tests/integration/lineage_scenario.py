@@ -1,10 +1,14 @@
 """A small hand-checked lineage scenario (June 2024) shared by the sink and query tests.
 
 Sources S1 = postgres://crm:5432 crm.public.customers, S2 = s3://raw events/clicks.
-ETL E1 (Jun 10, S1 v1 -> W w1), E2 (Jun 16, S1 v2 -> W w2), W = warehouse://dw dw.customers.
-Features F1 (Jun 11, W + S2 -> customer_fs@1), F2 (Jun 17, W + S2 -> customer_fs@2).
-Training T1 (Jun 12, fs@1 + W -> fraud@1), T2 (Jun 18, fs@2 + W -> fraud@2).
+ETL E1 (Jun 10, S1 v1 -> W w1), E2 (Jun 16, S1 v2 -> W w2), E3 (Jun 21, S1 v3 -> W w3),
+W = warehouse://dw dw.customers.
+Features F1 (Jun 11, W w1 + S2 -> customer_fs@1), F2 (Jun 17, W w2 + S2 -> customer_fs@2),
+F3 (Jun 22, W with no version + S2 -> customer_fs@3; no model uses it).
+Report R1 (Jun 23, W pinned at w1 -> C = warehouse://dw dw.churn_report r1).
+Training T1 (Jun 12, fs@1 + W w1 -> fraud@1), T2 (Jun 18, fs@2 + W w2 -> fraud@2).
 Predictions p1 (v1, Jun 13), p2 (v1, Jun 19), p3 (v2, Jun 19), p4 (v2, Jun 25), p5 (v3 unknown, Jun 26).
+S2 is read at version 2024-06-01 throughout.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from lineage.graph import GraphRecord, build_record
 S1 = ("postgres://crm:5432", "crm.public.customers")
 S2 = ("s3://raw", "events/clicks")
 W = ("warehouse://dw", "dw.customers")
-RUN = {k: str(uuid.UUID(int=i + 1)) for i, k in enumerate(["E1", "E2", "F1", "F2", "T1", "T2"])}
+C = ("warehouse://dw", "dw.churn_report")
+RUN = {k: str(uuid.UUID(int=i + 1)) for i, k in enumerate(["E1", "E2", "F1", "F2", "T1", "T2", "E3", "F3", "R1"])}
 
 
 def t(day: int, hour: int, minute: int = 0) -> datetime:
@@ -27,7 +32,7 @@ def _eid(n: int) -> str:
     return str(uuid.UUID(int=(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)))
 
 
-def _ds(ns_name: tuple[str, str], version: str) -> dict:
+def _ds(ns_name: tuple[str, str], version: str | None) -> dict:
     return {"namespace": ns_name[0], "name": ns_name[1], "version": version, "facets": {}}
 
 
@@ -51,7 +56,7 @@ def _training(n: int, when: datetime, run: str, version: str, fs: str, w_version
     )
 
 
-def _feature(n: int, when: datetime, run: str, fs: str, w_version: str, features: list[str]) -> dict:
+def _feature(n: int, when: datetime, run: str, fs: str, w_version: str | None, features: list[str]) -> dict:
     return _run_event(
         n, "COMPLETE", when, run, ("features", "customer_features"), [_ds(W, w_version), _ds(S2, "2024-06-01")], [],
         feature_set={"name": "customer_fs", "version": fs, "features": features, "entity": "customer"},
@@ -90,6 +95,12 @@ def scenario_records() -> list[GraphRecord]:
             "training",
             _training(8, t(18, 3), "T2", "2", "2", "w2", "def456", {"lr": "0.05", "depth": "6", "n_estimators": "200"}),
             "c-t2",
+        ),
+        build_record("dataset", _run_event(9, "COMPLETE", t(21, 1), "E3", etl, [_ds(S1, "v3")], [_ds(W, "w3")]), "c-e3"),
+        build_record("feature", _feature(10, t(22, 2), "F3", "3", None, ["age", "income", "tenure"]), "c-f3"),
+        build_record(
+            "dataset", _run_event(11, "COMPLETE", t(23, 3), "R1", ("reports", "churn_report"), [_ds(W, "w1")], [_ds(C, "r1")]),
+            "c-r1",
         ),
     ]
     for n, (pid, version, when, complete) in enumerate(

@@ -21,12 +21,14 @@ from sinks.clickhouse.writer import ClickHouseSink
 pytestmark = [pytest.mark.integration]
 
 W = "dataset:warehouse://dw/dw.customers"
+CHURN = "dataset:warehouse://dw/dw.churn_report"
 S1 = "dataset:postgres://crm:5432/crm.public.customers"
 S2 = "dataset:s3://raw/events/clicks"
-FS1, FS2 = "feature_set:customer_fs@1", "feature_set:customer_fs@2"
+FS1, FS2, FS3 = "feature_set:customer_fs@1", "feature_set:customer_fs@2", "feature_set:customer_fs@3"
 MV1, MV2 = "model_version:fraud@1", "model_version:fraud@2"
 R = {k: f"run:{v}" for k, v in RUN.items()}
 JOB_ETL, JOB_F, JOB_T = "job:etl/build_customer_table", "job:features/customer_features", "job:training/train_fraud"
+JOB_R = "job:reports/churn_report"
 
 
 def d(day: int, hour: int, minute: int = 0) -> datetime:
@@ -53,16 +55,33 @@ def run(store: Store, query: str, **params: object) -> list[dict]:
     return [dict(zip(res.columns, row)) for row in res.rows]
 
 
+def cols(rows: list[dict], *names: str) -> list[tuple]:
+    """The given columns of each row, in order."""
+    return [tuple(r[n] for n in names) for r in rows]
+
+
+WALK_UP = ("depth", "node_id", "version", "edge_type", "downstream_node")
+WALK_DOWN = ("depth", "node_id", "version", "edge_type", "upstream_node")
+
+
 def test_sql_derived_graph_rows_equal_the_python_mapping(store: Store) -> None:
     """The sink parses nodes/edges in ClickHouse; they must equal the reference Python mapping."""
-    from sinks.clickhouse import rows as R
+    from sinks.clickhouse import rows
 
-    ref = R.GraphRows()
+    ref = rows.GraphRows()
     for rec in scenario_records():
-        R.add_record(ref, R.decode(rec.to_bytes()))
-    edges = sorted(zip(*ref.edges.data[:5]))
-    got = store.query("SELECT src, dst, edge_type, run_id, event_id FROM edges FINAL ORDER BY ALL").rows
-    assert sorted(got) == sorted(set(edges)) and len(got) == 35
+        rows.add_record(ref, rows.decode(rec.to_bytes()))
+    edges = sorted(set(zip(*ref.edges.data[:7])))  # every column but event_time (checked below)
+    got = store.query(
+        "SELECT src, dst, edge_type, run_id, src_version, dst_version, event_id FROM edges FINAL ORDER BY ALL"
+    ).rows
+    assert got == edges and len(got) == 45
+    # versions as the asserting record states them: E2 read S1 v2 and wrote W w2
+    assert (S1, R["E2"], "read_by", RUN["E2"], "v2", RUN["E2"]) in {e[:6] for e in got}
+    assert (R["E2"], W, "produced", RUN["E2"], RUN["E2"], "w2") in {e[:6] for e in got}
+    times = {(e, ts) for e, ts in zip(ref.edges.data[6], ref.edges.data[7])}
+    got_t = store.query("SELECT event_id, toUnixTimestamp64Micro(event_time) FROM edges FINAL").rows
+    assert set(got_t) == times
     nodes = sorted(set((n, t, ns, nm, v, e) for n, t, ns, nm, v, _a, e, _ts in zip(*ref.nodes.data)))
     got_n = store.query("SELECT node_id, node_type, namespace, name, version, event_id FROM nodes FINAL").rows
     assert sorted(got_n) == nodes
@@ -70,7 +89,7 @@ def test_sql_derived_graph_rows_equal_the_python_mapping(store: Store) -> None:
 
 def test_prediction_provenance_is_exact(store: Store) -> None:
     rows = run(store, "prediction", prediction_id="p1")
-    got = [(r["depth"], r["node_id"], r["version"], r["edge_type"], r["downstream_node"], r["edge_time"]) for r in rows]
+    got = cols(rows, *WALK_UP, "edge_time")
     assert got == [
         (1, MV1, "1", "predicted", "prediction:p1", d(13, 10)),
         (2, R["T1"], RUN["T1"], "produced", MV1, d(12, 3)),
@@ -92,11 +111,59 @@ def test_prediction_provenance_is_exact(store: Store) -> None:
     assert run(store, "prediction", prediction_id="nope") == []
 
 
+def test_prediction_provenance_follows_the_version_read(store: Store) -> None:
+    """T2 read W at w2: only E2 (which wrote w2) is in p3's provenance, not E1 (w1), although E1
+    also wrote W before T2 ran."""
+    rows = run(store, "prediction", prediction_id="p3")
+    got = cols(rows, *WALK_UP, "edge_time")
+    assert got == [
+        (1, MV2, "2", "predicted", "prediction:p3", d(19, 12)),
+        (2, R["T2"], RUN["T2"], "produced", MV2, d(18, 3)),
+        (3, W, "w2", "read_by", R["T2"], d(18, 3)),
+        (3, FS2, "2", "trained", R["T2"], d(18, 3)),
+        (3, JOB_T, "", "executes", R["T2"], d(18, 3)),
+        (4, R["E2"], RUN["E2"], "produced", W, d(16, 1)),
+        (4, R["F2"], RUN["F2"], "produced", FS2, d(17, 2)),
+        (5, S1, "v2", "read_by", R["E2"], d(16, 1)),
+        (5, S2, "2024-06-01", "read_by", R["F2"], d(17, 2)),
+        (5, W, "w2", "read_by", R["F2"], d(17, 2)),
+        (5, JOB_ETL, "", "executes", R["E2"], d(16, 1)),
+        (5, JOB_F, "", "executes", R["F2"], d(17, 2)),
+    ]
+
+
+def test_read_of_an_older_version_follows_the_run_that_wrote_it(store: Store) -> None:
+    """R1 read W pinned at w1 on Jun 23: E1 wrote w1; E3 was W's latest writer by then but is not it."""
+    rows = run(store, "upstream", namespace="warehouse://dw", name="dw.churn_report")
+    assert cols(rows, *WALK_UP) == [
+        (1, R["R1"], RUN["R1"], "produced", CHURN),
+        (2, W, "w1", "read_by", R["R1"]),
+        (2, JOB_R, "", "executes", R["R1"]),
+        (3, R["E1"], RUN["E1"], "produced", W),
+        (4, S1, "v1", "read_by", R["E1"]),
+        (4, JOB_ETL, "", "executes", R["E1"]),
+    ]
+
+
+def test_read_without_version_follows_the_latest_writer_as_of_the_read(store: Store) -> None:
+    """F3 read W without a version on Jun 22: of E1, E2 and E3 only E3 (Jun 21) had written it last."""
+    rows = run(store, "upstream", namespace="", name="customer_fs@3")
+    assert cols(rows, *WALK_UP) == [
+        (1, R["F3"], RUN["F3"], "produced", FS3),
+        (2, S2, "2024-06-01", "read_by", R["F3"]),
+        (2, W, "w3", "read_by", R["F3"]),  # the version current at the read
+        (2, JOB_F, "", "executes", R["F3"]),
+        (3, R["E3"], RUN["E3"], "produced", W),
+        (4, S1, "v3", "read_by", R["E3"]),
+        (4, JOB_ETL, "", "executes", R["E3"]),
+    ]
+
+
 def test_audit_downstream_of_table_rows_june_15_to_20(store: Store) -> None:
     """Which models and predictions are downstream of W's rows from June 15-20."""
     rows = run(store, "downstream", namespace="warehouse://dw", name="dw.customers",
                since="2024-06-15", until="2024-06-20T23:59:59")
-    got = [(r["depth"], r["node_id"], r["version"], r["edge_type"], r["upstream_node"]) for r in rows]
+    got = cols(rows, *WALK_DOWN)
     assert got == [
         (1, R["F2"], RUN["F2"], "read_by", W),
         (1, R["T2"], RUN["T2"], "read_by", W),
@@ -109,6 +176,50 @@ def test_audit_downstream_of_table_rows_june_15_to_20(store: Store) -> None:
     ]
     # p1/p2 were made by version 1, trained on W's rows from before the window
     assert {r["node_id"] for r in rows if r["node_type"] == "prediction"} == {"prediction:p3", "prediction:p4"}
+
+
+def test_audit_downstream_of_source_rows_june_15_to_20(store: Store) -> None:
+    """Which models and predictions are downstream of S1's rows from June 15-20: E2 read them and
+    wrote W w2; F2 and T2 read w2. F3 (Jun 22) read W after E3 rewrote it from later rows: not
+    impacted, though it read W after E2 wrote it."""
+    rows = run(store, "downstream", namespace="postgres://crm:5432", name="crm.public.customers",
+               since="2024-06-15", until="2024-06-20T23:59:59")
+    got = cols(rows, *WALK_DOWN)
+    assert got == [
+        (1, R["E2"], RUN["E2"], "read_by", S1),
+        (2, W, "w2", "produced", R["E2"]),
+        (3, R["F2"], RUN["F2"], "read_by", W),
+        (3, R["T2"], RUN["T2"], "read_by", W),
+        (4, FS2, "2", "produced", R["F2"]),
+        (4, MV2, "2", "produced", R["T2"]),
+        (5, "model:fraud", "", "version_of", MV2),
+        (5, "prediction:p3", "2", "predicted", MV2),
+        (5, "prediction:p4", "2", "predicted", MV2),
+        (5, R["T2"], RUN["T2"], "trained", FS2),
+    ]
+    everything = {r["node_id"] for r in run(store, "downstream", namespace="postgres://crm:5432", name="crm.public.customers")}
+    assert {FS3, R["F3"], CHURN, "prediction:p1"} <= everything  # without the window: all of S1's versions
+
+
+def test_downstream_follows_the_version_written(store: Store) -> None:
+    """S1's rows of Jun 10 went into W w1 (E1): read by F1, T1 and, pinned, by R1 on Jun 23; not by
+    F2/T2 (they read w2) nor F3 (it read W after E3 rewrote it)."""
+    rows = run(store, "downstream", namespace="postgres://crm:5432", name="crm.public.customers",
+               since="2024-06-10", until="2024-06-10T23:59:59")
+    assert cols(rows, *WALK_DOWN) == [
+        (1, R["E1"], RUN["E1"], "read_by", S1),
+        (2, W, "w1", "produced", R["E1"]),
+        (3, R["F1"], RUN["F1"], "read_by", W),
+        (3, R["T1"], RUN["T1"], "read_by", W),
+        (3, R["R1"], RUN["R1"], "read_by", W),
+        (4, CHURN, "r1", "produced", R["R1"]),
+        (4, FS1, "1", "produced", R["F1"]),
+        (4, MV1, "1", "produced", R["T1"]),
+        (5, "model:fraud", "", "version_of", MV1),
+        (5, "prediction:p1", "1", "predicted", MV1),
+        (5, "prediction:p2", "1", "predicted", MV1),
+        (5, R["T1"], RUN["T1"], "trained", FS1),
+    ]
 
 
 def test_audit_sources_of_predictions_in_a_window(store: Store) -> None:
@@ -124,6 +235,13 @@ def test_audit_sources_of_predictions_in_a_window(store: Store) -> None:
         ("crm.public.customers", ["v1"], ["1"]),
         ("events/clicks", ["2024-06-01"], ["1"]),
         ("dw.customers", ["w1"], ["1"]),
+    ]
+    # p4 (Jun 25, version 2): T2 read W w2, written by E2 from S1 v2; E1's v1 did not contribute
+    only_v2 = run(store, "sources", model="fraud", since="2024-06-25", until="2024-06-25T23:59:59")
+    assert [(r["name"], r["versions"], r["is_source"], r["model_versions"], r["predictions"]) for r in only_v2] == [
+        ("crm.public.customers", ["v2"], 1, ["2"], 1),
+        ("events/clicks", ["2024-06-01"], 1, ["2"], 1),
+        ("dw.customers", ["w2"], 0, ["2"], 1),
     ]
 
 
@@ -149,10 +267,14 @@ def test_downstream_time_travel(store: Store) -> None:
 def test_upstream_with_depth_and_as_of(store: Store) -> None:
     rows = run(store, "upstream", namespace="warehouse://dw", name="dw.customers", max_depth=2)
     assert [(r["depth"], r["node_id"], r["version"], r["edge_type"]) for r in rows] == [
+        # the start node's own writers are all listed
         (1, R["E1"], RUN["E1"], "produced"),
         (1, R["E2"], RUN["E2"], "produced"),
+        (1, R["E3"], RUN["E3"], "produced"),
         (2, S1, "v1", "read_by"),
         (2, S1, "v2", "read_by"),
+        (2, S1, "v3", "read_by"),
+        (2, JOB_ETL, "", "executes"),
         (2, JOB_ETL, "", "executes"),
         (2, JOB_ETL, "", "executes"),
     ]
@@ -205,7 +327,7 @@ def test_api_sql_is_read_only_and_named_queries_work(store: Store) -> None:
         app = build_app(ApiContext(Settings(), store), providers=["no_such_module.sub:add_routes"])
         async with TestClient(TestServer(app)) as client:
             ok = await client.post("/api/sql", json={"sql": "SELECT count() AS n FROM raw_events"})
-            assert ok.status == 200 and (await ok.json())["rows"] == [[13]]
+            assert ok.status == 200 and (await ok.json())["rows"] == [[16]]
             for bad in ("DROP TABLE edges", "INSERT INTO edges (src) VALUES ('x')", "SELECT 1; DROP TABLE edges"):
                 resp = await client.post("/api/sql", json={"sql": bad})
                 assert resp.status == 400, bad

@@ -90,6 +90,12 @@ def _inference_record() -> GraphRecord:
     return build_record("inference", ev, "c1", inference)
 
 
+def _inference_bytes() -> bytes:
+    rec = _inference_record()
+    rec.payload.pop("feature_snapshot")
+    return rec.to_bytes()
+
+
 def test_inference_rows_never_carry_pii_and_keep_unknown_keys() -> None:
     rec = _inference_record()
     rec.payload["feature_snapshot"] = "secret"  # a producer that forgot to scrub
@@ -118,3 +124,112 @@ def test_epoch_numbers_in_any_unit_mean_the_same_instant() -> None:
         assert abs(epoch_seconds(instant * scale) - instant) < 1e-3
     with pytest.raises(ValueError):
         epoch_seconds(10**21)
+
+
+def test_cluster_ddl_alters_both_table_layers() -> None:
+    ddl = render_cluster_ddl("c1")
+    assert "ALTER TABLE edges_local ON CLUSTER 'c1' ADD COLUMN IF NOT EXISTS src_version String" in ddl
+    assert "ALTER TABLE edges ON CLUSTER 'c1' ADD COLUMN IF NOT EXISTS src_version String" in ddl
+    assert "ALTER TABLE raw_events_local ON CLUSTER 'c1' MODIFY SETTING min_bytes_for_wide_part" in ddl
+    assert "ALTER TABLE raw_events ON CLUSTER 'c1' MODIFY SETTING" not in ddl  # a Distributed table stores nothing
+
+
+def test_edges_carry_the_versions_their_record_states() -> None:
+    ev = {"event_id": "e2", "eventType": "COMPLETE", "eventTime": 1_718_409_600_000_000, "producer": "p",
+          "run": {"runId": "r1", "facets": {}}, "job": {"namespace": "etl", "name": "j", "facets": {}},
+          "inputs": [{"namespace": "pg", "name": "a", "version": "v7"}, {"namespace": "pg", "name": "b"}],
+          "outputs": [{"namespace": "s3", "name": "c", "version": "3"}]}
+    rows = R.GraphRows()
+    R.add_record(rows, R.decode(build_record("dataset", ev, "c").to_bytes()))
+    got = {(src, dst): (sv, dv) for src, dst, _t, _r, sv, dv, _e, _ts in zip(*rows.edges.data)}
+    assert got == {
+        ("job:etl/j", "run:r1"): ("", "r1"),
+        ("dataset:pg/a", "run:r1"): ("v7", "r1"),
+        ("dataset:pg/b", "run:r1"): ("", "r1"),
+        ("run:r1", "dataset:s3/c"): ("r1", "3"),
+    }
+    rows = R.GraphRows()
+    R.add_record(rows, R.decode(_inference_bytes()))
+    assert [(e[4], e[5]) for e in zip(*rows.edges.data)] == [("2", "2")]  # model version 2 -> prediction
+
+
+def test_record_file_is_numbered_row_binary() -> None:
+    from sinks.clickhouse.records import RecordFile
+
+    records = [b'{"a":1}', b"x" * 300, b"", bytes(range(256)) * 70]
+    rf = RecordFile(records)
+    try:
+        data = open(rf.path, "rb").read()
+    finally:
+        rf.remove()
+    pos, got = 0, []
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "little")
+        pos += 4
+        length = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        got.append((n, data[pos:pos + length]))
+        pos += length
+    assert got == list(enumerate(records)) and rf.count == 4
+    assert "RowBinary" in rf.source and "'n UInt32, record String'" in rf.source
+
+
+def test_settings_are_rendered_as_quoted_literals() -> None:
+    from sinks.clickhouse.client import settings_sql
+
+    assert settings_sql({}) == ""
+    assert settings_sql({"insert_deduplication_token": "g/0/1-2,it's\\", "max_insert_threads": 2}) == (
+        " SETTINGS insert_deduplication_token = 'g/0/1-2,it\\'s\\\\', max_insert_threads = 2"
+    )
+    with pytest.raises(ValueError):
+        settings_sql({"x = 1, readonly": 0})
+
+
+def _messages(*specs: tuple[str, int, int, bytes]) -> list:
+    from sinks.base import Message
+
+    return [Message(t, p, o, None, v) for t, p, o, v in specs]
+
+
+def test_offset_ranges_follow_partitions() -> None:
+    from sinks.clickhouse.batch import offset_ranges
+
+    msgs = _messages(("g", 0, 4, b""), ("g", 0, 5, b""), ("g", 1, 9, b""), ("m", 1, 2, b""), ("m", 1, 3, b""))
+    assert offset_ranges(msgs) == [("g", 0, 4, 5), ("g", 1, 9, 9), ("m", 1, 2, 3)]
+    assert offset_ranges([]) == []
+
+
+def test_batch_builder_chains_hashes_and_stages_the_raw_log() -> None:
+    from sinks.clickhouse.batch import BatchBuilder
+    from sinks.clickhouse.client import StagedInsert
+    from sinks.clickhouse.metrics import SinkMetrics
+
+    staged: dict[str, object] = {}
+
+    def stage(table: str, arrow_table: object) -> StagedInsert:
+        staged[table] = arrow_table
+        return StagedInsert(table, arrow_table.num_rows, arrow_table.column_names, arrow_table)  # type: ignore[attr-defined]
+
+    metrics = SinkMetrics()
+    builder = BatchBuilder(stage, {"g"}, {"m"}, set(), metrics)
+    good = _inference_bytes()
+    msgs = _messages(("g", 0, 7, good), ("g", 0, 8, b"not json"), ("m", 0, 1, b'{"name": "x", "ts": 1, "value": 2}'))
+    prev = {("g", 0): "f" * 64}
+    prepared = builder.build(msgs, prev, records_apart=True)
+    raw = staged["raw_events"].to_pydict()  # type: ignore[attr-defined]
+    first = row_hash("f" * 64, "g", 0, 7, good)
+    second = row_hash(first, "g", 0, 8, b"not json")
+    assert raw["prev_hash"] == ["f" * 64, first] and raw["row_hash"] == [first, second]
+    assert raw["kind"] == ["inference", "undecodable"] and raw["n"] == [0, 1] and "record" not in raw
+    assert prev == {("g", 0): second} and prepared.heads == {("g", 0): (8, second)}
+    assert metrics.decode_errors == 1
+    assert [s.table for s in prepared.inserts] == ["inference_lineage", "pipeline_metrics"]
+    assert prepared.counts == {"inference_lineage": 1, "pipeline_metrics": 1, "raw_events": 2, "edges": 1, "nodes": 2}
+    builder.build(msgs[:1], {}, records_apart=False)
+    assert staged["raw_events"].column("record").to_pylist() == [good]  # type: ignore[attr-defined]
