@@ -90,56 +90,42 @@ class FeatureSnapshot:
 
 
 @dataclass(slots=True, kw_only=True)
-class DatasetEvent:
+class _RunTransition:
+    """The OpenLineage RunEvent fields the dataset, feature and training events share."""
+
+    eventType: EventType  # noqa: N815
+    run: Run
+    job: Job
+    producer: str
+    eventTime: int | datetime = field(default_factory=now_micros)  # noqa: N815
+    inputs: list[Dataset] = field(default_factory=list)
+    outputs: list[Dataset] = field(default_factory=list)
+    schemaURL: str = OPENLINEAGE_SCHEMA_URL  # noqa: N815
+    event_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class DatasetEvent(_RunTransition):
     """An ETL run transition: which datasets a job read and wrote."""
 
     KIND: ClassVar[str] = "dataset"
-    eventType: EventType  # noqa: N815
-    run: Run
-    job: Job
-    producer: str
-    eventTime: int | datetime = field(default_factory=now_micros)  # noqa: N815
-    inputs: list[Dataset] = field(default_factory=list)
-    outputs: list[Dataset] = field(default_factory=list)
-    schemaURL: str = OPENLINEAGE_SCHEMA_URL  # noqa: N815
-    event_id: str | None = None
-    correlation_id: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
-class FeatureEvent:
+class FeatureEvent(_RunTransition):
     """A feature-engineering run transition producing a versioned feature set."""
 
     KIND: ClassVar[str] = "feature"
-    eventType: EventType  # noqa: N815
-    run: Run
-    job: Job
-    producer: str
     feature_set: FeatureSet
-    eventTime: int | datetime = field(default_factory=now_micros)  # noqa: N815
-    inputs: list[Dataset] = field(default_factory=list)
-    outputs: list[Dataset] = field(default_factory=list)
-    schemaURL: str = OPENLINEAGE_SCHEMA_URL  # noqa: N815
-    event_id: str | None = None
-    correlation_id: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
-class TrainingEvent:
+class TrainingEvent(_RunTransition):
     """A training run transition: feature sets and datasets in, a model version out."""
 
     KIND: ClassVar[str] = "training"
-    eventType: EventType  # noqa: N815
-    run: Run
-    job: Job
-    producer: str
     training: Training
-    eventTime: int | datetime = field(default_factory=now_micros)  # noqa: N815
-    inputs: list[Dataset] = field(default_factory=list)
-    outputs: list[Dataset] = field(default_factory=list)
-    schemaURL: str = OPENLINEAGE_SCHEMA_URL  # noqa: N815
-    event_id: str | None = None
-    correlation_id: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
