@@ -1,6 +1,8 @@
 """Create the pipeline's topics (idempotent) with the configured partitions and retention."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -13,33 +15,33 @@ def window_counts_topic(settings: Settings) -> str:
     return f"{settings.topics.prefix}.{settings.app_id}.window-counts"
 
 
-def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic name -> topic configs for every topic the pipeline reads or writes."""
+@dataclass(frozen=True)
+class TopicSpec:
+    """How ``ensure_topics`` creates a topic."""
+
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
+    """Topic name -> partitions and configs for every topic the pipeline reads or writes."""
     t = settings.topics
-    specs: dict[str, dict[str, str]] = {name: {} for name in t.event_topics.values()}
-    specs[t.openlineage] = {}
-    specs[t.deadletter] = {"retention.ms": str(30 * 24 * 3600 * 1000)}
-    specs[t.graph] = {}
-    specs[t.metrics] = {}
-    specs[t.alerts] = {}
+    n = t.partitions
+    specs = {name: TopicSpec(n) for name in [*t.event_topics.values(), t.openlineage, t.graph, t.metrics, t.alerts]}
+    specs[t.deadletter] = TopicSpec(n, {"retention.ms": str(30 * 24 * 3600 * 1000)})
     # Encrypted snapshots only; short retention so unflagged ones age out.
-    specs[t.pii_hold] = {"retention.ms": str(settings.sampling.hold_retention_ms)}
+    specs[t.pii_hold] = TopicSpec(n, {"retention.ms": str(settings.sampling.hold_retention_ms)})
     # Created here, before any worker subscribes: a topic Faust declares itself at start-up can
     # miss the first partition assignment and stay unconsumed until the next metadata refresh.
-    specs[window_counts_topic(settings)] = {"retention.ms": str(window_counts_retention_ms(settings))}
-    # The model-lineage table's changelog (one partition: a global table), for the same reason.
-    specs[model_lineage_changelog(settings)] = {"cleanup.policy": "compact"}
+    specs[window_counts_topic(settings)] = TopicSpec(n, {"retention.ms": str(window_counts_retention_ms(settings))})
+    # The model-lineage table's changelog, for the same reason: a global table has one partition.
+    specs[model_lineage_changelog(settings)] = TopicSpec(1, {"cleanup.policy": "compact"})
     return specs
 
 
 def model_lineage_changelog(settings: Settings) -> str:
     """Changelog topic of the workers' ``model_lineage`` global table (Faust's naming)."""
     return f"{settings.app_id}-model_lineage-changelog"
-
-
-def topic_partitions(settings: Settings, name: str) -> int:
-    """Partition count ``ensure_topics`` creates ``name`` with."""
-    return 1 if name == model_lineage_changelog(settings) else settings.topics.partitions
 
 
 def window_counts_retention_ms(settings: Settings) -> int:
@@ -55,8 +57,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     except KafkaException as exc:
         raise StackError(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from None
     new = [
-        NewTopic(name, topic_partitions(settings, name), settings.topics.replication, config=conf)
-        for name, conf in topic_specs(settings).items()
+        NewTopic(name, spec.partitions, settings.topics.replication, config=spec.config)
+        for name, spec in topic_specs(settings).items()
         if name not in existing
     ]
     if not new:

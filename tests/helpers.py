@@ -8,7 +8,7 @@ from typing import TypeVar
 from confluent_kafka.admin import AdminClient
 
 from lineage.settings import Settings
-from lineage.topics import ensure_topics, topic_partitions, topic_specs
+from lineage.topics import ensure_topics, topic_specs
 
 T = TypeVar("T")
 
@@ -43,12 +43,13 @@ def make_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create all of `settings.topics` the way the worker and sink do; wait for leaders."""
     ensure_topics(settings, timeout)
     admin = AdminClient(settings.kafka_common())
-    names = all_topics(settings)
+    specs = topic_specs(settings)
+    names = list(specs)
 
     def ready() -> bool:
         md = admin.list_topics(timeout=5)
         return all(
-            n in md.topics and md.topics[n].error is None and len(md.topics[n].partitions) == topic_partitions(settings, n)
+            n in md.topics and md.topics[n].error is None and len(md.topics[n].partitions) == specs[n].partitions
             and all(p.leader >= 0 for p in md.topics[n].partitions.values())
             for n in names
         )

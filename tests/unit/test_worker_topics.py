@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lineage.settings import Settings
-from lineage.topics import model_lineage_changelog, topic_specs
+from lineage.topics import TopicSpec, model_lineage_changelog, topic_specs
 from stream_apps.app import create_app
 
 
@@ -16,4 +16,4 @@ def test_changelog_and_window_topics_are_pre_created(tmp_path: Path) -> None:
     assert table.changelog_topic.get_topic_name() == model_lineage_changelog(settings)
     specs = topic_specs(settings)
     assert model_lineage_changelog(settings) in specs
-    assert specs[model_lineage_changelog(settings)] == {"cleanup.policy": "compact"}
+    assert specs[model_lineage_changelog(settings)] == TopicSpec(1, {"cleanup.policy": "compact"})
