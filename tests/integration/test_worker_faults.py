@@ -87,16 +87,13 @@ def test_killed_worker_ends_with_every_event_in_clickhouse_once(settings_factory
     try:
         wait_healthy(s, sink, log)
         with running_workers(s, 2) as (first, second):
-            flow = threading.Thread(target=produce_all, args=(s, items[:N // 2]))
-            flow.start()
-            flow.join()
+            produce_all(s, items[:N // 2])
             wait_until(lambda: len(read_to_end(s, s.topics.graph)) > N // 4, 120, "the pipeline to be busy")
             rest = threading.Thread(target=produce_all, args=(s, items[N // 2:]))
             rest.start()
             time.sleep(0.5)
-            os.kill(second.pid(), signal.SIGKILL)  # the whole worker, child included, mid-stream
-            for kid in _children(second.pid()) if second.is_running() else []:
-                os.kill(kid, signal.SIGKILL)
+            for pid in [second.pid(), *_children(second.pid())]:  # the whole worker, child included, mid-stream
+                os.kill(pid, signal.SIGKILL)
             rest.join()
             graph = wait_for_ids(s, s.topics.graph, want, timeout=240)
             assert first.is_running(), worker_logs(s)[-2000:]

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from integration.sink_support import committed, end_offsets
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
 from lineage.stack.process import ManagedProcess
@@ -226,19 +227,11 @@ def diagnose(settings: Settings, missing: int) -> str:
     """A failure report for a pipeline test that waited in vain."""
     t = settings.topics
     reasons = Counter(header_map(m).get("dlq.reason", b"?").decode() for m in read_to_end(settings, t.deadletter))
-    inputs = [*t.event_topics.values(), t.openlineage]
-    c = Consumer({**settings.kafka_common(), "group.id": settings.events_group, "enable.auto.commit": False})
-    lag: list[str] = []
-    try:
-        for topic in inputs:
-            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-            tps = [TopicPartition(topic, p) for p in parts]
-            for tp in c.committed(tps, timeout=10):
-                end = c.get_watermark_offsets(tp, timeout=10)[1]
-                if end and tp.offset < end:
-                    lag.append(f"{topic}[{tp.partition}] committed {tp.offset} end {end}")
-    finally:
-        c.close()
+    parts = t.partitions
+    lag = []
+    for topic in [*t.event_topics.values(), t.openlineage]:
+        done, ends = committed(settings, settings.events_group, topic, parts), end_offsets(settings, topic, parts)
+        lag += [f"{topic}[{p}] committed {done[p]} end {end}" for p, end in ends.items() if end and done[p] < end]
     noisy = [ln for ln in worker_logs(settings).splitlines() if "[WARNING]" in ln or "[ERROR]" in ln]
     return (f"{missing} events missing; dead-lettered: {dict(reasons)}; lagging: {lag or 'none'}; "
             f"worker warnings (last 15): " + "\n".join(noisy[-15:]))
