@@ -42,7 +42,7 @@ _INDEX_CHUNK = 1_000
 
 
 class Runtime:
-    """Per-worker resources (Redis, keys, store, producer, pipeline); built when the agent starts."""
+    """Per-worker resources (Redis, keys, store, producer, pipeline); built in the pipeline child when it starts."""
 
     def __init__(self, settings: Any, changelog: str, lookup: Callable[[str], Any]) -> None:
         self.settings = settings

@@ -68,7 +68,7 @@ def _serve(conn: Connection, settings: Any, changelog: str) -> None:
 
 
 class Offload:
-    """Parent side: one child per agent; restarted when it dies."""
+    """Parent side: one child per event path; restarted when it dies."""
 
     def __init__(self, settings: Any, changelog: str) -> None:
         self.settings = settings

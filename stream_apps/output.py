@@ -1,6 +1,6 @@
 """Output producer: confluent-kafka (librdkafka), idempotent, acks=all; a batch is confirmed or raises.
 
-The agent acks its input only after :meth:`OutputProducer.send` returned, i.e. after every
+The event path commits its input only after :meth:`OutputProducer.send` returned, i.e. after every
 graph, hold and dead-letter record of the batch was acknowledged by the broker.
 """
 from __future__ import annotations
