@@ -41,6 +41,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from lineage.graph import GraphRecord
+from lineage.metric_records import metric_record, rfc3339
 from lineage.topics import window_counts_retention_ms, window_counts_topic
 from stream_apps.alerts.completeness import (
     CONSEQ_ALERT,
@@ -61,7 +62,7 @@ from stream_apps.alerts.completeness import (
 )
 from stream_apps.alerts.config import alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
-from stream_apps.alerts.model import Alert, rfc3339
+from stream_apps.alerts.model import Alert
 
 __all__ = ["CONSEQ_ALERT", "SHARE_ALERT", "UNKNOWN_ALERT", "evaluate_windows", "register", "split_key", "window_counts"]
 
@@ -133,8 +134,7 @@ def register(app: faust.App, settings: Any) -> None:
 
     async def publish_metrics(points: list[Point]) -> None:
         for name, labels, ts, value in points:
-            body = orjson.dumps({"name": name, "labels": labels, "ts": rfc3339(int(ts * 1e6)), "value": value})
-            await metrics_topic.send(value=body)
+            await metrics_topic.send(value=metric_record(name, labels, ts, value))
 
     async def observe(rec: GraphRecord, partition: int, timestamp: float) -> None:
         now = time.time()

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lineage.graph import GraphRecord
+from lineage.metric_records import rfc3339
 from stream_apps.alerts.config import AlertSettings
-from stream_apps.alerts.model import Alert, rfc3339
+from stream_apps.alerts.model import Alert
 
 SHARE_ALERT = "InferenceLineageIncomplete"
 CONSEQ_ALERT = "ConsequentialNotCaptured"

@@ -11,10 +11,11 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+
+from lineage.metric_records import rfc3339
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -33,12 +34,6 @@ def fingerprint(name: str, labels: Mapping[str, str]) -> str:
     for key in sorted(labels):
         h.update(b"\xff" + key.encode() + b"\xfe" + str(labels[key]).encode())
     return h.hexdigest()[:16]
-
-
-def rfc3339(us: int) -> str:
-    """Microseconds since the epoch as an RFC 3339 UTC timestamp."""
-    dt = datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

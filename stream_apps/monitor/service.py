@@ -19,9 +19,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from lineage.exceptions import LineageError
+from lineage.metric_records import metric_record
 from stream_apps.alerts.config import AlertSettings, alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
-from stream_apps.alerts.model import Alert, rfc3339
+from stream_apps.alerts.model import Alert
 from stream_apps.monitor.kafka_io import AckedProducer, TailReader
 from stream_apps.monitor.lag import LagSampler, Sample
 from stream_apps.monitor.series import Series, labels_key
@@ -32,11 +33,6 @@ LAG_ALERT = "ConsumerLagHigh"
 SPOOL_ALERT = "ProducerSpoolDeep"
 DLQ_ALERT = "DeadLetterRateHigh"
 MONITOR_ALERTS = (LAG_ALERT, SPOOL_ALERT, DLQ_ALERT)
-
-
-def metric_record(name: str, labels: dict[str, str], ts: float, value: float) -> bytes:
-    """One metrics-topic record (the sink's `pipeline_metrics` row)."""
-    return orjson.dumps({"name": name, "labels": labels, "ts": rfc3339(int(ts * 1_000_000)), "value": value})
 
 
 class Monitor:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lineage.metric_records import metric_record
 from lineage.settings import Settings
 from sinks.base import Message
 from sinks.clickhouse.client import Store
@@ -21,7 +22,6 @@ from sinks.clickhouse.queries import READONLY_SETTINGS
 from sinks.clickhouse.writer import ClickHouseSink
 from stream_apps.alerts.completeness import window_stat_points
 from stream_apps.alerts.model import Alert
-from stream_apps.monitor.service import metric_record
 
 pytestmark = [pytest.mark.integration]
 

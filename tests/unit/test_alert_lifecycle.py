@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from lineage.metric_records import rfc3339
 from stream_apps.alerts.config import AlertSettings
 from stream_apps.alerts.engine import AlertEngine
 from stream_apps.alerts.lifecycle import AlertBook
-from stream_apps.alerts.model import Alert, fingerprint, rfc3339, webhook_payload
+from stream_apps.alerts.model import Alert, fingerprint, webhook_payload
 from stream_apps.alerts.publish import AlertPublisher
 
 
