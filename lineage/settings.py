@@ -107,6 +107,9 @@ class ProducerSettings(_Group):
     spool_fsync: str = Field(default="batch", pattern="^(always|batch|never)$")
     linger_ms: int = 20
     compression: str = "lz4"
+    # Seconds between the emitter's reports of its queue/spool figures to the metrics topic
+    # (what the spool panel and the spool-depth alert read); 0 turns the reports off.
+    metrics_interval_s: float = Field(default=10.0, ge=0)
 
 
 class AlertSettings(_Group):

@@ -39,7 +39,7 @@ from lineage.settings import Settings
 from producers import context as ctx
 from producers.events import Event
 from producers.exceptions import EmitterClosedError, ProducerError
-from producers.metrics import ProducerStats, snapshot
+from producers.metrics import MetricsReporter, ProducerStats, snapshot
 from producers.records import normalize, partition_key
 from producers.spool import DEFAULT_SEGMENT_BYTES, Frame, Spool
 from producers.uuid7 import uuid7
@@ -128,6 +128,8 @@ class Emitter:
         self._need_rewind = False
         self._fatal = False
         self._rejected_path = self.spool.directory / "rejected.ndjson"
+        interval = settings.producer.metrics_interval_s
+        self.reporter = MetricsReporter(settings, name, interval) if interval > 0 else None
         self._thread = threading.Thread(target=self._run, name=f"lineage-emitter-{name}", daemon=True)
         self._thread.start()
         _register(self, handle_signals)
@@ -227,6 +229,10 @@ class Emitter:
         self._stop.set()
         self._thread.join(timeout + 5.0)
         self._producer.flush(max(0.0, min(1.0, self._stop_deadline - time.monotonic())))
+        if self.reporter is not None:  # a last report, so the metrics show how this emitter ended
+            if self.stats.broker_up:
+                self.reporter.report(snapshot(self), time.monotonic())
+            self.reporter.close(max(0.0, min(1.0, self._stop_deadline - time.monotonic())))
         left = self.spool.depth
         self.spool.close()
         del self._producer  # destroys the client: no reconnect attempts after close
@@ -245,7 +251,7 @@ class Emitter:
     # --- background thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        spool = self.spool
+        spool, reporter = self.spool, self.reporter
         backoff = BACKOFF_MIN_S
         next_sync = next_collect = time.monotonic()
         retry_at = 0.0
@@ -285,6 +291,8 @@ class Emitter:
             if now >= next_collect:
                 spool.collect()
                 next_collect = now + 0.5
+            if reporter is not None and reporter.due(now) and self.stats.broker_up:
+                reporter.report(snapshot(self), now)
 
     def _produce(self, frames: list[Frame]) -> None:
         produce, encode, loads = self._producer.produce, self._codec.encode, orjson.loads
@@ -326,6 +334,7 @@ class Emitter:
     def _on_delivery(self, fr: Frame, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.stats.delivered += 1
+            self.stats.broker_up = True
             self.stats.observe_latency(time.time_ns() - fr.emit_ns)
             self.spool.ack(fr.segment, fr.idx)
         elif err.code() in _PERMANENT:

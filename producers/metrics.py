@@ -2,20 +2,30 @@
 
 Nothing here runs on the ``emit()`` path: the emitter bumps integers on its background
 thread and a Prometheus collector (registered into a registry the caller passes in) reads
-them when scraped. :meth:`ProducerStats.snapshot` gives the same figures as a dict for the
-metrics topic and alert windows.
+them when scraped. :func:`snapshot` gives the same figures as a dict, and
+:class:`MetricsReporter` publishes them to the metrics topic, where the sink stores them in
+``pipeline_metrics`` and the monitor's spool-depth alert reads them.
 """
 from __future__ import annotations
 
 import bisect
+import logging
+import math
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from lineage.metric_records import metric_record
+
 if TYPE_CHECKING:
+    from lineage.settings import Settings
     from producers.emitter import Emitter
+
+log = logging.getLogger(__name__)
 
 #: Delivery latency histogram bucket upper bounds, seconds.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -134,3 +144,79 @@ def register_metrics(registry: CollectorRegistry, *emitters: Emitter) -> Emitter
     collector = EmitterCollector(*emitters)
     registry.register(collector)
     return collector
+
+
+#: What the emitter reports to the metrics topic: (metric name, :func:`snapshot` key).
+REPORTED: tuple[tuple[str, str], ...] = (
+    ("producer_queue_depth", "queue_depth"),
+    ("producer_spool_depth", "spool_depth"),
+    ("producer_spool_bytes", "spool_bytes"),
+    ("producer_events_delivered", "delivered"),
+    ("producer_events_failed", "failed"),
+    ("producer_delivery_errors", "delivery_errors"),
+    ("producer_delivery_latency_p99_seconds", "delivery_latency_p99_s"),
+)
+
+
+def report_points(snap: dict[str, Any]) -> list[tuple[str, float]]:
+    """The reported figures of one snapshot; a latency with no delivery yet is left out."""
+    points = []
+    for name, key in REPORTED:
+        value = snap[key]
+        if value is None or not math.isfinite(value):
+            continue
+        points.append((name, float(value)))
+    return points
+
+
+class MetricsReporter:
+    """Publishes one emitter's figures to the metrics topic every ``interval`` seconds.
+
+    It has its own small producer: a report waiting in the events' producer queue would hold
+    up the spool replay (which waits for that queue to drain) during an outage. Reports are
+    best effort, expire after a few intervals and are only sent while the broker answers;
+    the Prometheus collector above is the view that also works while it does not.
+    """
+
+    def __init__(self, settings: Settings, name: str, interval: float) -> None:
+        self.topic = settings.topics.metrics
+        self.name = name
+        self.interval = interval
+        self.labels = {"producer": name}
+        self.key = name.encode()
+        self.sent = 0
+        self._config = {
+            **settings.kafka_common(),
+            "linger.ms": 100,
+            "message.timeout.ms": int(max(3 * interval, 5.0) * 1000),
+            "queue.buffering.max.messages": 10_000,
+            "logger": logging.getLogger("producers.librdkafka"),
+            "error_cb": self._on_error,
+        }
+        self._producer: Producer | None = None
+        self._next = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self._next
+
+    def report(self, snap: dict[str, Any], now: float) -> None:
+        """Queue one record per figure (the producer is made on first use)."""
+        self._next = now + self.interval
+        if self._producer is None:
+            self._producer = Producer(self._config)
+        ts = time.time()
+        try:
+            for name, value in report_points(snap):
+                self._producer.produce(self.topic, metric_record(name, self.labels, ts, value), self.key)
+                self.sent += 1
+        except (BufferError, KafkaException) as exc:
+            log.debug("emitter %s: metrics report not queued: %s", self.name, exc)
+        self._producer.poll(0)
+
+    def close(self, timeout: float) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout)
+            self._producer = None
+
+    def _on_error(self, err: KafkaError) -> None:
+        log.debug("emitter %s: metrics producer: %s", self.name, err.str())

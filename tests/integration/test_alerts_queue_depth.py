@@ -111,3 +111,29 @@ def test_producer_spool_depth_alert(pipe: Pipeline) -> None:
                f"spool alert to resolve\n{pipe.logs()}", 0.5)
     (firing,) = [a for a in pipe.hook.alerts("ProducerSpoolDeep") if a["status"] == "firing"]
     assert "scoring-svc" in firing["annotations"]["summary"]
+
+
+def test_a_real_emitter_backlog_fires_and_resolves_the_spool_alert(pipe: Pipeline, tmp_path: Path) -> None:
+    """An emitter whose client queue holds one event at a time (50 ms linger) builds a spool backlog;
+    its own reports on the metrics topic fire the alert, and it resolves once the spool drained."""
+    from lineage.settings import ProducerSettings
+    from producers import Emitter
+
+    slow = pipe.settings.model_copy(update={
+        "data_dir": tmp_path, "producer": ProducerSettings(queue_size=1, linger_ms=50, metrics_interval_s=0.5)})
+    n = 600
+
+    def ours(status: str) -> list[dict]:
+        return [a for a in pipe.hook.alerts("ProducerSpoolDeep")
+                if a["status"] == status and a["labels"].get("producer") == "slow-svc"]
+
+    with Emitter(slow, "slow-svc", handle_signals=False) as em:
+        for _ in range(n):
+            em.emit_record("inference", inference_event(model="spooltest", version="1"))
+        wait_until(lambda: ours("firing"), 60, f"spool alert from the emitter's reports\n{pipe.logs()}", 0.5)
+        assert em.spool.depth > 0  # fired on a backlog that is still there, not on a stale report
+        assert em.flush(120) == 0
+        assert em.stats.delivered == n
+        wait_until(lambda: ours("resolved"), 90, f"spool alert to resolve after the drain\n{pipe.logs()}", 0.5)
+    (firing,) = ours("firing")
+    assert "slow-svc" in firing["annotations"]["summary"]

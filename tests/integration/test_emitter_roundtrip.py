@@ -156,3 +156,32 @@ def test_schema_violation_is_counted_kept_and_reported(ready: Settings) -> None:
         assert 'lineage_producer_events_failed_total{producer="strict",reason="schema"} 1.0' in text
         assert "lineage_producer_spool_depth" in text and "lineage_producer_delivery_latency_seconds_bucket" in text
     consume(ready, [ready.topics.inference], 1)
+
+
+def test_figures_are_reported_to_the_metrics_topic(ready: Settings) -> None:
+    """Reports every interval while running and one last report on close, keyed by the producer."""
+    import orjson
+
+    from lineage.settings import ProducerSettings
+
+    s = ready.model_copy(update={"producer": ProducerSettings(metrics_interval_s=0.2)})
+    events = one_of_each() * 5
+    with Emitter(s, "reporting-svc", handle_signals=False) as em:
+        for ev in events:
+            em.emit(ev)
+        assert em.flush(30) == 0
+        time.sleep(0.5)  # at least one interval with everything delivered
+    assert em.reporter is not None and em.reporter.sent >= 14  # two reports or more, seven figures each
+    consume(s, [s.topics.inference], 5)
+    msgs = consume(s, [s.topics.metrics], em.reporter.sent)
+    recs = [orjson.loads(m.value()) for m in msgs]
+    assert {m.key() for m in msgs} == {b"reporting-svc"}
+    assert all(r["labels"] == {"producer": "reporting-svc"} for r in recs)
+    names = {r["name"] for r in recs}
+    assert {"producer_spool_depth", "producer_spool_bytes", "producer_queue_depth", "producer_events_delivered",
+            "producer_events_failed", "producer_delivery_errors", "producer_delivery_latency_p99_seconds"} <= names
+    last = {r["name"]: r["value"] for r in recs}  # one key, one partition: the final report comes last
+    assert last["producer_events_delivered"] == len(events)
+    assert last["producer_spool_depth"] == 0 and last["producer_queue_depth"] == 0
+    assert last["producer_events_failed"] == 0
+    assert 0 < last["producer_delivery_latency_p99_seconds"] <= 30
