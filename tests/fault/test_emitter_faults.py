@@ -105,6 +105,7 @@ def test_broker_outage_100k_events_all_arrive_once(
     finally:
         em.close(timeout=5)
     assert snap["delivered"] >= N_OUTAGE + 1 and snap["failed"] == 0
+    assert snap["broker_up"]  # the gauge comes back with the first delivery after the outage
     values = read_all(s, s.topics.inference, N_OUTAGE + 1, timeout=120)
     codec = Codec()
     got = [codec.decode(v).record["event_id"] for v in values]
