@@ -1,8 +1,11 @@
 """ClickHouse health without taking the embedded store away from its owner.
 
 An on-disk chDB directory can be opened by ONE process at a time, so the check never opens
-it in this process: a held lock means some process (normally the sink) owns the store,
-which is healthy; otherwise a short subprocess opens it and runs ``SELECT version()``.
+it in this process. A held lock (the ``<directory>.owner`` claim every opener takes first, or
+the engine's own status-file lock) means some process, normally the sink, owns the store,
+which is healthy. Otherwise a short subprocess claims the store like any query does, opens it
+and runs ``SELECT version()``, so a sink starting meanwhile waits for the probe instead of
+racing it.
 """
 from __future__ import annotations
 
@@ -18,22 +21,35 @@ from urllib.parse import urlsplit, urlunsplit
 _PROBE = """
 import json, sys
 import clickhouse_connect
+from sinks.clickhouse.ownership import Ownership
+claim = Ownership.try_acquire(sys.argv[1], "query")
+if claim is None:
+    print(json.dumps({"owned": True}))
+    sys.exit(0)
 client = clickhouse_connect.get_client(dsn=sys.argv[1])
 print(json.dumps({"version": client.query("SELECT version()").result_rows[0][0]}))
 client.close()
+claim.release()
 """
 
 LOCKED = "Cannot lock file"
 
 
-def chdb_path(dsn: str) -> Path:
-    return Path(dsn.removeprefix("chdb://"))
+def store_dir(dsn: str) -> Path:
+    """The directory of a ``chdb://`` DSN."""
+    return Path(dsn[len("chdb://"):].split("?", 1)[0]).expanduser().resolve()
 
 
-def _lock_held(status_file: Path) -> bool:
-    """True if another process holds the chDB status-file flock (tested without blocking)."""
+def owner_file(dsn: str) -> Path:
+    """``<directory>.owner``: the claim a process takes before it opens the store."""
+    directory = store_dir(dsn)
+    return directory.with_name(directory.name + ".owner")
+
+
+def lock_held(path: Path) -> bool:
+    """True if another process holds a flock on ``path`` (tested without blocking)."""
     try:
-        fd = os.open(status_file, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -47,9 +63,9 @@ def _lock_held(status_file: Path) -> bool:
         os.close(fd)
 
 
-def lock_owner(status_file: Path) -> int | None:
-    """Best effort: the pid with `status_file` open (needs permission to read /proc/<pid>/fd)."""
-    target = str(status_file.resolve())
+def lock_owner(path: Path) -> int | None:
+    """Best effort: the pid with ``path`` open (needs permission to read /proc/<pid>/fd)."""
+    target = str(path.resolve())
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
@@ -63,18 +79,22 @@ def lock_owner(status_file: Path) -> int | None:
 
 
 def embedded_status(dsn: str, timeout: float = 60.0) -> dict[str, Any]:
-    path = chdb_path(dsn)
+    path = store_dir(dsn)
     report: dict[str, Any] = {"dsn": dsn, "embedded": True}
     if not (path / "status").exists() and not path.exists():
         return {**report, "status": "absent", "detail": "created by the first process that opens it"}
-    if _lock_held(path / "status"):
-        return {**report, "status": "owned", "owner_pid": lock_owner(path / "status")}
+    for lock in (owner_file(dsn), path / "status"):
+        if lock_held(lock):
+            return {**report, "status": "owned", "owner_pid": lock_owner(lock)}
     try:
         done = subprocess.run([sys.executable, "-c", _PROBE, dsn], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {**report, "status": "error", "detail": f"probe did not finish within {timeout:.0f}s"}
     if done.returncode == 0:
-        return {**report, "status": "up", **json.loads(done.stdout.strip().splitlines()[-1])}
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if result.get("owned"):  # claimed by another process between the check and the probe
+            return {**report, "status": "owned", "owner_pid": lock_owner(owner_file(dsn))}
+        return {**report, "status": "up", **result}
     if LOCKED in done.stdout + done.stderr:
         return {**report, "status": "owned", "owner_pid": lock_owner(path / "status")}
     lines = (done.stderr or done.stdout).strip().splitlines()

@@ -18,7 +18,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from sinks.clickhouse.ownership import Ownership, store_dir
+from lineage.stack.clickhouse import lock_held, store_dir
+from sinks.clickhouse.ownership import Ownership
 from sinks.exceptions import QueryError, SinkBackpressureError, StoreLockedError
 
 _LOCKED_MARKERS = ("Cannot lock file", "already initialized with path", "Resource temporarily unavailable")
@@ -51,9 +52,7 @@ def is_embedded(dsn: str) -> bool:
 
 def _engine_locked(dsn: str) -> bool:
     """True if another process has the embedded engine's directory open (its status-file flock)."""
-    from lineage.stack.clickhouse import _lock_held  # the same probe `lineage stack status` uses
-
-    return _lock_held(store_dir(dsn) / "status")
+    return lock_held(store_dir(dsn) / "status")  # the same probe `lineage stack status` uses
 
 
 def open_client(dsn: str, database: str) -> Client:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from lineage.stack.clickhouse import owner_file
 from sinks.exceptions import StoreLockedError
 
 _POLL_S = 0.05
@@ -31,17 +32,6 @@ class Owner:
     pid: int
     role: str  # "sink" (owns it for good) or "query" (a command that will let go soon)
     api_url: str | None  # the query API a sink serves, if any
-
-
-def store_dir(dsn: str) -> Path:
-    """The directory of a ``chdb://`` DSN."""
-    return Path(dsn[len("chdb://"):].split("?", 1)[0]).expanduser().resolve()
-
-
-def owner_file(dsn: str) -> Path:
-    """``<directory>.owner`` for a ``chdb://`` DSN."""
-    directory = store_dir(dsn)
-    return directory.with_name(directory.name + ".owner")
 
 
 class _Held:

@@ -145,6 +145,15 @@ sys.stdin.read()
 """
 
 
+_CLAIM = """
+import sys
+from sinks.clickhouse.ownership import Ownership
+claim = Ownership.try_acquire(sys.argv[1], "sink")
+print("claimed" if claim else "busy", flush=True)
+sys.stdin.read()
+"""
+
+
 @pytest.mark.integration
 def test_chdb_fresh_dir_and_single_owner(tmp_path: Path) -> None:
     dsn = f"chdb://{tmp_path / 'ch'}"
@@ -167,6 +176,17 @@ def test_chdb_fresh_dir_and_single_owner(tmp_path: Path) -> None:
     finally:
         holder.communicate(timeout=60)
     assert clickhouse_status(dsn)["status"] == "up"
+
+    # a process that claimed the store (as a starting sink does) but has not opened it yet
+    claimant = subprocess.Popen([sys.executable, "-c", _CLAIM, dsn], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert claimant.stdout is not None and claimant.stdout.readline().strip() == "claimed"
+        owned = clickhouse_status(dsn)
+        assert owned["status"] == "owned" and owned["owner_pid"] == claimant.pid
+    finally:
+        claimant.communicate(timeout=60)
+    assert clickhouse_status(dsn)["status"] == "up"  # the probe let go of its own claim: it can run again
 
 
 # -- ManagedProcess --------------------------------------------------------------------------

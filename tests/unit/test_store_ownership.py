@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse.ownership import Ownership, owner_file, read_owner
+from lineage.stack.clickhouse import owner_file
+from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.exceptions import StoreLockedError
 
 _OTHER = """
