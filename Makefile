@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - install, start the local stack and pipeline, run the lending scenario, print answers"
-	@echo "make test   - install, start the test stack, run unit + integration tests, stop it"
+	@echo "make test   - install (and build the schema registry), start the test stack, run unit + integration tests, stop it"
 	@echo "make down   - stop everything the stack started"
 	@echo "make bench  - run every benchmark suite (lineage bench)"
 
@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/lineage demo
 
 test: install
+	$(BIN)/lineage stack install --registry
 	bash deploy/install-browser.sh
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -25,7 +25,7 @@ class RegistryError(SchemaError):
     """The registry refused a request or could not be reached.
 
     ``status`` is the HTTP status (None when unreachable), ``error_code`` Confluent's code
-    (e.g. 40403 schema not found, 409 incompatible schema).
+    (e.g. 40403 schema not found, 409 incompatible schema, also from registries that send 0).
     """
 
     def __init__(self, message: str, status: int | None = None, error_code: int | None = None) -> None:
@@ -94,7 +94,20 @@ class SchemaRegistry:
             self._schemas[schema_id] = schema
         return schema  # type: ignore[no-any-return]
 
+    def subjects(self) -> list[str]:
+        """Every subject the registry knows (also a cheap health check: ``GET /subjects``)."""
+        body = self._send("GET", "/subjects")
+        if not isinstance(body, list):
+            raise RegistryError(f"schema registry GET /subjects: unexpected response {body!r}")
+        return [str(s) for s in body]
+
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        body = self._send(method, path, payload)
+        if not isinstance(body, dict):
+            raise RegistryError(f"schema registry {method} {path}: unexpected response {body!r}")
+        return body
+
+    def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=self._headers)
         try:
@@ -108,6 +121,10 @@ class SchemaRegistry:
                 code, detail = err.get("error_code"), err.get("message", detail)
             except (ValueError, AttributeError):
                 pass
+            if exc.code == 409 and not code:
+                # Apicurio's Confluent API answers an incompatible schema with error_code 0;
+                # Confluent's own code for it is 409, which is what callers test.
+                code = 409
             raise RegistryError(
                 f"schema registry {method} {path}: HTTP {exc.code}: {detail}", exc.code, code
             ) from None
@@ -115,9 +132,6 @@ class SchemaRegistry:
             reason = getattr(exc, "reason", exc)
             raise RegistryError(f"schema registry {self.url} unreachable ({method} {path}): {reason}") from None
         try:
-            body = json.loads(raw)
+            return json.loads(raw)
         except ValueError as exc:
             raise RegistryError(f"schema registry {method} {path}: response is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise RegistryError(f"schema registry {method} {path}: unexpected response {body!r}")
-        return body

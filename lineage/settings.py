@@ -34,6 +34,9 @@ class StackSettings(_Group):
     kafka_brokers: int = Field(default=1, ge=1, le=5)
     kafka_heap: str = "768m"
     redis_port: int = 16379
+    # Apicurio Registry (Confluent-compatible API), started by `stack up` only when enabled.
+    registry: bool = False
+    registry_port: int = 18081
 
 
 class TopicSettings(_Group):

@@ -5,6 +5,10 @@ Where the real services come from (never a fake), in order:
 2. a Docker engine that answers ``docker info``: testcontainers (Kafka + Redis);
 3. otherwise the local stack (``lineage.stack``) on test ports 29092/29093 and 26379, data in
    ``.lineage-test/`` (wiped at session start, stopped at session end).
+
+The schema registry (only for tests that ask for ``registry_url``): ``LINEAGE_TEST_REGISTRY_URL``
+(a Confluent-compatible API), else the stack's own Apicurio build, started under the session
+stack's data dir (port 28081 with the local stack, a free port otherwise) and stopped at the end.
 """
 from __future__ import annotations
 
@@ -21,12 +25,14 @@ from typing import Any
 
 import pytest
 
+from helpers import free_port
 from helpers import make_topics as _make_topics
 from lineage.settings import Settings, StackSettings, TopicSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA_DIR = REPO / ".lineage-test"
-TEST_STACK = StackSettings(kafka_port=29092, kafka_controller_port=29093, redis_port=26379, kafka_heap="512m")
+TEST_STACK = StackSettings(kafka_port=29092, kafka_controller_port=29093, redis_port=26379, kafka_heap="512m",
+                           registry_port=28081)
 LOCK_WAIT_S = 480.0
 
 
@@ -120,6 +126,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         yield from _container_stack(tmp_path_factory.mktemp("stack"))
     else:
         yield from _local_stack()
+
+
+
+@pytest.fixture(scope="session")
+def registry_url(stack: StackInfo) -> Iterator[str]:
+    """A real Confluent-compatible schema registry's base URL (see module docstring)."""
+    from lineage.exceptions import StackError
+    from lineage.stack.install import install_registry
+    from lineage.stack.registry import RegistryServer, probe
+
+    given = os.environ.get("LINEAGE_TEST_REGISTRY_URL")
+    if given:
+        state = probe(given, timeout=5.0)
+        if state != "up":
+            pytest.fail(f"LINEAGE_TEST_REGISTRY_URL={given}: GET /subjects did not answer ({state})", pytrace=False)
+        yield given.rstrip("/")
+        return
+    port = stack.stack.registry_port if stack.stack is not None else free_port()
+    server = RegistryServer(stack.data_dir, port)
+    try:
+        install_registry()
+        server.start(timeout=180)
+    except StackError as exc:
+        server.stop()
+        pytest.fail(f"cannot start the schema registry: {exc}", pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`lineage stack up | down | status | install`: the local Kafka + Redis (+ ClickHouse health)."""
+"""`lineage stack up | down | status | install`: the local Kafka + Redis (+ schema registry, ClickHouse health)."""
 from __future__ import annotations
 
 import json
@@ -8,13 +8,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lineage.settings import load_settings
+from lineage.settings import Settings, load_settings
 from lineage.stack import Stack, unhealthy
 
-app = typer.Typer(help="Run the local stack: Kafka (KRaft), Redis; report ClickHouse health.", no_args_is_help=True)
+app = typer.Typer(help="Run the local stack: Kafka (KRaft), Redis, optionally a schema registry; "
+                       "report ClickHouse health.", no_args_is_help=True)
 
 _STYLE = {"up": "green", "owned": "green", "absent": "green", "stopped": "dim", "degraded": "yellow",
-          "starting": "yellow", "unmanaged": "yellow"}
+          "starting": "yellow", "unmanaged": "yellow", "disabled": "dim"}
+_REGISTRY_HELP = "Also the schema registry (Apicurio, Confluent API); same as LINEAGE_STACK__REGISTRY=true."
+
+
+def _settings(registry: bool = False) -> Settings:
+    """Settings from the environment; ``--registry`` switches the registry on for this command."""
+    settings = load_settings()
+    if registry:
+        settings = settings.model_copy(update={"stack": settings.stack.model_copy(update={"registry": True})})
+    return settings
 
 
 def _print_json(report: Any) -> None:
@@ -42,7 +52,7 @@ def _print_table(report: dict[str, Any]) -> None:
     table = Table(box=None, pad_edge=False)
     for column in ("component", "status", "address", "detail"):
         table.add_column(column)
-    rows = [(k, report[k]) for k in ("kafka", "redis", "clickhouse", "api", "dashboard")]
+    rows = [(k, report[k]) for k in ("kafka", "redis", "registry", "clickhouse", "api", "dashboard") if k in report]
     rows += [(p["name"], p) for p in report.get("processes", [])]
     for name, entry in rows:
         status = entry["status"]
@@ -54,9 +64,9 @@ def _print_table(report: dict[str, Any]) -> None:
 
 
 @app.command()
-def install() -> None:
-    """Install Kafka's jars (Maven Central) and redis-server (apt) when missing."""
-    done = Stack(load_settings()).install()
+def install(registry: bool = typer.Option(False, "--registry", help=_REGISTRY_HELP)) -> None:
+    """Install Kafka's jars (Maven Central), redis-server (apt) and, if enabled, build the registry, when missing."""
+    done = Stack(_settings(registry)).install()
     print("installed: " + ", ".join(done) if done else "nothing to install")
 
 
@@ -65,9 +75,10 @@ def up(
     brokers: int = typer.Option(None, "--brokers", min=1, max=5, help="Kafka nodes (default: settings / existing data)."),
     as_json: bool = typer.Option(False, "--json", help="Print the status report as JSON."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for health."),
+    registry: bool = typer.Option(False, "--registry", help=_REGISTRY_HELP),
 ) -> None:
-    """Install what is missing, start Kafka and Redis, wait until healthy (idempotent)."""
-    report = Stack(load_settings(), brokers).up(timeout)
+    """Install what is missing, start Kafka, Redis (and the registry), wait until healthy (idempotent)."""
+    report = Stack(_settings(registry), brokers).up(timeout)
     _print_json(report) if as_json else _print_table(report)
 
 

@@ -1,4 +1,5 @@
-"""The local development stack: Kafka (KRaft, from Maven Central jars), Redis, and ClickHouse health.
+"""The local development stack: Kafka (KRaft, from Maven Central jars), Redis, an optional schema
+registry (Apicurio, built from Maven Central), and ClickHouse health.
 
 Typical use::
 
@@ -17,16 +18,17 @@ from typing import Any
 
 from lineage.settings import Settings
 from lineage.stack.clickhouse import clickhouse_status
-from lineage.stack.install import install_kafka, install_redis
+from lineage.stack.install import install_kafka, install_redis, install_registry
 from lineage.stack.kafka import ClusterInfo, KafkaCluster, describe
 from lineage.stack.kafka_config import KafkaNode, node_layout, server_properties
 from lineage.stack.manager import Stack, http_probe, unhealthy
 from lineage.stack.process import ManagedProcess, managed_processes, stop_all
 from lineage.stack.redis import RedisServer, ping
+from lineage.stack.registry import RegistryServer
 
 
 def install(settings: Settings) -> list[str]:
-    """Install Kafka's jars and redis-server when missing; returns what was installed."""
+    """Install Kafka's jars, redis-server and (if enabled) the registry when missing; returns what was installed."""
     return Stack(settings).install()
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "KafkaNode",
     "ManagedProcess",
     "RedisServer",
+    "RegistryServer",
     "Stack",
     "clickhouse_status",
     "describe",
@@ -59,6 +62,7 @@ __all__ = [
     "install",
     "install_kafka",
     "install_redis",
+    "install_registry",
     "managed_processes",
     "node_layout",
     "ping",

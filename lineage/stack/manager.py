@@ -3,6 +3,9 @@
 Kafka and Redis are *managed* (started here) when the configured bootstrap / Redis URL points
 at the stack's own loopback ports; otherwise they are *external* and only probed, so
 ``LINEAGE_KAFKA_BOOTSTRAP`` / ``LINEAGE_REDIS_URL`` are how you point at an existing service.
+The schema registry is optional: managed when ``stack.registry`` is on and no other
+``schema_registry_url`` is set (or that URL names its loopback port), external when the URL
+names another address, otherwise disabled.
 """
 from __future__ import annotations
 
@@ -14,15 +17,18 @@ from typing import Any
 from lineage.exceptions import StackError
 from lineage.settings import Settings
 from lineage.stack.clickhouse import clickhouse_status, redact
-from lineage.stack.install import install_kafka, install_redis
+from lineage.stack.install import install_kafka, install_redis, install_registry
 from lineage.stack.kafka import KafkaCluster, describe, port_open
 from lineage.stack.process import ManagedProcess, managed_processes, stop_all
 from lineage.stack.redis import NAME as REDIS_NAME
 from lineage.stack.redis import RedisServer, ping, redis_address
+from lineage.stack.registry import NAME as REGISTRY_NAME
+from lineage.stack.registry import RegistryServer, registry_address
+from lineage.stack.registry import probe as registry_probe
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 #: Statuses that count as healthy for ``lineage stack status --check``.
-HEALTHY = {"up", "owned", "absent"}
+HEALTHY = {"up", "owned", "absent", "disabled"}
 
 
 def http_probe(url: str, timeout: float = 1.0) -> str:
@@ -46,13 +52,14 @@ def _bootstrap_addresses(bootstrap: str) -> set[tuple[str, int]]:
 
 
 class Stack:
-    """Kafka (KRaft, 1..5 nodes) + Redis under ``settings.data_dir``; ClickHouse is only probed."""
+    """Kafka (KRaft, 1..5 nodes), Redis and the optional registry under ``settings.data_dir``; ClickHouse is probed."""
 
     def __init__(self, settings: Settings, brokers: int | None = None) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self.kafka = KafkaCluster(self.data_dir, settings.stack, brokers)
         self.redis = RedisServer(self.data_dir, settings.stack.redis_port)
+        self.registry = RegistryServer(self.data_dir, settings.stack.registry_port)
 
     @property
     def kafka_managed(self) -> bool:
@@ -65,6 +72,15 @@ class Stack:
         host, port = redis_address(self.settings.redis_url)
         return host in LOCAL_HOSTS and port == self.settings.stack.redis_port
 
+    @property
+    def registry_managed(self) -> bool:
+        """True if ``stack.registry`` is on with no other registry URL, or the URL names ours."""
+        url = self.settings.schema_registry_url
+        if url is None:
+            return self.settings.stack.registry
+        host, port = registry_address(url)
+        return host in LOCAL_HOSTS and port == self.settings.stack.registry_port
+
     def install(self) -> list[str]:
         """Install the missing pieces of the managed components; returns what was installed."""
         done = []
@@ -72,6 +88,8 @@ class Stack:
             done.append(f"kafka {self.settings.stack.kafka_version}")
         if self.redis_managed and install_redis():
             done.append("redis-server")
+        if self.registry_managed and install_registry():
+            done.append("schema registry (Apicurio)")
         return done
 
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
@@ -85,6 +103,11 @@ class Stack:
             self.redis.start()
         elif not ping(self.settings.redis_url):
             raise StackError(f"external redis at {redact(self.settings.redis_url)} does not answer PING")
+        url = self.settings.schema_registry_url
+        if self.registry_managed:
+            self.registry.start(timeout)
+        elif url is not None and self.settings.stack.registry and registry_probe(url) != "up":
+            raise StackError(f"external schema registry at {redact(url)} does not answer GET /subjects")
         return self.status()
 
     def _external_kafka_ok(self) -> bool:
@@ -95,19 +118,21 @@ class Stack:
         return True
 
     def other_processes(self) -> list[ManagedProcess]:
-        """Pid-file processes that are not Kafka or Redis (pipeline workers, sinks, ...)."""
-        own = {n.name for n in self.kafka.nodes} | {REDIS_NAME}
+        """Pid-file processes that are not Kafka, Redis or the registry (pipeline workers, sinks, ...)."""
+        own = {n.name for n in self.kafka.nodes} | {REDIS_NAME, REGISTRY_NAME}
         return [p for p in managed_processes(self.data_dir) if p.name not in own and not p.name.startswith("kafka-")]
 
     def down(self, timeout: float = 30.0, wipe: bool = False) -> list[str]:
-        """Stop everything with a pid file under ``run/`` (pipeline first, then Redis, then Kafka)."""
+        """Stop everything with a pid file under ``run/`` (pipeline first, then registry, Redis, Kafka)."""
         stopped = stop_all(self.other_processes(), timeout)
+        if self.registry.stop(timeout):
+            stopped.append(REGISTRY_NAME)
         if self.redis.stop(timeout):
             stopped.append(REDIS_NAME)
         kafka_procs = [p for p in managed_processes(self.data_dir) if p.name.startswith("kafka-")]
         stopped += stop_all(kafka_procs, timeout)
         if wipe:
-            for sub in ("kafka", "redis"):
+            for sub in ("kafka", "redis", "registry"):
                 shutil.rmtree(self.data_dir / sub, ignore_errors=True)
         return stopped
 
@@ -143,6 +168,15 @@ class Stack:
         url = self.settings.redis_url
         return {"status": "up" if ping(url) else "stopped", "url": redact(url), "managed": False}
 
+    def _registry_status(self) -> dict[str, Any]:
+        url = self.settings.schema_registry_url
+        # A registry started with `stack up --registry` is reported even when the flag is not set now.
+        if self.registry_managed or (url is None and self.registry.is_running()):
+            return {**self.registry.status(), "managed": True}
+        if url is None:
+            return {"status": "disabled", "url": None, "managed": False}
+        return {"status": registry_probe(url), "url": redact(url), "managed": False}
+
     def status(self) -> dict[str, Any]:
         """Each component, its address and health (the shape of ``lineage stack status --json``)."""
         api_url = self.settings.api_url
@@ -150,6 +184,7 @@ class Stack:
         return {
             "kafka": self._kafka_status(),
             "redis": self._redis_status(),
+            "registry": self._registry_status(),
             "clickhouse": clickhouse_status(self.settings.clickhouse_dsn),
             "api": {"status": api, "url": api_url},
             "dashboard": {"status": api, "url": f"{api_url}/dashboard"},
@@ -163,7 +198,8 @@ class Stack:
 
 def unhealthy(report: dict[str, Any]) -> list[str]:
     """Components of a status report that fail ``--check`` (API/dashboard only if they answer badly)."""
-    bad = [k for k in ("kafka", "redis", "clickhouse") if report[k]["status"] not in HEALTHY]
+    components = ("kafka", "redis", "registry", "clickhouse")
+    bad = [k for k in components if k in report and report[k]["status"] not in HEALTHY]
     bad += [k for k in ("api", "dashboard") if report[k]["status"] == "unhealthy"]
     bad += [p["name"] for p in report.get("processes", []) if p["status"] != "up"]
     return bad
