@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from lineage.codec import Codec
 from lineage.exceptions import EncodeError
+from lineage.registry import RegistryError
 from lineage.settings import Settings
 from producers import context as ctx
 from producers.events import Event
@@ -127,6 +128,8 @@ class Emitter:
         self._stop_deadline = 0.0
         self._need_rewind = False
         self._fatal = False
+        self._hold_until = 0.0  # the schema registry failed: nothing is encoded before this
+        self._registry_backoff = BACKOFF_MIN_S
         self._rejected_path = self.spool.directory / "rejected.ndjson"
         interval = settings.producer.metrics_interval_s
         self.reporter = MetricsReporter(settings, name, interval) if interval > 0 else None
@@ -278,6 +281,9 @@ class Emitter:
                 self.stats.replays += 1
                 self._need_rewind = False
                 backoff = BACKOFF_MIN_S
+            if now < self._hold_until:
+                self._producer.poll(min(0.05, self._hold_until - now))
+                continue
             frames = spool.read(BATCH)
             if frames:
                 self._produce(frames)
@@ -302,6 +308,10 @@ class Emitter:
                 kind, typed, tp, ts, rec = loads(fr.body)
                 topic = topics[kind]
                 value = encode(kind, normalize(kind, rec, bool(typed)))
+            except RegistryError as exc:  # the registry is down or refused the schema: not this event's fault
+                self.spool.seek(fr)
+                self._registry_unavailable(exc)
+                return
             except EncodeError as exc:
                 self._reject(fr, "schema", str(exc))
                 continue
@@ -330,6 +340,15 @@ class Emitter:
                 self.spool.seek(fr)
                 self._transient(err)
                 return
+        self._registry_backoff = BACKOFF_MIN_S
+
+    def _registry_unavailable(self, exc: RegistryError) -> None:
+        """Hold encoding with exponential backoff; the events wait in the spool, in order."""
+        self.stats.delivery_errors += 1
+        delay = self._registry_backoff
+        self._registry_backoff = min(delay * 2, BACKOFF_MAX_S)
+        self._hold_until = time.monotonic() + delay
+        log.warning("emitter %s: %s; %d events wait in the spool, retry in %.1fs", self.name, exc, self.spool.depth, delay)
 
     def _on_delivery(self, fr: Frame, err: KafkaError | None, msg: Message) -> None:
         if err is None:
