@@ -1,6 +1,7 @@
 """Polling with explicit deadlines, and topic creation for a test's private settings."""
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -56,3 +57,10 @@ def make_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 
     wait_until(ready, timeout, f"topics {names} to have leaders")
     return names
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import mmap
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from helpers import make_topics, wait_until
+from helpers import free_port, make_topics, wait_until
 from integration.sink_support import api_sql, start_sink, stop_sink, wait_healthy
 from integration.test_worker_support import running_workers
 from lineage.codec import Codec
@@ -33,11 +32,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 N_OUTAGE = 100_000
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_all(settings: Settings, topic: str, expect: int, timeout: float) -> list[bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from helpers import wait_until
+from helpers import free_port, wait_until
 from lineage.graph import GraphRecord
 from lineage.settings import Settings, settings_to_env
 
 REPO = Path(__file__).resolve().parents[2]
 LINEAGE = str(REPO / ".venv" / "bin" / "lineage")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -2,7 +2,6 @@
 worker subprocesses on the real stack, bulk produce and read-back of topics."""
 from __future__ import annotations
 
-import socket
 import sys
 import time
 import uuid
@@ -15,6 +14,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from helpers import free_port
 from integration.sink_support import committed, end_offsets
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
@@ -94,11 +94,6 @@ def inference_event(
         else {"feature_set": {"name": "customer_fs", "version": "3"}, "values": snapshot},
     }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

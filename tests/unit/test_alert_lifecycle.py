@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from helpers import free_port
 from lineage.metric_records import rfc3339
 from stream_apps.alerts.config import AlertSettings
 from stream_apps.alerts.engine import AlertEngine
@@ -24,18 +25,13 @@ from stream_apps.alerts.model import Alert, fingerprint, webhook_payload
 from stream_apps.alerts.publish import AlertPublisher
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
-    port = _free_port()
+    port = free_port()
     d: Path = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(d)],
