@@ -59,17 +59,23 @@ def require_java() -> str:
     return java
 
 
-def install_kafka(version: str, home: Path = KAFKA_HOME) -> bool:
-    """Resolve Kafka `version` and its runtime jars into ``deploy/kafka/libs``; False if already there."""
-    require_java()
-    if kafka_installed(version, home):
-        return False
+def _maven_build(home: Path, purpose: str) -> tuple[Path, str]:
+    """``home``'s pom.xml and the mvn executable, or a StackError saying what is missing."""
     pom = home / "pom.xml"
     if not pom.is_file():
         raise StackError(f"{pom} is missing: run from a source checkout of the project")
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise StackError("mvn not found on PATH: install Maven (Debian: apt-get install -y maven) to fetch Kafka's jars")
+        raise StackError(f"mvn not found on PATH: install Maven (Debian: apt-get install -y maven) to {purpose}")
+    return pom, mvn
+
+
+def install_kafka(version: str, home: Path = KAFKA_HOME) -> bool:
+    """Resolve Kafka `version` and its runtime jars into ``deploy/kafka/libs``; False if already there."""
+    require_java()
+    if kafka_installed(version, home):
+        return False
+    pom, mvn = _maven_build(home, "fetch Kafka's jars")
     with _file_lock(home / ".install.lock"):
         if kafka_installed(version, home):
             return False
@@ -127,13 +133,7 @@ def install_registry(home: Path = REGISTRY_HOME) -> bool:
     require_java()
     if registry_installed(home):
         return False
-    pom = home / "pom.xml"
-    if not pom.is_file():
-        raise StackError(f"{pom} is missing: run from a source checkout of the project")
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError("mvn not found on PATH: install Maven (Debian: apt-get install -y maven) "
-                         "to build the registry")
+    pom, mvn = _maven_build(home, "build the registry")
     target = home / "target"
     with _file_lock(target / ".install.lock"):
         if registry_installed(home):
