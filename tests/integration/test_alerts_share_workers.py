@@ -100,8 +100,16 @@ def test_share_is_exact_across_two_workers(pipe: Pipeline) -> None:
     second = worker_proc(s, pipe.env, "worker-1")
     second.start()
     try:
-        owners = wait_until(lambda: (lambda a: a if len(a) == 2 and all(len(p) == 3 for p in a.values()) else None)(
-            group_assignment(s, s.topics.graph)), 120, f"two workers sharing the graph partitions\n{pipe.logs()}", 1.0)
+        def shared(topic: str, group: str | None = None) -> dict[str, set[int]] | None:
+            a = group_assignment(s, topic, group)
+            return a if len(a) == 2 and all(len(p) == 3 for p in a.values()) else None
+
+        owners = wait_until(lambda: shared(s.topics.graph), 120,
+                            f"two workers sharing the graph partitions\n{pipe.logs()}", 1.0)
+        # ... and the event path's own group: predictions produced during its rebalance would reach
+        # the windows late, after the window closed.
+        wait_until(lambda: shared(s.topics.inference, s.events_group), 120,
+                   f"two workers sharing the inference partitions\n{pipe.logs()}", 1.0)
         p0_owner = next(parts for parts in owners.values() if 0 in parts)
 
         # All predictions inside one window (a window that leaves time to process them).

@@ -163,10 +163,12 @@ def committed_caught_up(settings: Settings, group: str, topic: str) -> bool:
     return bool(highs) and all(got.get(p) == 0 for p in highs)
 
 
-def group_assignment(settings: Settings, topic: str) -> dict[str, set[int]]:
-    """Member id -> partitions of `topic` it owns in the pipeline's consumer group ({} unless the group is stable)."""
+def group_assignment(settings: Settings, topic: str, group: str | None = None) -> dict[str, set[int]]:
+    """Member id -> partitions of `topic` it owns in `group` (default: the Faust app's group);
+    {} unless the group is stable."""
+    group = group or settings.app_id
     admin = AdminClient(settings.kafka_common())
-    desc = admin.describe_consumer_groups([settings.app_id], request_timeout=10)[settings.app_id].result(timeout=15)
+    desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
     if not str(desc.state).endswith("STABLE"):
         return {}
     return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic}
