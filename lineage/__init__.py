@@ -1,9 +1,8 @@
-"""Streaming lineage for AI systems: shared core (settings, errors, Avro codec, CLI)."""
+"""Streaming lineage for AI systems: the shared core.
+
+Settings, errors, the Avro codec and schema repository, graph records, topic names, the Redis
+key space, crypto primitives and Kafka client helpers. Imports no other project package.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-
 __version__ = "0.1.0"
-
-#: Checkout root: where `avro/` and `deploy/` live (the package is installed editable).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent

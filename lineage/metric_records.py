@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 
 import orjson
 
+#: Content type of the Prometheus text exposition (every `/metrics` page).
+PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
 
 def rfc3339(us: int) -> str:
     """Microseconds since the epoch as an RFC 3339 UTC timestamp."""

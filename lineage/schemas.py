@@ -19,10 +19,13 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from lineage import PROJECT_ROOT
 from lineage.exceptions import SchemaError
 
 EVENT_KINDS: tuple[str, ...] = ("dataset", "feature", "training", "inference")
+
+#: The shipped schemas, inside the package so an installed SDK has them (`avro/` at the top
+#: of the checkout is a link to this directory).
+SHIPPED_DIR = Path(__file__).with_name("avro")
 
 _FILE_RE = re.compile(r"^(?P<kind>[a-z]+)_event\.v(?P<version>[1-9][0-9]*)\.avsc$")
 
@@ -200,7 +203,7 @@ class SchemaRepo:
     @classmethod
     def load(cls, avro_dir: Path | None = None) -> SchemaRepo:
         """Load (once per resolved directory) every ``*.avsc`` below ``avro_dir``."""
-        return _load_dir((avro_dir or PROJECT_ROOT / "avro").resolve())
+        return _load_dir((avro_dir or SHIPPED_DIR).resolve())
 
     @property
     def kinds(self) -> tuple[str, ...]:

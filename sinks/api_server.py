@@ -1,18 +1,15 @@
 """HTTP API served by the sink process (the one owner of an embedded chDB store).
 
 ``GET /health``, ``GET /metrics``, ``POST /api/sql`` (read-only), ``GET /api/query/<name>?...``.
-Other areas mount their routes through :data:`ROUTE_PROVIDERS` (``add_routes(app, ctx)``);
-a provider whose module is not installed is skipped. A provider that has Prometheus metrics
-of its own appends a coroutine function to ``app[METRICS_PROVIDERS]``; ``/metrics`` serves the
-sink's counters followed by each provider's exposition.
+The process's composition root (the shell's sink service) passes in what else is served: route
+mounts (functions that add routes to the app) and metrics providers (coroutine functions whose
+Prometheus exposition ``/metrics`` appends to the sink's own counters).
 """
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,6 +21,7 @@ import orjson
 from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from lineage.metric_records import PROM_TYPE
 from sinks.clickhouse.client import QueryResult, Store
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, check_read_only, get_query
@@ -34,15 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: "module:function" strings; each function is called as ``add_routes(app, ctx)``.
-ROUTE_PROVIDERS: list[str] = [
-    "producers.intake_http:add_routes",
-    "stream_apps.dashboard:add_routes",
-]
-
-
-#: Prometheus text exposition content type.
-PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Adds routes (and their startup/cleanup hooks) to the app.
+RouteMount = Callable[[web.Application], None]
 #: An async callable returning a Prometheus text exposition (families not named ``lineage_sink_*``).
 MetricsProvider = Callable[[], Awaitable[bytes]]
 
@@ -67,7 +58,7 @@ def result_json(res: QueryResult) -> dict[str, Any]:
 
 @dataclass
 class ApiContext:
-    """What route providers get: settings, the sink's counters, and thread-safe query functions."""
+    """What the handlers need: settings, the store, the sink's counters, and thread-safe query functions."""
 
     settings: Settings
     store: Store
@@ -83,7 +74,7 @@ class ApiContext:
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
-METRICS_PROVIDERS: web.AppKey[list[MetricsProvider]] = web.AppKey("lineage_metrics_providers", list)
+METRICS_PROVIDERS: web.AppKey[tuple[MetricsProvider, ...]] = web.AppKey("lineage_metrics_providers", tuple)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -155,23 +146,17 @@ async def named_query(request: web.Request) -> web.Response:
     return web.Response(body=dumps(result_json(res)), content_type="application/json")
 
 
-def build_app(ctx: ApiContext, providers: list[str] | None = None) -> web.Application:
+def build_app(
+    ctx: ApiContext, mounts: Sequence[RouteMount] = (), metrics_providers: Sequence[MetricsProvider] = ()
+) -> web.Application:
+    """The sink's routes, then each of ``mounts``; ``/metrics`` also serves ``metrics_providers``."""
     app = web.Application(client_max_size=16 << 20)
     app[CTX] = ctx
-    app[METRICS_PROVIDERS] = []
+    app[METRICS_PROVIDERS] = tuple(metrics_providers)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/sql", sql)
     app.router.add_get("/api/query/{name}", named_query)
-    for target in ROUTE_PROVIDERS if providers is None else providers:
-        module, _, func = target.partition(":")
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # parent package missing
-            found = False
-        if not found:
-            log.info("route provider %s not installed; skipped", target)
-            continue
-        getattr(importlib.import_module(module), func)(app, ctx)
-        log.info("mounted routes from %s", target)
+    for mount in mounts:
+        mount(app)
     return app

@@ -22,8 +22,10 @@ import redis
 import redis.asyncio
 
 from lineage.codec import Codec
-from sinks.pii.keys import DataKeys, kek_provider, redis_prefix
-from sinks.pii.store import SnapshotStore
+from lineage.keyspace import KeySpace
+from lineage.pii.crypto import kek_provider
+from lineage.pii.keys import DataKeys
+from lineage.pii.store import SnapshotStore
 from stream_apps.models import ModelLineage
 from stream_apps.events import EventLoop, run_in_thread
 from stream_apps.output import OutputProducer
@@ -49,12 +51,12 @@ class Runtime:
         self.changelog = changelog
         self._lookup = lookup
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
-        self.keys = DataKeys(self.redis, kek_provider(settings), redis_prefix(settings))
+        self.keys = DataKeys(self.redis, kek_provider(settings), KeySpace.of(settings))
         writer = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.store = SnapshotStore.from_settings(settings, writer)
         self.pipeline = Pipeline(settings, Codec.from_settings(settings), self.keys, self.store, self.lookup)
         self.producer = OutputProducer(settings, client_id=writer)
-        self.stats_key = f"{self.keys.prefix}:stats:{settings.app_id}"
+        self.stats_key = self.keys.space.stats(settings.app_id)
         self._index_holds = self.redis.register_script(_INDEX_HOLDS)
 
     def lookup(self, key: str) -> ModelLineage | None:
@@ -78,11 +80,10 @@ class Runtime:
         positions = self.producer.send(records, track_topic=hold)
         pipe = self.redis.pipeline(transaction=False)
         ttl_ms = self.settings.sampling.hold_retention_ms
-        prefix = f"{self.keys.prefix}:pii:hold:"
         for start in range(0, len(positions), _INDEX_CHUNK):
             chunk = positions[start : start + _INDEX_CHUNK]
             self._index_holds(
-                keys=[prefix + pid for pid, _, _, _ in chunk],
+                keys=[self.keys.space.hold(pid) for pid, _, _, _ in chunk],
                 args=[*(f"{topic}/{partition}/{offset}" for _, topic, partition, offset in chunk), ttl_ms],
                 client=pipe,
             )
@@ -126,7 +127,7 @@ def register(app: faust.App, settings: Any) -> None:
         """Counters of this deployment (all workers): accepted per class, dead-lettered per reason, tiers."""
         client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5)
         try:
-            raw = await client.hgetall(f"{redis_prefix(settings)}:stats:{settings.app_id}")
+            raw = await client.hgetall(KeySpace.of(settings).stats(settings.app_id))
         finally:
             await client.aclose()
         return web.json({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})

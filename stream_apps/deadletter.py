@@ -39,7 +39,7 @@ def seal_aad(topic: str, partition: int, offset: int) -> bytes:
 
 def open_dead_letter(dlq_key: bytes, value: bytes, headers: dict[str, bytes]) -> bytes:
     """Original bytes of a sealed dead-letter record (``dlq.sealed``), given the dead-letter data key."""
-    from sinks.pii.keys import NONCE_BYTES, open_sealed
+    from lineage.pii.crypto import NONCE_BYTES, open_sealed
 
     aad = seal_aad(headers["dlq.topic"].decode(), int(headers["dlq.partition"]), int(headers["dlq.offset"]))
     return open_sealed(dlq_key, value[:NONCE_BYTES], value[NONCE_BYTES:], aad)

@@ -21,11 +21,12 @@ from confluent_kafka import KafkaException
 from lineage.exceptions import DecodeError, EncodeError, LineageError
 from lineage.registry import RegistryError
 from lineage.graph import build_record, to_micros
-from sinks.pii.keys import DataKeys, seal
-from sinks.pii.store import SnapshotStore, seal_snapshot
+from lineage.pii.crypto import seal
+from lineage.pii.exceptions import KekError
+from lineage.pii.keys import DataKeys
+from lineage.pii.store import SnapshotStore, seal_snapshot
 from stream_apps.deadletter import dead_letter_headers, seal_aad
 from stream_apps.enrichment import correlation_id, merge_lineage, model_key, training_lineage
-from sinks.pii.exceptions import KekError
 from stream_apps.exceptions import DeliveryError, Rejected
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunStates, RunTransition
@@ -103,7 +104,7 @@ class Pipeline:
         self.model_lineage = model_lineage
         self.policy = policy or ValidationPolicy()
         self.clock = clock
-        self.runs = RunStates(keys.redis, keys.prefix)
+        self.runs = RunStates(keys.redis, keys.space)
         topics = settings.topics
         self.kind_of_topic = {name: kind for kind, name in topics.event_topics.items()}
         self.openlineage_topic = topics.openlineage
@@ -270,7 +271,7 @@ class Pipeline:
         if not refs:
             return set()
         ordered = sorted(refs)
-        found = self.keys.redis.mget([f"{self.keys.prefix}:pii:flagged_subject:{r}" for r in ordered])
+        found = self.keys.redis.mget([self.keys.space.flagged_subject(r) for r in ordered])
         return {r for r, v in zip(ordered, found) if v is not None}
 
     def _inference(self, a: _Accepted, source: str, flagged: bool) -> dict[str, Any]:

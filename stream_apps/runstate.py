@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lineage.keyspace import KeySpace
 from stream_apps.validation import TERMINAL
 
 # One call checks many transitions in order (KEYS[i] <- ARGV[4i-3..4i]; ARGV[#ARGV] = TTL), so a
@@ -53,9 +54,9 @@ class RunTransition:
 class RunStates:
     """Checks a batch of run transitions in order (one pipelined round trip, one script call per chunk)."""
 
-    def __init__(self, redis: Any, prefix: str, ttl_s: int = 30 * 24 * 3600) -> None:
+    def __init__(self, redis: Any, space: KeySpace, ttl_s: int = 30 * 24 * 3600) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.space = space
         self.ttl_s = ttl_s
         self._script = redis.register_script(_CHECK)
 
@@ -70,5 +71,5 @@ class RunStates:
             for t in chunk:
                 args += [t.event_type, t.event_time_us, t.event_id, "1" if t.event_type in TERMINAL else "0"]
             args.append(self.ttl_s)
-            self._script(keys=[f"{self.prefix}:run:{t.run_id}" for t in chunk], args=args, client=pipe)
+            self._script(keys=[self.space.run(t.run_id) for t in chunk], args=args, client=pipe)
         return [r.decode() if isinstance(r, bytes) else str(r or "") for part in pipe.execute() for r in part]

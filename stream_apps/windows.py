@@ -41,6 +41,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from lineage.graph import GraphRecord
+from lineage.keyspace import KeySpace
 from lineage.metric_records import metric_record, rfc3339
 from lineage.topics import window_counts_retention_ms, window_counts_topic
 from stream_apps.alerts.completeness import (
@@ -115,7 +116,7 @@ def register(app: faust.App, settings: Any) -> None:
                          retention=timedelta(milliseconds=window_counts_retention_ms(settings)))
     alerts_topic = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(settings.topics.metrics, key_serializer="raw", value_serializer="raw")
-    ns = f"lineage:{settings.topics.prefix}:alerts"
+    space = KeySpace.of(settings)
     redis = aioredis.from_url(settings.redis_url)
     state = WindowState()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -151,14 +152,14 @@ def register(app: faust.App, settings: Any) -> None:
                     runs[key] = {"t": rec.event_time, "job": f"{job.get('namespace', '')}/{job.get('name', '')}",
                                  "kind": rec.kind}
             elif rec.event_type in TERMINAL and run_id:
-                await redis.set(f"{ns}:run_end:{run_id}", rec.event_type,
+                await redis.set(space.alert_run_end(run_id), rec.event_type,
                                 ex=int(max(cfg.run_deadline_s * 2, 86_400)))
                 if runs.get(f"{run_id}|{partition}") is not None:
                     del runs[f"{run_id}|{partition}"]
         emitter = str(rec.payload.get("producer") or "")
         if emitter and now - state.heartbeat_sent.get(emitter, 0) >= 1.0:
             state.heartbeat_sent[emitter] = now
-            await redis.hset(f"{ns}:heartbeat", emitter, int(now * 1e6))
+            await redis.hset(space.alert_heartbeat, emitter, int(now * 1e6))
         state.latencies.append(max(0.0, now - rec.event_time / 1e6))
         state.kinds[rec.kind] += 1
         if rec.inference and rec.inference.get("tier"):
@@ -241,7 +242,7 @@ def register(app: faust.App, settings: Any) -> None:
                 candidates.append((key, value))
         if not candidates:
             return []
-        ended = await redis.mget([f"{ns}:run_end:{k.rsplit('|', 1)[0]}" for k, _ in candidates])
+        ended = await redis.mget([space.alert_run_end(k.rsplit("|", 1)[0]) for k, _ in candidates])
         alerts = []
         for (key, value), end in zip(candidates, ended):
             run_id, part = key.rsplit("|", 1)
@@ -260,10 +261,10 @@ def register(app: faust.App, settings: Any) -> None:
         expected = list(cfg.expected_emitters)
         if not expected:
             return []
-        seen = await redis.hmget(f"{ns}:heartbeat", expected)
+        seen = await redis.hmget(space.alert_heartbeat, expected)
         for emitter in expected:
-            await redis.hsetnx(f"{ns}:heartbeat_baseline", emitter, int(now * 1e6))
-        base = await redis.hmget(f"{ns}:heartbeat_baseline", expected)
+            await redis.hsetnx(space.alert_heartbeat_baseline, emitter, int(now * 1e6))
+        base = await redis.hmget(space.alert_heartbeat_baseline, expected)
         return heartbeat_alerts(expected, [None if v is None else int(v) for v in seen],
                                 [None if v is None else int(v) for v in base], now, cfg.heartbeat_window_s)
 

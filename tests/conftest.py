@@ -3,7 +3,7 @@
 Where the real services come from (never a fake), in order:
 1. ``LINEAGE_TEST_BOOTSTRAP`` (+ ``LINEAGE_TEST_REDIS_URL``): an existing cluster;
 2. a Docker engine that answers ``docker info``: testcontainers (Kafka + Redis);
-3. otherwise the local stack (``lineage.stack``) on test ports 29092/29093 and 26379, data in
+3. otherwise the local stack (``shell.stack``) on test ports 29092/29093 and 26379, data in
    ``.lineage-test/`` (wiped at session start, stopped at session end).
 
 The schema registry (only for tests that ask for ``registry_url``): ``LINEAGE_TEST_REGISTRY_URL``
@@ -82,7 +82,7 @@ def _lock_session(lock_path: Path) -> Any:
 
 
 def _local_stack() -> Iterator[StackInfo]:
-    from lineage.stack import Stack
+    from shell.stack import Stack
 
     lock = _lock_session(TEST_DATA_DIR / "session.lock")
     try:
@@ -133,8 +133,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 def registry_url(stack: StackInfo) -> Iterator[str]:
     """A real Confluent-compatible schema registry's base URL (see module docstring)."""
     from lineage.exceptions import StackError
-    from lineage.stack.install import install_registry
-    from lineage.stack.registry import RegistryServer, probe
+    from shell.stack.install import install_registry
+    from shell.stack.registry import RegistryServer, probe
 
     given = os.environ.get("LINEAGE_TEST_REGISTRY_URL")
     if given:

@@ -18,8 +18,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from lineage.stack.clickhouse import lock_held, store_dir
-from sinks.clickhouse.ownership import Ownership
+from sinks.clickhouse.ownership import Ownership, lock_held, store_dir
 from sinks.exceptions import QueryError, SinkBackpressureError, StoreLockedError
 
 _LOCKED_MARKERS = ("Cannot lock file", "already initialized with path", "Resource temporarily unavailable")

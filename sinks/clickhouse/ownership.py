@@ -19,10 +19,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from lineage.stack.clickhouse import owner_file
 from sinks.exceptions import StoreLockedError
 
 _POLL_S = 0.05
+
+
+def store_dir(dsn: str) -> Path:
+    """The directory of a ``chdb://`` DSN."""
+    return Path(dsn[len("chdb://"):].split("?", 1)[0]).expanduser().resolve()
+
+
+def owner_file(dsn: str) -> Path:
+    """``<directory>.owner``: the claim a process takes before it opens the store."""
+    directory = store_dir(dsn)
+    return directory.with_name(directory.name + ".owner")
+
+
+def lock_held(path: Path) -> bool:
+    """True if another process holds a flock on ``path`` (tested without blocking)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

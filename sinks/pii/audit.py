@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from sinks.pii.exceptions import AuditError
+from lineage.pii.exceptions import AuditError
 
 
 class AuditLog:

@@ -12,15 +12,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from lineage.graph import build_record
 from sinks.pii.audit import AuditLog
-from sinks.pii.exceptions import PiiError, SubjectErased
-from sinks.pii.keys import DataKeys, kek_provider, redis_prefix
-from sinks.pii.store import SnapshotStore, open_snapshot, sealed_subject
+from lineage.keyspace import KeySpace
+from lineage.pii.crypto import kek_provider
+from lineage.pii.exceptions import PiiError, SubjectErased
+from lineage.pii.keys import DataKeys
+from lineage.pii.store import SnapshotStore, open_snapshot, sealed_subject
 
 FLAG_NS = uuid.UUID("2c7d8f4a-91b3-5e0f-8d6a-3f1e2b4c5d70")
 
 
 def _keys(settings: Any) -> DataKeys:
-    return DataKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), kek_provider(settings), redis_prefix(settings))
+    return DataKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), kek_provider(settings), KeySpace.of(settings))
 
 
 def get_snapshot(settings: Any, pointer: str, who: str, why: str, sha256: str | None = None) -> dict[str, Any]:
@@ -47,13 +49,13 @@ def erase_subject(settings: Any, subject_id: str, who: str, why: str) -> dict[st
     keys = _keys(settings)
     ref = keys.subject_ref(subject_id)
     existed = keys.erase(ref)
-    keys.redis.delete(f"{keys.prefix}:pii:flagged_subject:{ref}")
+    keys.redis.delete(keys.space.flagged_subject(ref))
     entry = AuditLog.from_settings(settings).record("erase", who, why, subject_ref=ref, key_destroyed=existed)
     return {"subject_ref": ref, "key_destroyed": existed, "erased_at": entry["ts"], "audit": entry}
 
 
 def _held(settings: Any, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
-    where = keys.redis.get(f"{keys.prefix}:pii:hold:{prediction_id}")
+    where = keys.redis.get(keys.space.hold(prediction_id))
     if where is None:
         raise PiiError(
             f"no held snapshot for prediction {prediction_id} (never processed, sent without a snapshot, "
@@ -84,7 +86,7 @@ def _held(settings: Any, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
 def flag_prediction(settings: Any, prediction_id: str, who: str, why: str) -> dict[str, Any]:
     """Promote a prediction's held snapshot to the store, publish its full lineage, mark the subject."""
     keys = _keys(settings)
-    marker = f"{keys.prefix}:pii:flagged_prediction:{prediction_id}"
+    marker = keys.space.flagged_prediction(prediction_id)
     done = keys.redis.get(marker)
     if done is not None:
         return {**orjson.loads(done), "already_flagged": True}
@@ -119,7 +121,7 @@ def flag_prediction(settings: Any, prediction_id: str, who: str, why: str) -> di
     result = {"prediction_id": prediction_id, "subject_ref": ref, "event_id": record.event_id,
               "snapshot_pointer": stored.pointer, "snapshot_sha256": stored.sha256}
     pipe = keys.redis.pipeline()
-    pipe.set(f"{keys.prefix}:pii:flagged_subject:{ref}", orjson.dumps({"by": who, "prediction_id": prediction_id}))
+    pipe.set(keys.space.flagged_subject(ref), orjson.dumps({"by": who, "prediction_id": prediction_id}))
     pipe.set(marker, orjson.dumps(result))
     pipe.execute()
     return {**result, "already_flagged": False}

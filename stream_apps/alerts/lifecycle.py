@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from lineage.keyspace import KeySpace
 from stream_apps.alerts.model import FIRING, Alert, now_us
 
 _FIRE = """
@@ -46,7 +47,7 @@ return cur
 
 def namespace(settings: Any) -> str:
     """Redis key prefix shared by every process of one pipeline (one topic prefix)."""
-    return f"lineage:{settings.topics.prefix}:alerts"
+    return KeySpace.of(settings).alerts
 
 
 class AlertBook:

@@ -1,18 +1,16 @@
-"""The SRE dashboard, its data feed and `/metrics`, mounted on the sink's API server.
+"""The SRE dashboard and its data feed, served from the figures of a running queue-depth monitor.
 
-``add_routes(app, ctx)`` (listed in ``sinks.api_server.ROUTE_PROVIDERS``) also starts the
-queue-depth :class:`~stream_apps.monitor.service.Monitor` with the server, so lag is measured
-and alerted on while stream workers are paused or down.
+The monitor (:class:`~stream_apps.monitor.service.Monitor`) runs in the sink service whether or
+not the HTTP API does; these routes only read it.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from sinks.api_server import METRICS_PROVIDERS, PROM_TYPE
+from lineage.metric_records import PROM_TYPE
 from stream_apps.dashboard.data import alerts_json, dashboard_data, metrics_text
 from stream_apps.monitor.service import Monitor
 
@@ -44,33 +42,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": PROM_TYPE})
 
 
-def _has_get(app: web.Application, path: str) -> bool:
-    for resource in app.router.resources():
-        if resource.canonical == path and any(r.method == "GET" for r in resource):
-            return True
-    return False
+def add_routes(app: web.Application, monitor: Monitor) -> None:
+    """Add the dashboard, its data feed, the alert list and ``/metrics/pipeline`` (the monitor's figures).
 
-
-def add_routes(app: web.Application, ctx: Any) -> None:
-    mon = Monitor(ctx.settings)
-    app[MONITOR_KEY] = mon
-
-    async def start(_: web.Application) -> None:
-        mon.start()
-
-    async def stop(_: web.Application) -> None:
-        await mon.stop()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
+    The monitor is built, started and stopped by the process that owns it, whether or not it
+    serves these pages.
+    """
+    app[MONITOR_KEY] = monitor
     app.router.add_get("/dashboard", page)
     app.router.add_get("/dashboard/", page)
     app.router.add_static("/dashboard/static", STATIC)
     app.router.add_get("/api/dashboard/data", data)
     app.router.add_get("/api/alerts", alerts)
     app.router.add_get("/metrics/pipeline", metrics)
-    if not _has_get(app, "/metrics"):
-        app.router.add_get("/metrics", metrics)
-    # The sink's own /metrics appends ours: it calls each provider and concatenates.
-    if METRICS_PROVIDERS in app:
-        app[METRICS_PROVIDERS].append(lambda: metrics_text(mon))

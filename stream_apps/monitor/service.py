@@ -19,6 +19,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from lineage.exceptions import LineageError
+from lineage.keyspace import KeySpace
 from lineage.metric_records import metric_record
 from stream_apps.alerts.config import AlertSettings, alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
@@ -90,7 +91,7 @@ class Monitor:
         await self.producer.send(self.settings.topics.alerts, key, value)
 
     async def _lease(self) -> bool:
-        key = f"lineage:{self.settings.topics.prefix}:monitor:leader"
+        key = KeySpace.of(self.settings).monitor_leader()
         ttl = int(max(3 * self.cfg.sample_interval_s, 5) * 1000)
         if await self.redis.set(key, self.ident, nx=True, px=ttl):
             return True

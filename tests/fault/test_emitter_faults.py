@@ -24,7 +24,7 @@ from integration.sink_support import api_sql, start_sink, stop_sink, wait_health
 from integration.test_worker_support import running_workers
 from lineage.codec import Codec
 from lineage.settings import ProducerSettings, Settings, StackSettings, TopicSettings
-from lineage.stack.kafka import KafkaCluster
+from shell.stack.kafka import KafkaCluster
 from producers import Emitter, InferenceEvent
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration, pytest.mark.slow]

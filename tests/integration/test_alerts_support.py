@@ -19,9 +19,9 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from helpers import make_topics, wait_until
-from lineage.pipeline import sink_process
+from shell.processes import sink_process
 from lineage.settings import Settings, TopicSettings, settings_to_env
-from lineage.stack.process import ManagedProcess
+from shell.stack.process import ManagedProcess
 from stream_apps.alerts.config import AlertSettings
 from integration.test_worker_support import free_port
 
@@ -81,7 +81,7 @@ class Pipeline:
 
 
 def worker_proc(settings: Settings, env: dict[str, str], name: str = "worker-0") -> ManagedProcess:
-    argv = [sys.executable, "-m", "lineage", "worker", "--web-port", str(free_port()), "--log-level", "info"]
+    argv = [sys.executable, "-m", "shell", "worker", "--web-port", str(free_port()), "--log-level", "info"]
     return ManagedProcess.in_data_dir(Path(settings.data_dir), name, argv, env=env, cwd=Path.cwd())
 
 

@@ -51,7 +51,7 @@ def test_metrics_parse_and_show_lag(stack, tmp_path: Path) -> None:
         import sys
 
         def cli_shows() -> list:
-            out = subprocess.run([sys.executable, "-m", "lineage", "alerts", "--active", "--json"], env=pipe.env,
+            out = subprocess.run([sys.executable, "-m", "shell", "alerts", "--active", "--json"], env=pipe.env,
                                  capture_output=True, text=True, timeout=60)
             assert out.returncode == 0, out.stderr
             rows = json.loads(out.stdout)

@@ -11,7 +11,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -19,8 +18,9 @@ from aiohttp import web
 from integration.test_emitter_roundtrip import consume
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
-from producers.intake_http import add_routes
+from producers.emitter import Emitter
 from producers.openlineage import from_openlineage
+from stream_apps.intake_http import add_routes
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,8 @@ def intake(ready: Settings) -> Iterator[str]:
     """Our routes on a real HTTP server in a background thread; yields api.url."""
     loop = asyncio.new_event_loop()
     app = web.Application()
-    add_routes(app, SimpleNamespace(settings=ready))
+    emitter = Emitter(ready, "openlineage-http", handle_signals=False)
+    add_routes(app, emitter)
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.TCPSite(runner, ready.api_host, ready.api_port).start())
@@ -53,6 +54,7 @@ def intake(ready: Settings) -> Iterator[str]:
         yield ready.api_url
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        emitter.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 
@@ -106,7 +108,7 @@ def test_lineage_emit_cli_summary(ready: Settings, tmp_path: Path) -> None:
     path = tmp_path / "events.ndjson"
     path.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"kind": "inference", "event": {"model_name": 5}}\nnope\n')
     env = {**settings_to_env(ready), "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run([sys.executable, "-m", "lineage", "emit", str(path), "--json"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "shell", "emit", str(path), "--json"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr  # two bad lines
     summary = json.loads(done.stdout)

@@ -16,7 +16,7 @@ import urllib.request
 from confluent_kafka.admin import AdminClient
 
 from lineage.settings import settings_to_env
-from lineage.stack.process import ManagedProcess
+from shell.stack.process import ManagedProcess
 from integration.test_worker_support import (
     LINEAGE_BIN,
     encode_many,

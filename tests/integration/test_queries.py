@@ -324,7 +324,7 @@ def test_api_sql_is_read_only_and_named_queries_work(store: Store) -> None:
     from sinks.api_server import ApiContext, build_app
 
     async def scenario() -> None:
-        app = build_app(ApiContext(Settings(), store), providers=["no_such_module.sub:add_routes"])
+        app = build_app(ApiContext(Settings(), store))
         async with TestClient(TestServer(app)) as client:
             ok = await client.post("/api/sql", json={"sql": "SELECT count() AS n FROM raw_events"})
             assert ok.status == 200 and (await ok.json())["rows"] == [[16]]

@@ -33,7 +33,7 @@ from lineage.codec import Codec
 from lineage.registry import RegistryError, SchemaRegistry
 from lineage.schemas import EVENT_KINDS, SchemaRepo, canonical_form
 from lineage.settings import Settings
-from lineage.stack import Stack, unhealthy
+from shell.stack import Stack, unhealthy
 from producers import Emitter
 
 pytestmark = [pytest.mark.integration]

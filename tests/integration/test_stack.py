@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from helpers import wait_until
 from lineage.exceptions import StackError
 from lineage.settings import Settings, StackSettings
-from lineage.stack import ManagedProcess, Stack, clickhouse_status, describe, managed_processes
+from shell.stack import ManagedProcess, Stack, clickhouse_status, describe, managed_processes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_broker_reports_the_cluster_id_the_stack_formatted(stack) -> None:
     info = describe(stack.bootstrap)
     assert info.broker_ids
     if stack.cluster_id is None:
-        pytest.skip(f"{stack.source} stack: cluster id not formatted by lineage.stack")
+        pytest.skip(f"{stack.source} stack: cluster id not formatted by shell.stack")
     assert info.cluster_id == stack.cluster_id
     assert (stack.data_dir / "kafka" / "cluster.json").is_file()
 
@@ -254,7 +254,7 @@ def test_three_broker_cluster_survives_one_broker_down(tmp_path: Path) -> None:
 
 # -- the CLI ---------------------------------------------------------------------------------
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lineage", "stack", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "shell", "stack", *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
 
 

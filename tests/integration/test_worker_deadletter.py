@@ -13,7 +13,9 @@ import redis
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from lineage.graph import GraphRecord
-from sinks.pii.keys import DataKeys, kek_provider, redis_prefix
+from lineage.keyspace import KeySpace
+from lineage.pii.crypto import kek_provider
+from lineage.pii.keys import DataKeys
 from stream_apps.deadletter import open_dead_letter
 from stream_apps.pipeline import DLQ_KEY_REF
 from integration.test_worker_support import (
@@ -85,7 +87,7 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
     assert set(by_origin) == {c[0] for c in cases} | {"run_state"}
     raw_by_reason = {reason: raw for reason, _, raw in cases}
     r = redis.Redis.from_url(s.redis_url)
-    keys = DataKeys(r, kek_provider(s), redis_prefix(s))
+    keys = DataKeys(r, kek_provider(s), KeySpace.of(s))
     for origin, msg in by_origin.items():
         h = header_map(msg)
         assert h["dlq.reason"].decode() == origin, (origin, h["dlq.detail"])
@@ -98,7 +100,7 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
                 assert msg.value() == raw_by_reason[origin]
     assert "dlq.sealed" in header_map(by_origin["out_of_range"])
     assert "dlq.sealed" in header_map(by_origin["bad_json"])
-    stats = {k.decode(): int(v) for k, v in r.hgetall(f"{redis_prefix(s)}:stats:{s.app_id}").items()}
+    stats = {k.decode(): int(v) for k, v in r.hgetall(KeySpace.of(s).stats(s.app_id)).items()}
     for origin in by_origin:
         assert stats.get(f"dlq.{origin}") == 1, stats
 

@@ -18,7 +18,7 @@ from helpers import free_port
 from integration.sink_support import committed, end_offsets
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
-from lineage.stack.process import ManagedProcess
+from shell.stack.process import ManagedProcess
 
 LINEAGE_BIN = str(Path(sys.executable).parent / "lineage")
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lineage import PROJECT_ROOT
+from lineage.schemas import SHIPPED_DIR
 from lineage.codec import Codec, Decoded
 from lineage.exceptions import DecodeError, EncodeError, SchemaError
 from lineage.registry import RegistryError, SchemaRegistry
@@ -334,7 +334,7 @@ def test_garbage_bodies_never_escape_as_other_errors(codec: Codec) -> None:
 def _evolved_dir(tmp_path: Path, with_v2: bool) -> Path:
     d = tmp_path / ("v2" if with_v2 else "v1")
     d.mkdir()
-    shutil.copy(PROJECT_ROOT / "avro" / "inference_event.v1.avsc", d)
+    shutil.copy(SHIPPED_DIR / "inference_event.v1.avsc", d)
     if with_v2:
         raw = json.loads((d / "inference_event.v1.avsc").read_text())
         raw["fields"].append(

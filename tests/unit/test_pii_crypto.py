@@ -10,9 +10,9 @@ import pytest
 from pydantic import SecretStr
 
 from sinks.pii.audit import AuditLog
-from sinks.pii.exceptions import AuditError, IntegrityError, KekError, PointerError
-from sinks.pii.keys import LocalKek, kek_provider, open_sealed, seal
-from sinks.pii.store import SnapshotStore, digest, seal_snapshot, sealed_subject
+from lineage.pii.crypto import LocalKek, kek_provider, open_sealed, seal
+from lineage.pii.exceptions import AuditError, IntegrityError, KekError, PointerError
+from lineage.pii.store import SnapshotStore, digest, seal_snapshot, sealed_subject
 from stream_apps.deadletter import open_dead_letter, seal_aad
 
 
@@ -52,7 +52,7 @@ def test_sealed_snapshot_has_no_plaintext_and_opens_with_its_key() -> None:
     blob = seal_snapshot(dek, "ref1", "pred-9", {"values": {"income": "PLANTED-123"}})
     assert b"PLANTED-123" not in blob and sealed_subject(blob) == "ref1"
     keys = SimpleNamespace(get=lambda ref: dek)
-    from sinks.pii.store import open_snapshot
+    from lineage.pii.store import open_snapshot
 
     assert open_snapshot(keys, blob) == {"values": {"income": "PLANTED-123"}}  # type: ignore[arg-type]
     with pytest.raises(IntegrityError):

@@ -8,7 +8,7 @@ import pytest
 
 from lineage.exceptions import StackError
 from lineage.settings import StackSettings
-from lineage.stack.kafka_config import (
+from shell.stack.kafka_config import (
     bootstrap,
     new_cluster_id,
     node_layout,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lineage.stack.clickhouse import owner_file
+from sinks.clickhouse.ownership import owner_file
 from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.exceptions import StoreLockedError
 

@@ -9,14 +9,29 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.exceptions import MigrationError
 
-if TYPE_CHECKING:
-    from sinks.clickhouse.client import Store
+
+
+class _Rows(Protocol):
+    @property
+    def rows(self) -> list[tuple[Any, ...]]: ...
+
+
+class Store(Protocol):
+    """What migrating needs of a store (:class:`sinks.clickhouse.client.Store` is one)."""
+
+    def query(self, sql: str) -> _Rows: ...
+
+    def command(self, sql: str) -> Any: ...
+
+    def insert(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None: ...
+
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 from lineage.exceptions import SchemaError, StackError
 from lineage.registry import RegistryError, SchemaRegistry
-from lineage.stack.install import registry_installed, registry_jar
-from lineage.stack.kafka import port_open
-from lineage.stack.process import ManagedProcess
+from shell.stack.install import registry_installed, registry_jar
+from shell.stack.kafka import port_open
+from shell.stack.process import ManagedProcess
 
 NAME = "registry"
 #: Where Apicurio serves the Confluent Schema Registry API; append it to host:port for clients.

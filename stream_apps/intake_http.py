@@ -1,7 +1,6 @@
 """OpenLineage HTTP intake: ``POST /api/v1/lineage`` and ``POST /api/v1/lineage/batch``.
 
-Mounted by the process that serves the API (``add_routes(app, ctx)``; ``ctx.settings`` is
-the Settings). An unmodified OpenLineage client configured with ``url: <api.url>`` posts
+Mounted by the process that serves the API (``add_routes(app, emitter)``). An unmodified OpenLineage client configured with ``url: <api.url>`` posts
 here; each event is converted (:mod:`producers.openlineage`) and emitted through one
 :class:`Emitter` (spool ``openlineage-http``), so it flows through the same pipeline as
 SDK events. The request's ``X-Correlation-ID`` / ``traceparent`` are propagated.
@@ -117,18 +116,8 @@ async def post_batch(request: web.Request) -> web.Response:
     return web.json_response({"accepted": len(ids), "event_ids": ids}, status=200)
 
 
-def add_routes(app: web.Application, ctx: Any) -> None:
-    """Add the OpenLineage endpoints to ``app``; the emitter opens on startup and drains on cleanup."""
-
-    async def start(app: web.Application) -> None:
-        app[EMITTER_KEY] = Emitter(ctx.settings, "openlineage-http", handle_signals=False)
-
-    async def stop(app: web.Application) -> None:
-        emitter = app.get(EMITTER_KEY)
-        if emitter is not None:
-            emitter.close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
+def add_routes(app: web.Application, emitter: Emitter) -> None:
+    """Add the OpenLineage endpoints to ``app``; events go out through ``emitter`` (its owner closes it)."""
+    app[EMITTER_KEY] = emitter
     app.router.add_post(LINEAGE_PATH, post_lineage)
     app.router.add_post(BATCH_PATH, post_batch)

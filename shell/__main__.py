@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sys
 
-from lineage.cli import main
+from shell.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

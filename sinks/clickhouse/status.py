@@ -9,7 +9,6 @@ racing it.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -17,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from sinks.clickhouse.ownership import lock_held, owner_file, store_dir
 
 _PROBE = """
 import json, sys
@@ -33,34 +34,6 @@ claim.release()
 """
 
 LOCKED = "Cannot lock file"
-
-
-def store_dir(dsn: str) -> Path:
-    """The directory of a ``chdb://`` DSN."""
-    return Path(dsn[len("chdb://"):].split("?", 1)[0]).expanduser().resolve()
-
-
-def owner_file(dsn: str) -> Path:
-    """``<directory>.owner``: the claim a process takes before it opens the store."""
-    directory = store_dir(dsn)
-    return directory.with_name(directory.name + ".owner")
-
-
-def lock_held(path: Path) -> bool:
-    """True if another process holds a flock on ``path`` (tested without blocking)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def lock_owner(path: Path) -> int | None:

@@ -15,9 +15,9 @@ from confluent_kafka.admin import AdminClient
 
 from lineage.exceptions import StackError
 from lineage.settings import StackSettings
-from lineage.stack import kafka_config as kc
-from lineage.stack.install import KAFKA_HOME, kafka_installed, kafka_libs, require_java
-from lineage.stack.process import ManagedProcess
+import shell.stack.kafka_config as kc
+from shell.stack.install import KAFKA_HOME, kafka_installed, kafka_libs, require_java
+from shell.stack.process import ManagedProcess
 
 _quiet = logging.getLogger("lineage.stack.librdkafka")
 _quiet.addHandler(logging.NullHandler())
@@ -224,7 +224,7 @@ class KafkaCluster:
             time.sleep(0.5)
 
     def status(self, timeout: float = 3.0) -> dict[str, Any]:
-        """Health of the managed nodes (see :func:`lineage.stack.status`)."""
+        """Health of the managed nodes (see :func:`shell.stack.status`)."""
         brokers = []
         for node in self.nodes:
             proc = self.process(node.node_id)

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 from lineage.settings import Settings, settings_to_env
-from lineage.stack.process import ManagedProcess
+from shell.stack.process import ManagedProcess
 
 
 def _lineage_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "lineage", *args]
+    return [sys.executable, "-m", "shell", *args]
 
 
 def worker_process(settings: Settings, index: int = 0) -> ManagedProcess:

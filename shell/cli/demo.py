@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lineage import scenario as lending
+from shell import scenario as lending
 from lineage.exceptions import LineageError
 from lineage.settings import Settings, load_settings
 
@@ -66,9 +66,9 @@ def demo(
     timeout: float = typer.Option(180.0, "--timeout", min=10, help="Seconds to wait for the scenario to land."),
 ) -> None:
     """Start the local stack and pipeline, emit the lending scenario, print provenance and impact."""
-    from lineage.cli.query import emit as show
-    from lineage.pipeline import start_pipeline
-    from lineage.stack import Stack
+    from shell.cli.query import emit as show
+    from shell.processes import start_pipeline
+    from shell.stack import Stack
     from lineage.topics import ensure_topics
     from producers import Emitter
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lineage.settings import Settings, load_settings
-from lineage.stack import Stack, unhealthy
+from shell.stack import Stack, unhealthy
 
 app = typer.Typer(help="Run the local stack: Kafka (KRaft), Redis, optionally a schema registry; "
                        "report ClickHouse health.", no_args_is_help=True)

@@ -16,15 +16,15 @@ from typing import Any
 
 from lineage.exceptions import StackError
 from lineage.settings import Settings
-from lineage.stack.clickhouse import clickhouse_status, redact
-from lineage.stack.install import install_kafka, install_redis, install_registry
-from lineage.stack.kafka import KafkaCluster, describe, port_open
-from lineage.stack.process import ManagedProcess, managed_processes, stop_all
-from lineage.stack.redis import NAME as REDIS_NAME
-from lineage.stack.redis import RedisServer, ping, redis_address
-from lineage.stack.registry import NAME as REGISTRY_NAME
-from lineage.stack.registry import RegistryServer, registry_address
-from lineage.stack.registry import probe as registry_probe
+from sinks.clickhouse.status import clickhouse_status, redact
+from shell.stack.install import install_kafka, install_redis, install_registry
+from shell.stack.kafka import KafkaCluster, describe, port_open
+from shell.stack.process import ManagedProcess, managed_processes, stop_all
+from shell.stack.redis import NAME as REDIS_NAME
+from shell.stack.redis import RedisServer, ping, redis_address
+from shell.stack.registry import NAME as REGISTRY_NAME
+from shell.stack.registry import RegistryServer, registry_address
+from shell.stack.registry import probe as registry_probe
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 #: Statuses that count as healthy for ``lineage stack status --check``.

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import redis
 
 from lineage.exceptions import StackError
-from lineage.stack.install import redis_server_path
-from lineage.stack.process import ManagedProcess
+from shell.stack.install import redis_server_path
+from shell.stack.process import ManagedProcess
 
 NAME = "redis"
 

@@ -22,19 +22,19 @@ app = typer.Typer(
 
 #: (module, attribute, name): a Typer group or a plain command function to mount.
 _COMMANDS: list[tuple[str, str, str]] = [
-    ("lineage.cli.stack", "app", "stack"),
-    ("lineage.cli.worker", "worker", "worker"),
-    ("lineage.cli.pii", "flag", "flag"),
-    ("lineage.cli.pii", "snapshot_app", "snapshot"),
-    ("lineage.cli.pii", "erase", "erase"),
-    ("lineage.cli.sink", "sink", "sink"),
-    ("lineage.cli.query", "app", "query"),
-    ("lineage.cli.query", "sql", "sql"),
-    ("lineage.cli.query", "verify", "verify"),
-    ("lineage.cli.emit", "emit", "emit"),
-    ("lineage.cli.demo", "demo", "demo"),
-    ("lineage.cli.bench", "bench", "bench"),
-    ("lineage.cli.alerts", "alerts", "alerts"),
+    ("shell.cli.stack", "app", "stack"),
+    ("shell.cli.worker", "worker", "worker"),
+    ("shell.cli.pii", "flag", "flag"),
+    ("shell.cli.pii", "snapshot_app", "snapshot"),
+    ("shell.cli.pii", "erase", "erase"),
+    ("shell.cli.sink", "sink", "sink"),
+    ("shell.cli.query", "app", "query"),
+    ("shell.cli.query", "sql", "sql"),
+    ("shell.cli.query", "verify", "verify"),
+    ("shell.cli.emit", "emit", "emit"),
+    ("shell.cli.demo", "demo", "demo"),
+    ("shell.cli.bench", "bench", "bench"),
+    ("shell.cli.alerts", "alerts", "alerts"),
 ]
 
 

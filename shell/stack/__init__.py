@@ -3,7 +3,7 @@ registry (Apicurio, built from Maven Central), and ClickHouse health.
 
 Typical use::
 
-    from lineage.stack import Stack
+    from shell.stack import Stack
     stack = Stack(settings)          # layout under settings.data_dir
     stack.up()                       # install what is missing, start, wait until healthy
     stack.kafka.stop_node(2)         # fault tests: stop / kill / start one broker
@@ -17,14 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from lineage.settings import Settings
-from lineage.stack.clickhouse import clickhouse_status
-from lineage.stack.install import install_kafka, install_redis, install_registry
-from lineage.stack.kafka import ClusterInfo, KafkaCluster, describe
-from lineage.stack.kafka_config import KafkaNode, node_layout, server_properties
-from lineage.stack.manager import Stack, http_probe, unhealthy
-from lineage.stack.process import ManagedProcess, managed_processes, stop_all
-from lineage.stack.redis import RedisServer, ping
-from lineage.stack.registry import RegistryServer
+from sinks.clickhouse.status import clickhouse_status
+from shell.stack.install import install_kafka, install_redis, install_registry
+from shell.stack.kafka import ClusterInfo, KafkaCluster, describe
+from shell.stack.kafka_config import KafkaNode, node_layout, server_properties
+from shell.stack.manager import Stack, http_probe, unhealthy
+from shell.stack.process import ManagedProcess, managed_processes, stop_all
+from shell.stack.redis import RedisServer, ping
+from shell.stack.registry import RegistryServer
 
 
 def install(settings: Settings) -> list[str]:

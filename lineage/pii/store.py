@@ -23,8 +23,9 @@ from typing import Any
 import orjson
 from cryptography.exceptions import InvalidTag
 
-from sinks.pii.exceptions import IntegrityError, PointerError
-from sinks.pii.keys import DataKeys, open_sealed, seal
+from lineage.pii.crypto import open_sealed, seal
+from lineage.pii.exceptions import IntegrityError, PointerError
+from lineage.pii.keys import DataKeys
 
 POINTER_PREFIX = "pii-store:v1/"
 _POINTER_RE = re.compile(r"^pii-store:v1/(?P<seg>[A-Za-z0-9._-]+\.seg)/(?P<off>[0-9]+)/(?P<len>[0-9]+)$")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 #: suite name -> module implementing ``run``.
 SUITES: dict[str, str] = {
-    "emit": "lineage.bench.emit",
-    "pipeline": "lineage.bench.pipeline",
-    "storage": "lineage.bench.storage",
+    "emit": "shell.bench.emit",
+    "pipeline": "shell.bench.pipeline",
+    "storage": "shell.bench.storage",
 }

@@ -166,7 +166,7 @@ def _stack_up(settings: Settings) -> Any:
         redis.Redis.from_url(settings.redis_url, socket_timeout=5).ping()
         return None
     except Exception:  # nothing answers: bring the local stack up for this run
-        from lineage.stack import Stack
+        from shell.stack import Stack
 
         stack = Stack(settings)
         stack.up()
@@ -198,7 +198,7 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         pass_n, pass_s = _span(s, pass_topic, EVENTS, 60)
         progress.update(task, advance=1)
 
-        from lineage.stack.process import ManagedProcess
+        from shell.stack.process import ManagedProcess
 
         worker = ManagedProcess.in_data_dir(
             data_dir, "bench-worker",
@@ -215,7 +215,7 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         rate_file = data_dir / "noop.rate"
         noop = ManagedProcess.in_data_dir(
             data_dir, "bench-noop",
-            [sys.executable, "-m", "lineage.bench.pipeline", s.kafka_bootstrap, f"bench-noop-{tag}", str(rate_file),
+            [sys.executable, "-m", "shell.bench.pipeline", s.kafka_bootstrap, f"bench-noop-{tag}", str(rate_file),
              str(_free_port()), str(EVENTS), *s.topics.event_topics.values()],
         )
         noop.start()

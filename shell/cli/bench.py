@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lineage.bench import SUITES
+from shell.bench import SUITES
 from lineage.exceptions import ConfigError
 from lineage.settings import load_settings
 

@@ -1,0 +1,72 @@
+"""Every Redis key the pipeline uses, in one place (as :mod:`lineage.topics` is for topic names).
+
+One deployment's keys live under ``lineage:<topic prefix>``, so several pipelines (and every
+test) can share one Redis. A reader looking for who writes a key finds its name here once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lineage.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Key names of one pipeline deployment."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> KeySpace:
+        return cls(f"lineage:{settings.topics.prefix}")
+
+    # --- PII: data keys, erasure tombstones, held snapshots, flags -----------------------------
+    def dek(self, subject_ref: str) -> str:
+        """The subject's data key, wrapped by the KEK."""
+        return f"{self.prefix}:pii:dek:{subject_ref}"
+
+    def erased(self, subject_ref: str) -> str:
+        """Tombstone of an erased subject (no key is ever created again)."""
+        return f"{self.prefix}:pii:erased:{subject_ref}"
+
+    def hold(self, prediction_id: str) -> str:
+        """Where a prediction's sealed snapshot sits on the hold topic (``topic/partition/offset``)."""
+        return f"{self.prefix}:pii:hold:{prediction_id}"
+
+    def flagged_subject(self, subject_ref: str) -> str:
+        return f"{self.prefix}:pii:flagged_subject:{subject_ref}"
+
+    def flagged_prediction(self, prediction_id: str) -> str:
+        return f"{self.prefix}:pii:flagged_prediction:{prediction_id}"
+
+    # --- worker state -------------------------------------------------------------------------
+    def stats(self, app_id: str) -> str:
+        """Hash of the deployment's counters (accepted per class, dead letters per reason, tiers)."""
+        return f"{self.prefix}:stats:{app_id}"
+
+    def run(self, run_id: str) -> str:
+        """A run's state machine (see :mod:`stream_apps.runstate`)."""
+        return f"{self.prefix}:run:{run_id}"
+
+    def monitor_leader(self) -> str:
+        """Lease of the one lag monitor that publishes figures."""
+        return f"{self.prefix}:monitor:leader"
+
+    # --- alerts -------------------------------------------------------------------------------
+    @property
+    def alerts(self) -> str:
+        """Namespace of the alert engine's keys (active, seen, history, cooldowns)."""
+        return f"{self.prefix}:alerts"
+
+    def alert_run_end(self, run_id: str) -> str:
+        return f"{self.alerts}:run_end:{run_id}"
+
+    @property
+    def alert_heartbeat(self) -> str:
+        return f"{self.alerts}:heartbeat"
+
+    @property
+    def alert_heartbeat_baseline(self) -> str:
+        return f"{self.alerts}:heartbeat_baseline"
