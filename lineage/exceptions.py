@@ -33,3 +33,7 @@ class DecodeError(LineageError):
 
 class EncodeError(LineageError):
     """An event does not match its schema and was not sent."""
+
+
+class DeliveryError(LineageError):
+    """Records were not acknowledged by the broker (timeout or a delivery error)."""

@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from lineage.codec import Codec
 from lineage.exceptions import EncodeError
+from lineage.kafka import ACKED_PRODUCER, client_config
 from lineage.registry import RegistryError
 from lineage.settings import Settings
 from producers import context as ctx
@@ -72,17 +73,15 @@ _ts_get = ctx.tracestate_var.get
 def producer_config(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """librdkafka config: project defaults, then ``settings.kafka_config`` (SASL/SSL...), then ``overrides``."""
     p = settings.producer
-    return {
-        "enable.idempotence": True,
-        "acks": "all",
+    defaults = {
+        **ACKED_PRODUCER,
         "compression.type": p.compression,
         "linger.ms": p.linger_ms,
         "queue.buffering.max.messages": p.queue_size,
         "max.in.flight.requests.per.connection": 5,
         "logger": logging.getLogger("producers.librdkafka"),  # client logs via logging, not stderr
-        **settings.kafka_common(),
-        **(overrides or {}),
     }
+    return client_config(settings.kafka_common(), defaults, overrides)
 
 
 class Emitter:

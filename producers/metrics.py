@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from lineage.kafka import client_config
 from lineage.metric_records import metric_record
 
 if TYPE_CHECKING:
@@ -185,14 +186,11 @@ class MetricsReporter:
         self.labels = {"producer": name}
         self.key = name.encode()
         self.sent = 0
-        self._config = {
-            **settings.kafka_common(),
+        self._config = client_config(settings.kafka_common(), {
             "linger.ms": 100,
             "message.timeout.ms": int(max(3 * interval, 5.0) * 1000),
             "queue.buffering.max.messages": 10_000,
-            "logger": logging.getLogger("producers.librdkafka"),
-            "error_cb": self._on_error,
-        }
+        }, {"logger": logging.getLogger("producers.librdkafka"), "error_cb": self._on_error})
         self._producer: Producer | None = None
         self._next = 0.0
 

@@ -26,6 +26,8 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from lineage.kafka import MANUAL_COMMIT_CONSUMER, client_config
+from lineage.settings import Settings
 from stream_apps.offload import Offload, OffloadRetry, RawMessage
 
 log = logging.getLogger(__name__)
@@ -35,21 +37,18 @@ BATCH_WITHIN_S = 0.2
 RETRY_MAX_S = 10.0
 
 
-def consumer_config(settings: Any) -> dict[str, Any]:
+def consumer_config(settings: Settings) -> dict[str, Any]:
     """librdkafka consumer options of the event path (user options from ``kafka_config`` win)."""
-    return {
+    return client_config(settings.kafka_common(), {
+        **MANUAL_COMMIT_CONSUMER,
         "group.id": settings.events_group,
         "client.id": f"{settings.app_id}-events",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": False,
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 3_000,
         "max.poll.interval.ms": 600_000,
         "fetch.wait.max.ms": 100,
         "queued.max.messages.kbytes": 65_536,
-        **settings.kafka_common(),
-    }
+    })
 
 
 class EventLoop:

@@ -16,6 +16,3 @@ class Rejected(StreamAppError):
         self.reason = reason
         self.detail = detail
 
-
-class DeliveryError(StreamAppError):
-    """Output records were not confirmed by the broker; the batch is retried, never acked."""

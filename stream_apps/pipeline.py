@@ -18,7 +18,7 @@ import orjson
 import redis
 from confluent_kafka import KafkaException
 
-from lineage.exceptions import DecodeError, EncodeError, LineageError
+from lineage.exceptions import DecodeError, DeliveryError, EncodeError, LineageError
 from lineage.registry import RegistryError
 from lineage.graph import build_record, to_micros
 from lineage.pii.crypto import seal
@@ -27,7 +27,7 @@ from lineage.pii.keys import DataKeys
 from lineage.pii.store import SnapshotStore, seal_snapshot
 from stream_apps.deadletter import dead_letter_headers, seal_aad
 from stream_apps.enrichment import correlation_id, merge_lineage, model_key, training_lineage
-from stream_apps.exceptions import DeliveryError, Rejected
+from stream_apps.exceptions import Rejected
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunStates, RunTransition
 from stream_apps.sampling import decide

@@ -21,7 +21,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lineage.codec import Codec
-from lineage.exceptions import StackError
+from lineage.exceptions import DeliveryError, StackError
+from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from lineage.topics import ensure_topics
 
@@ -65,22 +66,17 @@ def _records(n: int) -> list[tuple[str, bytes, dict[str, Any]]]:
 
 
 def _produce(settings: Settings, items: list[tuple[str, bytes, bytes]]) -> None:
-    p = Producer({**settings.kafka_common(), "linger.ms": 20, "compression.type": "lz4",
-                  "queue.buffering.max.messages": 1_000_000})
-    for topic, key, value in items:
-        while True:
-            try:
-                p.produce(topic, value, key)
-                break
-            except BufferError:
-                p.poll(0.05)
-    if p.flush(120):
-        raise StackError("bench input was not delivered")
+    p = Producer(client_config(settings.kafka_common(), {"linger.ms": 20, "compression.type": "lz4",
+                                                         "queue.buffering.max.messages": 1_000_000}))
+    try:
+        produce_and_wait(p, ((topic, key, value, None) for topic, key, value in items), 120)
+    except DeliveryError as exc:
+        raise StackError(f"bench input was not delivered: {exc}") from None
 
 
 def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: Any = None) -> tuple[int, float]:
     """(records, seconds between the first and last record timestamps) once ``expect`` arrived."""
-    c = Consumer({**settings.kafka_common(), "group.id": f"bench-read-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    c = Consumer(client_config(settings.kafka_common(), {"group.id": f"bench-read-{uuid.uuid4().hex}", "enable.auto.commit": False}))
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     stamps: list[int] = []
@@ -99,10 +95,10 @@ def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: An
 
 def _passthrough(settings: Settings, topics: list[str], out_topic: str, n: int) -> None:
     codec = Codec.from_settings(settings)
-    c = Consumer({**settings.kafka_common(), "group.id": f"bench-pass-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": True})
-    p = Producer({**settings.kafka_common(), "linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True,
-                  "acks": "all", "queue.buffering.max.messages": 1_000_000})
+    c = Consumer(client_config(settings.kafka_common(), {"group.id": f"bench-pass-{uuid.uuid4().hex}",
+                                                         "auto.offset.reset": "earliest", "enable.auto.commit": True}))
+    p = Producer(client_config(settings.kafka_common(), {**ACKED_PRODUCER, "compression.type": "lz4",
+                                                         "queue.buffering.max.messages": 1_000_000}))
     c.subscribe(topics)
     seen = 0
     deadline = time.monotonic() + 300

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from lineage.kafka import client_config
 from sinks.base import BatchResult, Message, Sink
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.exceptions import SinkBackpressureError, SinkError
@@ -31,18 +33,11 @@ class LoopConfig:
     shutdown_retry_s: float = 30.0  # on shutdown, keep retrying a failing flush this long
 
 
-def consumer_config(kafka_common: dict[str, object], group_id: str, instance_id: str | None = None) -> dict[str, object]:
+def consumer_config(kafka_common: Mapping[str, Any], group_id: str, instance_id: str | None = None) -> dict[str, Any]:
     """Consumer settings; a static `instance_id` lets a restarted (or crashed) sink take its
-    partitions back at once instead of waiting out the session timeout of its dead self."""
-    conf: dict[str, object] = {
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 2_000,
-    }
-    if instance_id:
-        conf["group.instance.id"] = instance_id
-    return {
-        **conf,
-        **kafka_common,
+    partitions back at once instead of waiting out the session timeout of its dead self.
+    Commits stay manual whatever the deployment's options say (commit after insert)."""
+    fixed: dict[str, Any] = {
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -51,6 +46,9 @@ def consumer_config(kafka_common: dict[str, object], group_id: str, instance_id:
         "max.partition.fetch.bytes": 8 << 20,
         "queued.max.messages.kbytes": 256 << 10,
     }
+    if instance_id:
+        fixed["group.instance.id"] = instance_id
+    return client_config(kafka_common, {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000}, fixed)
 
 
 def _message(msg: Any) -> Message:

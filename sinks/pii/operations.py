@@ -10,22 +10,25 @@ import orjson
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from lineage.exceptions import DeliveryError
 from lineage.graph import build_record
-from sinks.pii.audit import AuditLog
+from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import kek_provider
 from lineage.pii.exceptions import PiiError, SubjectErased
 from lineage.pii.keys import DataKeys
 from lineage.pii.store import SnapshotStore, open_snapshot, sealed_subject
+from lineage.settings import Settings
+from sinks.pii.audit import AuditLog
 
 FLAG_NS = uuid.UUID("2c7d8f4a-91b3-5e0f-8d6a-3f1e2b4c5d70")
 
 
-def _keys(settings: Any) -> DataKeys:
+def _keys(settings: Settings) -> DataKeys:
     return DataKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), kek_provider(settings), KeySpace.of(settings))
 
 
-def get_snapshot(settings: Any, pointer: str, who: str, why: str, sha256: str | None = None) -> dict[str, Any]:
+def get_snapshot(settings: Settings, pointer: str, who: str, why: str, sha256: str | None = None) -> dict[str, Any]:
     """Decrypt one stored snapshot. Writes an audit record for every attempt, refused ones too."""
     if not why.strip():
         raise PiiError("a reason is required to decrypt a snapshot (--reason)")
@@ -44,7 +47,7 @@ def get_snapshot(settings: Any, pointer: str, who: str, why: str, sha256: str | 
     return {"pointer": pointer, "subject_ref": ref, "snapshot": snapshot, "audit": entry}
 
 
-def erase_subject(settings: Any, subject_id: str, who: str, why: str) -> dict[str, Any]:
+def erase_subject(settings: Settings, subject_id: str, who: str, why: str) -> dict[str, Any]:
     """Destroy the subject's data key; from now on their snapshots cannot be decrypted."""
     keys = _keys(settings)
     ref = keys.subject_ref(subject_id)
@@ -54,7 +57,7 @@ def erase_subject(settings: Any, subject_id: str, who: str, why: str) -> dict[st
     return {"subject_ref": ref, "key_destroyed": existed, "erased_at": entry["ts"], "audit": entry}
 
 
-def _held(settings: Any, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
+def _held(settings: Settings, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
     where = keys.redis.get(keys.space.hold(prediction_id))
     if where is None:
         raise PiiError(
@@ -62,8 +65,8 @@ def _held(settings: Any, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
             "or older than the hold retention)"
         )
     topic, partition, offset = where.decode().rsplit("/", 2)
-    consumer = Consumer({**settings.kafka_common(), "group.id": f"lineage-flag-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "error"})
+    consumer = Consumer(client_config(settings.kafka_common(), {
+        "group.id": f"lineage-flag-{uuid.uuid4().hex}", "enable.auto.commit": False, "auto.offset.reset": "error"}))
     try:
         consumer.assign([TopicPartition(topic, int(partition), int(offset))])
         deadline = time.monotonic() + 30
@@ -83,7 +86,7 @@ def _held(settings: Any, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
     raise PiiError(f"held snapshot of {prediction_id} not readable within 30s (retention passed?)")
 
 
-def flag_prediction(settings: Any, prediction_id: str, who: str, why: str) -> dict[str, Any]:
+def flag_prediction(settings: Settings, prediction_id: str, who: str, why: str) -> dict[str, Any]:
     """Promote a prediction's held snapshot to the store, publish its full lineage, mark the subject."""
     keys = _keys(settings)
     marker = keys.space.flagged_prediction(prediction_id)
@@ -112,12 +115,11 @@ def flag_prediction(settings: Any, prediction_id: str, who: str, why: str) -> di
     event["supersedes_event_id"] = event["event_id"]
     event["event_id"] = str(uuid.uuid5(FLAG_NS, event["event_id"]))
     record = build_record("inference", event, held["correlation_id"], info)
-    producer = Producer({**settings.kafka_common(), "enable.idempotence": True, "acks": "all"})
-    errors: list[str] = []
-    producer.produce(settings.topics.graph, record.to_bytes(), record.event_id.encode(),
-                     on_delivery=lambda err, _m: errors.append(err.str()) if err else None)
-    if producer.flush(30) or errors:
-        raise PiiError(f"flagged lineage not confirmed by Kafka: {errors[:1] or 'timeout'}")
+    producer = Producer(client_config(settings.kafka_common(), ACKED_PRODUCER))
+    try:
+        produce_and_wait(producer, [(settings.topics.graph, record.event_id.encode(), record.to_bytes(), None)], 30)
+    except DeliveryError as exc:
+        raise PiiError(f"flagged lineage not confirmed by Kafka: {exc}") from None
     result = {"prediction_id": prediction_id, "subject_ref": ref, "event_id": record.event_id,
               "snapshot_pointer": stored.pointer, "snapshot_sha256": stored.sha256}
     pipe = keys.redis.pipeline()

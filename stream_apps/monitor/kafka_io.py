@@ -5,29 +5,19 @@ import asyncio
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from lineage.exceptions import StackError
+from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 
 
 class AckedProducer:
     """`await send(topic, key, value)` returns once the broker acknowledged the record, else raises."""
 
     def __init__(self, kafka_conf: dict[str, Any]) -> None:
-        self.producer = Producer({**kafka_conf, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+        self.producer = Producer(client_config(kafka_conf, ACKED_PRODUCER))
 
     def _send_sync(self, items: list[tuple[str, bytes | None, bytes]], timeout: float) -> None:
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for topic, key, value in items:
-            self.producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-        remaining = self.producer.flush(timeout)
-        if remaining or errors:
-            raise StackError(f"{remaining} record(s) unacknowledged, errors: {errors[:3]}")
+        produce_and_wait(self.producer, ((topic, key, value, None) for topic, key, value in items), timeout)
 
     async def send_many(self, items: list[tuple[str, bytes | None, bytes]], timeout: float = 15.0) -> None:
         if items:
@@ -42,13 +32,12 @@ class TailReader:
 
     def __init__(self, kafka_conf: dict[str, Any], topic: str, group_prefix: str) -> None:
         self.consumer = Consumer(
-            {
-                **kafka_conf,
+            client_config(kafka_conf, {
                 "group.id": f"{group_prefix}-tail-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "latest",
-            }
+            })
         )
         # Pin every partition at its current end now, rather than subscribing: a group join
         # completes seconds later and "latest" would then skip what was produced meanwhile.

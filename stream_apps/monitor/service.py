@@ -41,7 +41,7 @@ class Monitor:
         self.settings = settings
         self.cfg: AlertSettings = alert_settings(settings)
         self.redis = redis or aioredis.from_url(settings.redis_url)
-        conf = settings.kafka_common()
+        conf = settings.kafka_common()  # each client adds its role defaults (lineage.kafka)
         self.sampler = LagSampler(conf, settings.topics.prefix, self.cfg.lag_groups)
         self.producer = AckedProducer(conf)
         self.tail: TailReader | None = None
