@@ -30,12 +30,11 @@ def worker_process(settings: Settings, index: int = 0) -> ManagedProcess:
     )
 
 
-def sink_process(settings: Settings) -> ManagedProcess:
-    """The single ClickHouse sink (owner of the embedded store; serves the API and dashboard)."""
+def sink_process(settings: Settings, api: bool = True) -> ManagedProcess:
+    """The single ClickHouse sink (owner of the embedded store; serves the API and dashboard unless ``api`` is off)."""
     env = {**os.environ, **settings_to_env(settings)}
-    return ManagedProcess.in_data_dir(
-        settings.data_dir, "sink", _lineage_argv("sink"), env=env, cwd=Path.cwd(), meta={"role": "sink"}
-    )
+    argv = _lineage_argv("sink") if api else _lineage_argv("sink", "--no-api")
+    return ManagedProcess.in_data_dir(settings.data_dir, "sink", argv, env=env, cwd=Path.cwd(), meta={"role": "sink"})
 
 
 def start_pipeline(settings: Settings, workers: int = 1) -> list[ManagedProcess]:

@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from lineage.pii.crypto import open_sealed, seal
 from lineage.pii.exceptions import IntegrityError, PointerError
 from lineage.pii.keys import DataKeys
+from lineage.settings import Settings
 
 POINTER_PREFIX = "pii-store:v1/"
 _POINTER_RE = re.compile(r"^pii-store:v1/(?P<seg>[A-Za-z0-9._-]+\.seg)/(?P<off>[0-9]+)/(?P<len>[0-9]+)$")
@@ -95,7 +96,7 @@ class SnapshotStore:
         self._started = int(time.time() * 1000)
 
     @classmethod
-    def from_settings(cls, settings: Any, writer_id: str = "cli") -> SnapshotStore:
+    def from_settings(cls, settings: Settings, writer_id: str = "cli") -> SnapshotStore:
         return cls(Path(settings.data_dir) / "pii" / "segments", writer_id)
 
     def _current(self, incoming: int) -> str:

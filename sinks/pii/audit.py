@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from lineage.pii.exceptions import AuditError
+from lineage.settings import Settings
 
 
 class AuditLog:
@@ -23,7 +24,7 @@ class AuditLog:
         self.path = Path(path)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> AuditLog:
+    def from_settings(cls, settings: Settings) -> AuditLog:
         return cls(Path(settings.data_dir) / "pii" / "audit.jsonl")
 
     def record(self, action: str, who: str, why: str, **details: Any) -> dict[str, Any]:
