@@ -1,5 +1,5 @@
 """EmitterConfig: the SDK's own small config, built directly or from the pipeline's LINEAGE_* variables;
-the emitter leaves SIGTERM alone unless asked."""
+the emitter leaves SIGTERM alone unless asked; the `lineage` command names the missing extra."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 import producers.emitter as emitter_mod
+import shell.cli as cli
 from lineage.exceptions import ConfigError
 from lineage.schemas import SHIPPED_DIR
 from lineage.settings import Settings, TopicSettings
@@ -113,3 +114,16 @@ def test_emitter_closes_on_sigterm_when_asked(tmp_path: Path, monkeypatch: pytes
         signal.signal(signal.SIGTERM, before)
         em.close(timeout=0)
 
+
+def test_cli_names_the_missing_pipeline_extra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    requires = [
+        "orjson>=3.9",
+        'typer>=0.12; extra == "pipeline"',
+        'no-such-distribution-here>=1; extra == "pipeline"',
+        'also-not-installed; extra == "dev"',
+    ]
+    assert cli.missing_requirements(requires) == ["no-such-distribution-here"]
+    monkeypatch.setattr(cli.metadata, "requires", lambda dist: requires)
+    assert cli.main(["version"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'ai-lineage[pipeline]'" in err and "no-such-distribution-here" in err
