@@ -1,8 +1,10 @@
 """The lineage emitter SDK: what services import to publish lineage events.
 
-    from producers import Emitter, InferenceEvent, adopt_http_headers
-    emitter = Emitter(load_settings(), name="fraud-api")
+    from producers import Emitter, EmitterConfig, InferenceEvent, adopt_http_headers
+    emitter = Emitter(EmitterConfig(bootstrap_servers="kafka:9092"), name="fraud-api")
     emitter.emit(InferenceEvent(...))   # returns at once; never waits on the network
+
+``EmitterConfig.from_env()`` reads the pipeline's ``LINEAGE_*`` variables instead.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from producers.context import (
     outgoing_http_headers,
     trace_context,
 )
+from producers.config import EmitterConfig
 from producers.emitter import Emitter, producer_config
 from producers.events import (
     Dataset,
@@ -43,6 +46,7 @@ __all__ = [
     "DatasetEvent",
     "Emitter",
     "EmitterClosedError",
+    "EmitterConfig",
     "EventTooLargeError",
     "FeatureEvent",
     "FeatureSet",

@@ -11,7 +11,7 @@ after delivery errors or by the next process.
 Background thread: read frames in order -> normalise -> ``Codec.encode`` (schema check;
 violations go to ``rejected.ndjson`` with the reason and count as failed) -> ``produce``
 with a per-event delivery report -> ack the frame. ``librdkafka``'s own queue
-(``queue.buffering.max.messages`` = ``producer.queue_size``) is the bounded in-memory
+(``queue.buffering.max.messages`` = ``EmitterConfig.queue_size``) is the bounded in-memory
 queue; when it is full the reader simply waits and events accumulate in the spool.
 """
 from __future__ import annotations
@@ -33,12 +33,13 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+import producers.context as ctx
 from lineage.codec import Codec
 from lineage.exceptions import EncodeError
 from lineage.kafka import ACKED_PRODUCER, client_config
-from lineage.registry import RegistryError
-from lineage.settings import Settings
-from producers import context as ctx
+from lineage.registry import RegistryError, SchemaRegistry
+from lineage.schemas import SHIPPED_DIR, SchemaRepo
+from producers.config import EmitterConfig
 from producers.events import Event
 from producers.exceptions import EmitterClosedError, ProducerError
 from producers.metrics import MetricsReporter, ProducerStats, snapshot
@@ -70,58 +71,65 @@ _tp_get = ctx.traceparent_var.get
 _ts_get = ctx.tracestate_var.get
 
 
-def producer_config(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """librdkafka config: project defaults, then ``settings.kafka_config`` (SASL/SSL...), then ``overrides``."""
-    p = settings.producer
+def producer_config(config: EmitterConfig) -> dict[str, Any]:
+    """librdkafka config of the events' producer: the emitter's defaults, then ``config.kafka_config``."""
     defaults = {
         **ACKED_PRODUCER,
-        "compression.type": p.compression,
-        "linger.ms": p.linger_ms,
-        "queue.buffering.max.messages": p.queue_size,
+        "compression.type": config.compression,
+        "linger.ms": config.linger_ms,
+        "queue.buffering.max.messages": config.queue_size,
         "max.in.flight.requests.per.connection": 5,
         "logger": logging.getLogger("producers.librdkafka"),  # client logs via logging, not stderr
     }
-    return client_config(settings.kafka_common(), defaults, overrides)
+    return client_config(config.kafka_common(), defaults)
+
+
+def default_codec(config: EmitterConfig) -> Codec:
+    """The schemas shipped in the package; Confluent framing through the registry when one is configured."""
+    url = config.schema_registry_url
+    return Codec(SchemaRepo.load(SHIPPED_DIR), SchemaRegistry(url) if url else None, topic_prefix=config.topic_prefix)
 
 
 class Emitter:
     """Publishes lineage events to Kafka without ever blocking on the network.
 
     One per process (per ``name``) is the norm; it is thread-safe. ``name`` selects the spool
-    directory ``<data_dir>/spool/<name>``; a second live process with the same name gets the
+    directory ``<config.spool_dir>/<name>``; a second live process with the same name gets the
     next free slot, and whoever opens a slot replays what a dead process left in it.
+
+    Live emitters are closed at interpreter exit. ``handle_signals=True`` also closes them on
+    SIGTERM (then the previous handler runs); by default the SDK leaves signals to the service.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: EmitterConfig,
         name: str = "default",
         *,
-        config: Mapping[str, Any] | None = None,
         codec: Codec | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         on_error: Callable[[ProducerError], None] | None = None,
-        handle_signals: bool = True,
+        handle_signals: bool = False,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.name = name
         self.stats = ProducerStats()
         self.on_error = on_error
         self.shutdown_timeout = shutdown_timeout
-        self._topics = settings.topics.event_topics
-        self._codec = codec or Codec.from_settings(settings)
-        self._config = producer_config(settings, config)
-        self._config["error_cb"] = self._on_client_error
+        self._topics = config.event_topics
+        self._codec = codec or default_codec(config)
+        self._client_config = producer_config(config)
+        self._client_config["error_cb"] = self._on_client_error
         self.spool = Spool.open_slot(
-            Path(settings.data_dir) / "spool",
+            Path(config.spool_dir),
             name,
-            max_bytes=settings.producer.spool_max_bytes,
-            fsync=settings.producer.spool_fsync,
+            max_bytes=config.spool_max_bytes,
+            fsync=config.spool_fsync,
             segment_bytes=segment_bytes,
         )
         self._append = self.spool.append
-        self._producer: Producer = Producer(self._config)
+        self._producer: Producer = Producer(self._client_config)
         self._closed = False
         self._stop = threading.Event()
         self._stop_deadline = 0.0
@@ -130,15 +138,13 @@ class Emitter:
         self._hold_until = 0.0  # the schema registry failed: nothing is encoded before this
         self._registry_backoff = BACKOFF_MIN_S
         self._rejected_path = self.spool.directory / "rejected.ndjson"
-        interval = settings.producer.metrics_interval_s
-        self.reporter = MetricsReporter(settings, name, interval) if interval > 0 else None
+        interval = config.metrics_interval_s
+        self.reporter = (
+            MetricsReporter(config.metrics_topic, config.kafka_common(), name, interval) if interval > 0 else None
+        )
         self._thread = threading.Thread(target=self._run, name=f"lineage-emitter-{name}", daemon=True)
         self._thread.start()
         _register(self, handle_signals)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, name: str = "default", **kwargs: Any) -> Emitter:
-        return cls(settings, name, **kwargs)
 
     # --- the hot path -------------------------------------------------------------------
 
@@ -399,7 +405,7 @@ class Emitter:
             old.poll(0)
         except (KafkaException, RuntimeError):
             pass
-        self._producer = Producer(self._config)
+        self._producer = Producer(self._client_config)
         self._fatal = False
         self._need_rewind = True
 
@@ -419,25 +425,26 @@ class Emitter:
             self.on_error(ProducerError(f"{reason}: {detail}"))
 
 
-# --- process lifecycle: close every live emitter on exit and on SIGTERM ----------------------
+# --- process lifecycle: close every live emitter on exit (and on SIGTERM when asked) ----------
 
 _live: weakref.WeakSet[Emitter] = weakref.WeakSet()
-_hooks_installed = False
+_atexit_installed = False
+_sigterm_installed = False
 _previous_sigterm: Any = None
 
 
 def _register(emitter: Emitter, handle_signals: bool) -> None:
-    global _hooks_installed, _previous_sigterm
+    global _atexit_installed, _sigterm_installed, _previous_sigterm
     _live.add(emitter)
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(close_all)
-    if handle_signals and threading.current_thread() is threading.main_thread():
+    if not _atexit_installed:
+        _atexit_installed = True
+        atexit.register(close_all)
+    if handle_signals and not _sigterm_installed and threading.current_thread() is threading.main_thread():
         try:
             _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main interpreter
-            pass
+            return
+        _sigterm_installed = True
 
 
 def _unregister(emitter: Emitter) -> None:

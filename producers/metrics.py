@@ -12,8 +12,8 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -21,10 +21,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from lineage.kafka import client_config
 from lineage.metric_records import metric_record
-
-if TYPE_CHECKING:
-    from lineage.settings import Settings
-    from producers.emitter import Emitter
+from producers.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +67,21 @@ class ProducerStats:
         return float("inf")
 
 
-def snapshot(emitter: Emitter) -> dict[str, Any]:
+class Measured(Protocol):
+    """What the figures are read from: an :class:`~producers.emitter.Emitter`."""
+
+    name: str
+    stats: ProducerStats
+    spool: Spool
+
+    @property
+    def emitted(self) -> int: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+
+def snapshot(emitter: Measured) -> dict[str, Any]:
     """All producer figures as a flat dict."""
     st, sp = emitter.stats, emitter.spool
     delivered = st.delivered
@@ -98,7 +109,7 @@ def snapshot(emitter: Emitter) -> dict[str, Any]:
 class EmitterCollector(Collector):
     """Prometheus collector for one or more emitters (label ``producer``)."""
 
-    def __init__(self, *emitters: Emitter) -> None:
+    def __init__(self, *emitters: Measured) -> None:
         self.emitters = list(emitters)
 
     def collect(self) -> Iterator[Any]:
@@ -140,7 +151,7 @@ class EmitterCollector(Collector):
         yield hist
 
 
-def register_metrics(registry: CollectorRegistry, *emitters: Emitter) -> EmitterCollector:
+def register_metrics(registry: CollectorRegistry, *emitters: Measured) -> EmitterCollector:
     """Register a collector for ``emitters`` into ``registry``; returns it (add more via ``.emitters``)."""
     collector = EmitterCollector(*emitters)
     registry.register(collector)
@@ -179,14 +190,14 @@ class MetricsReporter:
     the Prometheus collector above is the view that also works while it does not.
     """
 
-    def __init__(self, settings: Settings, name: str, interval: float) -> None:
-        self.topic = settings.topics.metrics
+    def __init__(self, topic: str, kafka_common: Mapping[str, Any], name: str, interval: float) -> None:
+        self.topic = topic
         self.name = name
         self.interval = interval
         self.labels = {"producer": name}
         self.key = name.encode()
         self.sent = 0
-        self._config = client_config(settings.kafka_common(), {
+        self._config = client_config(kafka_common, {
             "linger.ms": 100,
             "message.timeout.ms": int(max(3 * interval, 5.0) * 1000),
             "queue.buffering.max.messages": 10_000,

@@ -20,6 +20,7 @@ from aiohttp import web
 from lineage.exceptions import StackError
 from lineage.settings import Settings
 from lineage.topics import ensure_topics
+from producers.config import EmitterConfig
 from producers.emitter import Emitter
 from sinks.api_server import ApiContext, build_app
 from sinks.clickhouse.client import Store
@@ -80,7 +81,7 @@ async def _serve(settings: Settings, loop: SinkLoop, api: ApiContext | None) -> 
     runner: web.AppRunner | None = None
     try:
         if api is not None:
-            emitter = Emitter(settings, "openlineage-http", handle_signals=False)
+            emitter = Emitter(EmitterConfig.from_settings(settings), "openlineage-http")
             runner = await _start_api(settings, api, monitor, emitter)
         await _run_loop(loop, settings, runner is not None)
     finally:

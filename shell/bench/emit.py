@@ -46,10 +46,10 @@ def _features(i: int) -> dict[str, Any]:
 
 
 def bench_emitter(settings: Settings, n: int, progress: Any) -> dict[str, float]:
-    from producers import Emitter, FeatureSetRef, FeatureSnapshot, InferenceEvent
+    from producers import Emitter, EmitterConfig, FeatureSetRef, FeatureSnapshot, InferenceEvent
 
     task = progress.add_task("emit (producers SDK)", total=n)
-    em = Emitter(settings, "bench", handle_signals=False)
+    em = Emitter(EmitterConfig.from_settings(settings), "bench")
     try:
         fs = FeatureSetRef("fraud_features", "7")
         lat = [0] * n
@@ -105,9 +105,10 @@ def bench_openlineage(settings: Settings, topic: str, n: int, progress: Any, via
         subject_id: str
         feature_snapshot: dict  # type: ignore[type-arg]
 
+    from producers.config import EmitterConfig
     from producers.emitter import producer_config
 
-    config = {k: str(v) for k, v in producer_config(settings).items()}
+    config = {k: str(v) for k, v in producer_config(EmitterConfig.from_settings(settings)).items()}
     config["queue.buffering.max.messages"] = str(max(n * 2, 100_000))  # flush: false never polls
     transport = KafkaTransport(KafkaConfig(config=config, topic=topic, flush=False))
     client = OpenLineageClient(transport=transport)

@@ -1,85 +1,51 @@
-"""The `lineage` command: one CLI for everything. Each area registers a sub-command module below."""
+"""Entry point of the `lineage` command.
+
+`pip install ai-lineage` is the emitter SDK alone; the command (stack, workers, sink, queries)
+needs the ``pipeline`` extra. Without it the command says so in one line instead of failing on
+an import deep inside.
+"""
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import re
 import sys
+from importlib import metadata
 
-import typer
-from typer.exceptions import TyperException
+DISTRIBUTION = "ai-lineage"
+EXTRA = "pipeline"
 
-from lineage.exceptions import LineageError
-
-app = typer.Typer(
-    name="lineage",
-    help="Streaming lineage for AI systems: stack, emit, query, bench and operations.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-#: (module, attribute, name): a Typer group or a plain command function to mount.
-_COMMANDS: list[tuple[str, str, str]] = [
-    ("shell.cli.stack", "app", "stack"),
-    ("shell.cli.worker", "worker", "worker"),
-    ("shell.cli.pii", "flag", "flag"),
-    ("shell.cli.pii", "snapshot_app", "snapshot"),
-    ("shell.cli.pii", "erase", "erase"),
-    ("shell.cli.sink", "sink", "sink"),
-    ("shell.cli.query", "app", "query"),
-    ("shell.cli.query", "sql", "sql"),
-    ("shell.cli.query", "verify", "verify"),
-    ("shell.cli.emit", "emit", "emit"),
-    ("shell.cli.demo", "demo", "demo"),
-    ("shell.cli.bench", "bench", "bench"),
-    ("shell.cli.alerts", "alerts", "alerts"),
-]
+_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_IN_EXTRA = re.compile(rf"""extra\s*==\s*["']{EXTRA}["']""")
 
 
-@app.command()
-def version() -> None:
-    """Print the installed version."""
-    from lineage import __version__
-
-    print(__version__)
-
-
-def _mount() -> None:
-    for module, attr, name in _COMMANDS:
-        if importlib.util.find_spec(module) is None:  # area not installed in this build
+def missing_requirements(requires: list[str] | None) -> list[str]:
+    """Distributions of the pipeline extra (from the ``Requires-Dist`` lines ``requires``) not installed."""
+    missing = []
+    for req in requires or ():
+        name, _, marker = req.partition(";")
+        m = _NAME.match(name)
+        if m is None or not _IN_EXTRA.search(marker):
             continue
-        obj = getattr(importlib.import_module(module), attr)
-        if isinstance(obj, typer.Typer):
-            app.add_typer(obj, name=name)
-        else:
-            app.command(name=name)(obj)
+        try:
+            metadata.distribution(m.group(1))
+        except metadata.PackageNotFoundError:
+            missing.append(m.group(1))
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line messages for bad arguments and known errors, never a traceback."""
-    _mount()
-    command = typer.main.get_command(app)
+    """Run `lineage`, or explain in one line that the pipeline extra is missing (exit status 1)."""
     try:
-        result = command.main(args=argv, prog_name="lineage", standalone_mode=False)
-    except TyperException as exc:  # usage errors raised by the CLI parser
-        ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            print(ctx.get_help(), file=sys.stderr)
-            return 2
-        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        print(f"lineage: error: {message}{hint}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 2))
-    except (typer.Abort, KeyboardInterrupt):
-        print("lineage: interrupted", file=sys.stderr)
-        return 130
-    except LineageError as exc:
-        print(f"lineage: error: {exc}", file=sys.stderr)
+        requires = metadata.requires(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed: nothing to check
+        requires = None
+    missing = missing_requirements(requires)
+    if missing:
+        print(
+            f"lineage: this command needs the pipeline extra (missing: {', '.join(missing)}); "
+            f"install it with: pip install '{DISTRIBUTION}[{EXTRA}]'",
+            file=sys.stderr,
+        )
         return 1
-    return result if isinstance(result, int) else 0
+    from shell.cli.app import run
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run(argv)

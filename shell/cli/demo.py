@@ -70,7 +70,7 @@ def demo(
     from shell.processes import start_pipeline
     from shell.stack import Stack
     from lineage.topics import ensure_topics
-    from producers import Emitter
+    from producers import Emitter, EmitterConfig
 
     console = Console(stderr=True)
     settings = load_settings()
@@ -87,7 +87,7 @@ def demo(
             f"(ETL {sc.count('dataset')}, features {sc.count('feature')}, training {sc.count('training')}, "
             f"predictions {sc.count('inference'):,})"
         )
-        with Emitter(settings, name="demo") as emitter:
+        with Emitter(EmitterConfig.from_settings(settings), name="demo") as emitter:
             for kind, record in sc.events:
                 emitter.emit_record(kind, record)
             emitter.flush(30.0)

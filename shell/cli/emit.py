@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lineage.exceptions import ConfigError, EncodeError
-from lineage.settings import load_settings
+from producers.config import EmitterConfig
 from producers.emitter import Emitter
 from producers.exceptions import OpenLineageError, SpoolFullError
 from producers.openlineage import from_openlineage
@@ -68,12 +68,12 @@ def emit(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> int:
     """Publish NDJSON lineage events with a progress bar and a sent/spooled/failed summary."""
-    settings = load_settings()
+    config = EmitterConfig.from_env()
     fh, size = _open(file)
     err = Console(stderr=True)
     invalid: list[dict[str, Any]] = []
     accepted = 0
-    em = Emitter(settings, name)
+    em = Emitter(config, name, handle_signals=True)  # this command owns its process
     try:
         with Progress(TextColumn("emit"), BarColumn(), MofNCompleteColumn() if size is None else TextColumn(""),
                       TimeRemainingColumn(), console=err, transient=True,

@@ -25,7 +25,7 @@ from integration.test_worker_support import running_workers
 from lineage.codec import Codec
 from lineage.settings import ProducerSettings, Settings, StackSettings, TopicSettings
 from shell.stack.kafka import KafkaCluster
-from producers import Emitter, InferenceEvent
+from producers import Emitter, EmitterConfig, InferenceEvent
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration, pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def test_broker_outage_100k_events_all_arrive_once(
                  producer=ProducerSettings(queue_size=5_000, spool_fsync="batch"))
     make_topics(s)
     # short message timeout: deliveries fail during the outage, so the spool's replay path runs too
-    em = Emitter(s, "outage", handle_signals=False, config={"message.timeout.ms": 5000})
+    em = Emitter(EmitterConfig.from_settings(s).with_kafka_config({"message.timeout.ms": 5000}), "outage")
     try:
         em.emit(event(-1))
         assert em.flush(60) == 0  # connected, producer id acquired
@@ -131,10 +131,9 @@ def test_broker_outage_100k_events_all_arrive_once(
 
 CHILD = textwrap.dedent("""
     import mmap, os, struct, sys
-    from lineage.settings import load_settings
-    from producers import Emitter, InferenceEvent
+    from producers import Emitter, EmitterConfig, InferenceEvent
     counter = mmap.mmap(os.open(sys.argv[1], os.O_RDWR), 8)
-    em = Emitter(load_settings(), "killed")
+    em = Emitter(EmitterConfig.from_env(), "killed")
     i = 0
     while True:
         em.emit(InferenceEvent(producer="p", endpoint="e", model_name="m", model_version="1",
@@ -167,7 +166,7 @@ def test_sigkill_mid_stream_spool_replays_everything(
             child.kill()
     emitted = struct.unpack_from("<Q", counter, 0)[0]
     assert emitted >= 30_000
-    with Emitter(s, "killed", handle_signals=False) as again:
+    with Emitter(EmitterConfig.from_settings(s), "killed") as again:
         recovered = again.spool.recovered
         assert again.flush(120) == 0
     assert recovered > 0, "the kill left nothing in the spool: the test did not exercise a replay"

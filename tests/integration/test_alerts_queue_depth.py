@@ -117,7 +117,7 @@ def test_a_real_emitter_backlog_fires_and_resolves_the_spool_alert(pipe: Pipelin
     """An emitter whose client queue holds one event at a time (50 ms linger) builds a spool backlog;
     its own reports on the metrics topic fire the alert, and it resolves once the spool drained."""
     from lineage.settings import ProducerSettings
-    from producers import Emitter
+    from producers import Emitter, EmitterConfig
 
     slow = pipe.settings.model_copy(update={
         "data_dir": tmp_path, "producer": ProducerSettings(queue_size=1, linger_ms=50, metrics_interval_s=0.5)})
@@ -127,7 +127,7 @@ def test_a_real_emitter_backlog_fires_and_resolves_the_spool_alert(pipe: Pipelin
         return [a for a in pipe.hook.alerts("ProducerSpoolDeep")
                 if a["status"] == status and a["labels"].get("producer") == "slow-svc"]
 
-    with Emitter(slow, "slow-svc", handle_signals=False) as em:
+    with Emitter(EmitterConfig.from_settings(slow), "slow-svc") as em:
         for _ in range(n):
             em.emit_record("inference", inference_event(model="spooltest", version="1"))
         wait_until(lambda: ours("firing"), 60, f"spool alert from the emitter's reports\n{pipe.logs()}", 0.5)

@@ -18,6 +18,7 @@ from producers import (
     Dataset,
     DatasetEvent,
     Emitter,
+    EmitterConfig,
     FeatureEvent,
     FeatureSet,
     FeatureSetRef,
@@ -82,7 +83,7 @@ def ready(settings_factory: Callable[..., Settings], make_topics: Callable[[Sett
 
 def test_every_class_round_trips_with_headers_and_key(ready: Settings) -> None:
     events = one_of_each()
-    with Emitter(ready, "roundtrip", handle_signals=False) as em:
+    with Emitter(EmitterConfig.from_settings(ready), "roundtrip") as em:
         with adopt_http_headers({"X-Correlation-ID": "flow-42", "traceparent": TP}):
             ids = [em.emit(e) for e in events]
         assert em.flush(30) == 0
@@ -112,7 +113,7 @@ def test_every_class_round_trips_with_headers_and_key(ready: Settings) -> None:
 
 def test_one_run_stays_ordered_on_one_partition(ready: Settings) -> None:
     run, job = Run(str(uuid.uuid4())), Job("etl", "ordered")
-    with Emitter(ready, "ordered", handle_signals=False) as em:
+    with Emitter(EmitterConfig.from_settings(ready), "ordered") as em:
         for i in range(300):
             em.emit(DatasetEvent(eventType="RUNNING", run=run, job=job, producer="https://x",
                                  outputs=[Dataset("s3://b", f"part-{i}")]))
@@ -125,12 +126,12 @@ def test_one_run_stays_ordered_on_one_partition(ready: Settings) -> None:
 
 
 def test_spool_of_an_emitter_without_broker_is_replayed_by_the_next(ready: Settings) -> None:
-    dead = ready.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})
-    em = Emitter(dead, "offline", handle_signals=False, config={"message.timeout.ms": 1000})
+    dead = EmitterConfig.from_settings(ready, bootstrap_servers="127.0.0.1:1")
+    em = Emitter(dead.with_kafka_config({"message.timeout.ms": 1000}), "offline")
     ids = [em.emit(e) for _ in range(100) for e in one_of_each()]
     assert em.close(timeout=0.5) == 400  # nothing could be delivered: all of it stays on disk
     assert list((ready.data_dir / "spool" / "offline").glob("*.seg"))
-    with Emitter(ready, "offline", handle_signals=False) as again:
+    with Emitter(EmitterConfig.from_settings(ready), "offline") as again:
         assert again.spool.recovered == 400
         assert again.flush(60) == 0
     msgs = consume(ready, list(ready.topics.event_topics.values()), 400)
@@ -140,7 +141,7 @@ def test_spool_of_an_emitter_without_broker_is_replayed_by_the_next(ready: Setti
 
 def test_schema_violation_is_counted_kept_and_reported(ready: Settings) -> None:
     errors: list[Exception] = []
-    with Emitter(ready, "strict", handle_signals=False, on_error=errors.append) as em:
+    with Emitter(EmitterConfig.from_settings(ready), "strict", on_error=errors.append) as em:
         registry = CollectorRegistry()
         register_metrics(registry, em)
         good = one_of_each()[3]
@@ -162,18 +163,15 @@ def test_figures_are_reported_to_the_metrics_topic(ready: Settings) -> None:
     """Reports every interval while running and one last report on close, keyed by the producer."""
     import orjson
 
-    from lineage.settings import ProducerSettings
-
-    s = ready.model_copy(update={"producer": ProducerSettings(metrics_interval_s=0.2)})
     events = one_of_each() * 5
-    with Emitter(s, "reporting-svc", handle_signals=False) as em:
+    with Emitter(EmitterConfig.from_settings(ready, metrics_interval_s=0.2), "reporting-svc") as em:
         for ev in events:
             em.emit(ev)
         assert em.flush(30) == 0
         time.sleep(0.5)  # at least one interval with everything delivered
     assert em.reporter is not None and em.reporter.sent >= 14  # two reports or more, seven figures each
-    consume(s, [s.topics.inference], 5)
-    msgs = consume(s, [s.topics.metrics], em.reporter.sent)
+    consume(ready, [ready.topics.inference], 5)
+    msgs = consume(ready, [ready.topics.metrics], em.reporter.sent)
     recs = [orjson.loads(m.value()) for m in msgs]
     assert {m.key() for m in msgs} == {b"reporting-svc"}
     assert all(r["labels"] == {"producer": "reporting-svc"} for r in recs)

@@ -18,6 +18,7 @@ from aiohttp import web
 from integration.test_emitter_roundtrip import consume
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
+from producers.config import EmitterConfig
 from producers.emitter import Emitter
 from producers.openlineage import from_openlineage
 from stream_apps.intake_http import add_routes
@@ -43,7 +44,7 @@ def intake(ready: Settings) -> Iterator[str]:
     """Our routes on a real HTTP server in a background thread; yields api.url."""
     loop = asyncio.new_event_loop()
     app = web.Application()
-    emitter = Emitter(ready, "openlineage-http", handle_signals=False)
+    emitter = Emitter(EmitterConfig.from_settings(ready), "openlineage-http")
     add_routes(app, emitter)
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())

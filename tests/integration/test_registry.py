@@ -34,7 +34,7 @@ from lineage.registry import RegistryError, SchemaRegistry
 from lineage.schemas import EVENT_KINDS, SchemaRepo, canonical_form
 from lineage.settings import Settings
 from shell.stack import Stack, unhealthy
-from producers import Emitter
+from producers import Emitter, EmitterConfig
 
 pytestmark = [pytest.mark.integration]
 
@@ -159,7 +159,7 @@ def test_emitters_with_and_without_registry_feed_one_worker_and_the_sink(
         with running_workers(s):  # the worker decodes with the registry configured
             wait_healthy(s, sink, log)
             for settings, name, records in ((s, "confluent", with_registry), (plain_s, "single-object", without)):
-                with Emitter(settings, name, handle_signals=False) as em:
+                with Emitter(EmitterConfig.from_settings(settings), name) as em:
                     for kind, rec in records.items():
                         em.emit_record(kind, rec)
                     assert em.flush(30) == 0
@@ -243,7 +243,7 @@ def test_emitter_holds_events_through_a_registry_outage_and_sends_them_after(
     relay = Relay(registry_url)  # nothing listens on its port yet: the registry is "down"
     s = settings_factory(schema_registry_url=relay.url)
     make_topics(s)
-    em = Emitter(s, "registry-outage", handle_signals=False)
+    em = Emitter(EmitterConfig.from_settings(s), "registry-outage")
     try:
         ids = [em.emit_record("inference", inference_event()) for _ in range(50)]
         wait_until(lambda: em.stats.delivery_errors >= 2, 30, "the emitter to retry the dead registry")
