@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -77,6 +78,22 @@ def _run(argv: list[Any], cwd: Path, timeout: float, env: dict[str, str] | None 
     return res.stdout
 
 
+def _copy_checkout(dest: Path) -> Path:
+    """The files git tracks (or would track) in this checkout, as they are now, copied to ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        src, dst = REPO / name, dest / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the work tree
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, dst)
+    return dest
+
+
 def test_sdk_wheel_alone_emits_into_the_pipeline(
     settings_factory: Callable[..., Settings], make_topics: Callable[[Settings], list[str]],
     tmp_path_factory: pytest.TempPathFactory,
@@ -84,8 +101,9 @@ def test_sdk_wheel_alone_emits_into_the_pipeline(
     outside = tmp_path_factory.mktemp("sdk-wheel").resolve()
     assert not outside.is_relative_to(REPO)
 
-    # the wheel, from this checkout
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", outside / "dist", REPO], outside, 600)
+    # the wheel, from a copy of this checkout's files (a build in the checkout would reuse its build/)
+    source_tree = _copy_checkout(outside / "src")
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", outside / "dist", source_tree], outside, 600)
     (wheel,) = (outside / "dist").glob("ai_lineage-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         packaged = {Path(n).name: zf.read(n) for n in zf.namelist() if n.startswith("lineage/avro/") and n.endswith(".avsc")}
