@@ -15,7 +15,7 @@ def broker_urls(bootstrap: str) -> str:
 
 
 def create_app(settings: Settings, web_port: int | None = None, **overrides: Any) -> faust.App:
-    """The lineage pipeline app: one agent over the event and OpenLineage topics, one global table."""
+    """The lineage pipeline app: the event path (model-lineage table + consumer loop) and the completeness windows."""
     datadir = (Path(settings.data_dir) / "faust" / settings.app_id).resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -42,8 +42,8 @@ def create_app(settings: Settings, web_port: int | None = None, **overrides: Any
         **overrides,
     )
     from stream_apps import windows
-    from stream_apps.agents import register
+    from stream_apps.event_path import service
 
-    register(app, settings)
+    service.register(app, settings)
     windows.register(app, settings)
     return app

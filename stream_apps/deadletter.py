@@ -5,6 +5,8 @@ import time
 from collections.abc import Sequence
 
 HeaderList = list[tuple[str, bytes]]
+#: Subject ref of the data key that seals dead letters from topics that may carry PII.
+DLQ_KEY_REF = "__deadletter__"
 
 
 def dead_letter_headers(

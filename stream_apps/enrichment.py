@@ -1,5 +1,7 @@
 """Enrichment: deterministic correlation ids and the model-version -> training lineage join.
 
+A prediction's inference lineage (:func:`inference_lineage`) is that join plus its sampling tier.
+
 Correlation id, first match wins (so a replay yields the same id):
 1. header ``correlation_id`` (the emitter SDK's propagation);
 2. the event's own ``correlation_id`` field;
@@ -18,6 +20,7 @@ import orjson
 
 from lineage.graph import to_micros
 from stream_apps.models import ModelLineage
+from stream_apps.sampling import Decision
 
 #: Fixed namespace for derived ids: changing it would change every derived correlation id.
 CORRELATION_NS = uuid.UUID("8f0a3c5e-2d4b-5e61-9a7c-4b1d2e3f5a60")
@@ -94,3 +97,48 @@ def merge_lineage(current: ModelLineage | None, new: ModelLineage) -> ModelLinea
     ):
         return ModelLineage(**current)
     return ModelLineage(**new)
+
+
+def inference_lineage(
+    ev: dict[str, Any],
+    entry: ModelLineage | None,
+    subject_ref: str,
+    snapshot: Mapping[str, Any] | None,
+    correlation_source: str,
+    decision: Decision,
+) -> dict[str, Any]:
+    """The ``inference`` dict of a prediction's graph record (:class:`stream_apps.models.InferenceLineage`).
+
+    Joins the prediction to its model version's training run (``entry``, from the model-lineage
+    table) unless the event names one, and writes the run and the subject reference into ``ev``.
+    Snapshot fields start empty: the batch processor fills them once the snapshot is sealed.
+    """
+    given = ev.get("training_run_id") or ""
+    run = given or (entry["training_run_id"] if entry else "")
+    ev["training_run_id"] = run or None
+    ev["subject_ref"] = subject_ref
+    feature_sets = set(entry["feature_sets"] if entry else ())
+    fs = (snapshot or {}).get("feature_set")
+    if fs:
+        feature_sets.add(f"{fs['name']}@{fs['version']}")
+    return {
+        "prediction_id": ev["prediction_id"],
+        "model_name": ev["model_name"],
+        "model_version": ev["model_version"],
+        "endpoint": ev["endpoint"],
+        "decision_type": ev["decision_type"],
+        "risk_score": float(ev["risk_score"]),
+        "regulatory_class": ev.get("regulatory_class") or "",
+        "subject_ref": subject_ref,
+        "training_run_id": run,
+        "training_run_source": "event" if given else ("table" if run else ""),
+        "feature_sets": sorted(feature_sets),
+        "tier": decision.tier,
+        "tier_reason": decision.reason,
+        "snapshot_pointer": "",
+        "snapshot_sha256": "",
+        "snapshot_status": "none",
+        "lineage_complete": False,
+        "unknown_model_version": entry is None,
+        "correlation_source": correlation_source,
+    }

@@ -1,4 +1,5 @@
-"""Errors of the stream apps. A :class:`Rejected` event goes to the dead-letter topic."""
+"""Errors of the stream apps. A :class:`Rejected` event goes to the dead-letter topic; a
+:class:`BatchNotProcessed` batch is processed again, never dead-lettered."""
 from __future__ import annotations
 
 from lineage.exceptions import LineageError
@@ -16,3 +17,6 @@ class Rejected(StreamAppError):
         self.reason = reason
         self.detail = detail
 
+
+class BatchNotProcessed(StreamAppError):
+    """The processing child hit an infrastructure error (or died); the batch is retried, never committed."""

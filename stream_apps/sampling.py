@@ -12,8 +12,11 @@ The hash is SHA-256 of the prediction id, so every worker and every replay decid
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from lineage.settings import SamplingSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,7 @@ def sample_point(prediction_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def decide(event: Any, policy: Any, subject_flagged: bool = False) -> Decision:
+def decide(event: Mapping[str, Any], policy: SamplingSettings, subject_flagged: bool = False) -> Decision:
     """``policy`` is ``settings.sampling``; ``event`` an inference record."""
     score = float(event["risk_score"])
     decision = str(event["decision_type"]).lower()

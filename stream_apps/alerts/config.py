@@ -1,12 +1,10 @@
 """Alert and window configuration: the `alerts` settings group (``LINEAGE_ALERTS__*``)."""
 from __future__ import annotations
 
-from typing import Any
-
-from lineage.settings import AlertSettings
+from lineage.settings import AlertSettings, Settings
 
 
-def alert_settings(settings: Any) -> AlertSettings:
+def alert_settings(settings: Settings) -> AlertSettings:
     """The alerts group of `settings`."""
     value: AlertSettings = settings.alerts
     return value

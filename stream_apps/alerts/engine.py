@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 import redis.asyncio as aioredis
 
+from lineage.settings import Settings
 from stream_apps.alerts.config import AlertSettings, alert_settings
 from stream_apps.alerts.lifecycle import AlertBook, namespace
 from stream_apps.alerts.model import Alert
@@ -60,7 +60,7 @@ class AlertEngine:
         await self.publisher.retry_pending()
 
 
-def build_engine(settings: Any, send: TopicSend, redis: aioredis.Redis | None = None) -> AlertEngine:
+def build_engine(settings: Settings, send: TopicSend, redis: aioredis.Redis | None = None) -> AlertEngine:
     cfg: AlertSettings = alert_settings(settings)
     r = redis or aioredis.from_url(settings.redis_url)
     ns = namespace(settings)

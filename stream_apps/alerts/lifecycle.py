@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from lineage.keyspace import KeySpace
+from lineage.settings import Settings
 from stream_apps.alerts.model import FIRING, Alert, now_us
 
 _FIRE = """
@@ -45,7 +45,7 @@ return cur
 """
 
 
-def namespace(settings: Any) -> str:
+def namespace(settings: Settings) -> str:
     """Redis key prefix shared by every process of one pipeline (one topic prefix)."""
     return KeySpace.of(settings).alerts
 

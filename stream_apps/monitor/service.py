@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import time
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -21,6 +20,7 @@ import redis.asyncio as aioredis
 from lineage.exceptions import LineageError
 from lineage.keyspace import KeySpace
 from lineage.metric_records import metric_record
+from lineage.settings import Settings
 from stream_apps.alerts.config import AlertSettings, alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
 from stream_apps.alerts.model import Alert
@@ -37,7 +37,7 @@ MONITOR_ALERTS = (LAG_ALERT, SPOOL_ALERT, DLQ_ALERT)
 
 
 class Monitor:
-    def __init__(self, settings: Any, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, redis: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.cfg: AlertSettings = alert_settings(settings)
         self.redis = redis or aioredis.from_url(settings.redis_url)

@@ -16,8 +16,7 @@ from lineage.graph import GraphRecord
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
-from stream_apps.deadletter import open_dead_letter
-from stream_apps.pipeline import DLQ_KEY_REF
+from stream_apps.deadletter import DLQ_KEY_REF, open_dead_letter
 from integration.test_worker_support import (
     encode_many,
     header_map,

@@ -1,4 +1,4 @@
-"""Faults on the real stack: killing the pipeline's child process mid-stream loses nothing
+"""Faults on the real stack: killing the worker's processing child mid-stream loses nothing
 (the unacked batch, if any, is retried by a fresh child); killing one of two workers mid-stream
 ends with every event in ClickHouse exactly once (the survivor re-processes the dead worker's
 uncommitted batch; the per-event tables keep one copy, the raw log records the topic as it is)."""
@@ -30,7 +30,7 @@ N = 20_000
 
 
 def _children(pid: int) -> list[int]:
-    """The worker's pipeline child (spawned; not the multiprocessing resource tracker)."""
+    """The worker's processing child (spawned; not the multiprocessing resource tracker)."""
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -71,7 +71,7 @@ def test_killed_pipeline_child_loses_nothing(settings_factory, make_topics):
         assert _children(worker.pid()) and _children(worker.pid()) != [child]  # a fresh child took over
     assert ids == {e["event_id"] for e in events}, f"{N - len(ids)} lost"
     logs = worker_logs(s)
-    assert "pipeline process died" in logs or "pipeline process exited (code -9)" in logs
+    assert "processing child died" in logs or "processing child exited (code -9)" in logs
 
 
 def test_killed_worker_ends_with_every_event_in_clickhouse_once(settings_factory, make_topics, tmp_path: Path):

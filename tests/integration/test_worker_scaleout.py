@@ -79,7 +79,7 @@ def test_two_workers_six_partitions_exact_counts_and_join(settings_factory, make
     assert set(ids) == want
     assert {m.partition() for m in graph} == set(range(6))
     logs = worker_logs(s)
-    assert logs.count("process_events stopping") == 2
+    assert logs.count("consumer loop stopping") == 2
     runs = {tr["training"]["model_version"]: tr["run"]["runId"] for tr in trainings}
     rows = [orjson.loads(m.value())["inference"] for m in graph]
     rows = [r for r in rows if r]

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from lineage.graph import GraphRecord
+from stream_apps.alerts.completeness import CONSEQ_ALERT, SHARE_ALERT, UNKNOWN_ALERT, evaluate_windows, split_key, window_counts
 from stream_apps.alerts.config import AlertSettings
-from stream_apps.windows import CONSEQ_ALERT, SHARE_ALERT, UNKNOWN_ALERT, evaluate_windows, split_key, window_counts
 
 
 def _rec(**inf: object) -> GraphRecord:

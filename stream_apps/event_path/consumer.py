@@ -1,4 +1,4 @@
-"""The event path of a worker: a librdkafka consumer thread feeding the pipeline child.
+"""The consumer loop: a librdkafka consumer thread feeding the processing child.
 
 Why not a Faust stream: Faust's consumer can skip fetched records across a rebalance (records
 fetched in one group generation are dropped in the next without a seek back to them, so their
@@ -9,11 +9,12 @@ and its per-event overhead caps a no-op agent at about a fifth of a bare librdka
 recovery, replication to every worker), the alert windows, the timers and the web pages; this
 thread only moves bytes.
 
-Guarantee: at-least-once with a synchronous loop. A batch is consumed, processed by the child
-(:mod:`stream_apps.offload`), its outputs are confirmed by the broker, then its offsets are
-committed synchronously, and only then is the next batch consumed. Rebalance callbacks run
-inside ``consume()``, so a partition is never revoked with a batch in flight; a crash re-delivers
-at most the uncommitted batch, and the sink drops the copies (see :mod:`sinks.clickhouse.writer`).
+Guarantee: at-least-once with a synchronous loop. A batch is consumed, processed by the
+processing child (:mod:`stream_apps.event_path.child`), its outputs are confirmed by the broker,
+then its offsets are committed synchronously, and only then is the next batch consumed. Rebalance
+callbacks run inside ``consume()``, so a partition is never revoked with a batch in flight; a
+crash re-delivers at most the uncommitted batch, and the sink drops the copies (see
+:mod:`sinks.clickhouse.writer`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from lineage.kafka import MANUAL_COMMIT_CONSUMER, client_config
 from lineage.settings import Settings
-from stream_apps.offload import Offload, OffloadRetry, RawMessage
+from stream_apps.event_path.batch import InMessageFields
+from stream_apps.event_path.child import ProcessingChild
+from stream_apps.exceptions import BatchNotProcessed
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ RETRY_MAX_S = 10.0
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka consumer options of the event path (user options from ``kafka_config`` win)."""
+    """librdkafka options of the consumer loop (user options from ``kafka_config`` win)."""
     return client_config(settings.kafka_common(), {
         **MANUAL_COMMIT_CONSUMER,
         "group.id": settings.events_group,
@@ -51,8 +54,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     })
 
 
-class EventLoop:
-    """Consume -> process in the child -> commit, one batch at a time, until :meth:`stop`.
+class ConsumerLoop:
+    """Consume -> process in the processing child -> commit, one batch at a time, until :meth:`stop`.
 
     ``snapshot`` returns the current model-lineage table and ``apply`` writes the batch's table
     updates back; both are called from this thread and must hop to the Faust event loop.
@@ -60,7 +63,7 @@ class EventLoop:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         changelog: str,
         snapshot: Callable[[], Mapping[str, Any]],
         apply: Callable[[list[tuple[str, dict[str, Any]]]], None],
@@ -78,7 +81,7 @@ class EventLoop:
         self._stopping.set()
 
     def run(self) -> None:
-        offload = Offload(self.settings, self.changelog)
+        child = ProcessingChild(self.settings, self.changelog)
         consumer = Consumer(consumer_config(self.settings), logger=log)
         consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         try:
@@ -87,22 +90,22 @@ class EventLoop:
                 msgs = [m for m in batch if not self._is_error(m)]
                 if not msgs:
                     continue
-                self._process(offload, [_raw(m) for m in msgs])
+                self._process(child, [_fields(m) for m in msgs])
                 self._commit(consumer, msgs)
         finally:
-            log.info("process_events stopping; totals this run: %s", dict(self.totals))
+            log.info("consumer loop stopping; totals this run: %s", dict(self.totals))
             try:
                 consumer.close()  # leave the group now: the partitions move without a session timeout
             finally:
-                offload.close()
+                child.close()
 
-    def _process(self, offload: Offload, msgs: list[RawMessage]) -> None:
+    def _process(self, child: ProcessingChild, msgs: list[InMessageFields]) -> None:
         delay = 0.5
         while True:
             try:
-                counters, updates = offload.call(msgs, self._snapshot())
+                counters, updates = child.process(msgs, self._snapshot())
                 break
-            except OffloadRetry as exc:
+            except BatchNotProcessed as exc:
                 # Infrastructure trouble (Redis, broker): retried until it works; never skipped.
                 # Stopping here leaves the batch uncommitted, so the next owner re-processes it.
                 log.warning("batch of %d not processed (%s); retrying in %.1fs", len(msgs), exc, delay)
@@ -139,17 +142,43 @@ class EventLoop:
 
     @staticmethod
     def _assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("event path assigned %d partitions", len(partitions))
+        log.info("consumer loop assigned %d partitions", len(partitions))
 
     @staticmethod
     def _revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing in flight here (callbacks run inside consume()); every finished batch was
         # committed before the next consume() call.
-        log.info("event path revoked %d partitions", len(partitions))
+        log.info("consumer loop revoked %d partitions", len(partitions))
+
+    async def run_in_thread(self) -> None:
+        """Run :meth:`run` on its own thread until it returns (or raises)."""
+        aio = asyncio.get_running_loop()
+        done: asyncio.Future[None] = aio.create_future()
+
+        def finish(exc: BaseException | None) -> None:
+            if done.done():
+                return
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+        def target() -> None:
+            try:
+                self.run()
+            except _Stopped:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                aio.call_soon_threadsafe(finish, exc)
+                return
+            aio.call_soon_threadsafe(finish, None)
+
+        threading.Thread(target=target, name="lineage-consumer-loop", daemon=True).start()
+        await done
 
 
-def _raw(m: Message) -> RawMessage:
-    """A consumed record (never an error record) as the pipeline child takes it."""
+def _fields(m: Message) -> InMessageFields:
+    """A consumed record (never an error record) as it crosses the pipe to the processing child."""
     raw = cast("list[tuple[str, bytes | None]] | None", m.headers())  # librdkafka: a list of pairs, or None
     headers = [(k, v if v is None or isinstance(v, bytes) else str(v).encode()) for k, v in raw] if raw else []
     return (cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset()), m.key(), m.value(), headers)
@@ -157,31 +186,3 @@ def _raw(m: Message) -> RawMessage:
 
 class _Stopped(Exception):
     """Shutdown during a retry loop; the batch stays uncommitted."""
-
-
-async def run_in_thread(loop_obj: EventLoop) -> None:
-    """Run ``loop_obj`` on its own thread until it returns (or raises)."""
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    aio = asyncio.get_running_loop()
-
-    def finish(exc: BaseException | None) -> None:
-        if done.done():
-            return
-        if exc is None:
-            done.set_result(None)
-        else:
-            done.set_exception(exc)
-
-    def target() -> None:
-        try:
-            loop_obj.run()
-        except _Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-            aio.call_soon_threadsafe(finish, exc)
-            return
-        aio.call_soon_threadsafe(finish, None)
-
-    threading.Thread(target=target, name="lineage-events", daemon=True).start()
-    await done
-

@@ -1,7 +1,8 @@
-"""Output producer: idempotent, acks=all; a batch is confirmed or raises.
+"""The output producer: idempotent, acks=all; a batch is confirmed or raises.
 
-The event path commits its input only after :meth:`OutputProducer.send` returned, i.e. after every
-graph, hold and dead-letter record of the batch was acknowledged by the broker.
+The consumer loop commits its input only after :meth:`OutputProducer.send` returned in the
+processing child, i.e. after every graph, hold, dead-letter and changelog record of the batch
+was acknowledged by the broker.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from confluent_kafka import Message, Producer
 
 from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.settings import Settings
-from stream_apps.pipeline import OutRecord
+from stream_apps.event_path.batch import OutRecord
 
 OUTPUT_PRODUCER = {
     **ACKED_PRODUCER,
@@ -23,7 +24,7 @@ OUTPUT_PRODUCER = {
 
 
 class OutputProducer:
-    """One per worker process (never module-global); used from one thread at a time."""
+    """One per processing child (never module-global); used from one thread at a time."""
 
     def __init__(self, settings: Settings, client_id: str = "lineage-worker", **overrides: Any) -> None:
         self._producer = Producer(client_config(settings.kafka_common(), {**OUTPUT_PRODUCER, "client.id": client_id}, overrides))
