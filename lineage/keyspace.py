@@ -57,8 +57,35 @@ class KeySpace:
     # --- alerts -------------------------------------------------------------------------------
     @property
     def alerts(self) -> str:
-        """Namespace of the alert engine's keys (active, seen, history, cooldowns)."""
+        """Namespace of every alert key below."""
         return f"{self.prefix}:alerts"
+
+    @property
+    def alert_active(self) -> str:
+        """Hash: fingerprint -> the firing alert."""
+        return f"{self.alerts}:active"
+
+    @property
+    def alert_seen(self) -> str:
+        """Hash: fingerprint -> when the alert was last asserted."""
+        return f"{self.alerts}:seen"
+
+    @property
+    def alert_history(self) -> str:
+        """List of resolved alerts, newest first, capped."""
+        return f"{self.alerts}:history"
+
+    def alert_cooldown(self, fingerprint: str) -> str:
+        return f"{self.alerts}:cooldown:{fingerprint}"
+
+    @property
+    def alert_webhook_pending(self) -> str:
+        """List of webhook notifications parked for retry."""
+        return f"{self.alerts}:webhook:pending"
+
+    @property
+    def alert_counters(self) -> str:
+        return f"{self.alerts}:counters"
 
     def alert_run_end(self, run_id: str) -> str:
         return f"{self.alerts}:run_end:{run_id}"

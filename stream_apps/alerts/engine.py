@@ -6,9 +6,10 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from lineage.keyspace import KeySpace
 from lineage.settings import Settings
 from stream_apps.alerts.config import AlertSettings, alert_settings
-from stream_apps.alerts.lifecycle import AlertBook, namespace
+from stream_apps.alerts.lifecycle import AlertBook
 from stream_apps.alerts.model import Alert
 from stream_apps.alerts.publish import AlertPublisher, TopicSend
 
@@ -63,9 +64,9 @@ class AlertEngine:
 def build_engine(settings: Settings, send: TopicSend, redis: aioredis.Redis | None = None) -> AlertEngine:
     cfg: AlertSettings = alert_settings(settings)
     r = redis or aioredis.from_url(settings.redis_url)
-    ns = namespace(settings)
-    book = AlertBook(r, ns, cfg.cooldown_s, cfg.history_limit)
+    space = KeySpace.of(settings)
+    book = AlertBook(r, space, cfg.cooldown_s, cfg.history_limit)
     pub = AlertPublisher(
-        send, r, ns, cfg.webhook_url, cfg.webhook_timeout_s, cfg.webhook_retries, external_url=settings.api_url
+        send, r, space, cfg.webhook_url, cfg.webhook_timeout_s, cfg.webhook_retries, external_url=settings.api_url
     )
     return AlertEngine(book, pub)

@@ -16,7 +16,6 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 
 from lineage.keyspace import KeySpace
-from lineage.settings import Settings
 from stream_apps.alerts.model import FIRING, Alert, now_us
 
 _FIRE = """
@@ -45,36 +44,16 @@ return cur
 """
 
 
-def namespace(settings: Settings) -> str:
-    """Redis key prefix shared by every process of one pipeline (one topic prefix)."""
-    return KeySpace.of(settings).alerts
-
-
 class AlertBook:
     """Active alerts (hash fingerprint -> alert JSON), last-seen times, cooldowns, history."""
 
-    def __init__(self, redis: aioredis.Redis, ns: str, cooldown_s: float, history_limit: int = 1000) -> None:
+    def __init__(self, redis: aioredis.Redis, space: KeySpace, cooldown_s: float, history_limit: int = 1000) -> None:
         self.redis = redis
-        self.ns = ns
+        self.space = space
         self.cooldown_ms = int(cooldown_s * 1000)
         self.history_limit = history_limit
         self._fire = redis.register_script(_FIRE)
         self._resolve = redis.register_script(_RESOLVE)
-
-    @property
-    def k_active(self) -> str:
-        return f"{self.ns}:active"
-
-    @property
-    def k_seen(self) -> str:
-        return f"{self.ns}:seen"
-
-    @property
-    def k_history(self) -> str:
-        return f"{self.ns}:history"
-
-    def k_cooldown(self, fp: str) -> str:
-        return f"{self.ns}:cooldown:{fp}"
 
     async def fire(self, alert: Alert, at_us: int | None = None) -> Alert | None:
         """Record that `alert` holds now; the alert to notify if this call made it fire."""
@@ -83,37 +62,37 @@ class AlertBook:
             raise ValueError("fire() takes a firing alert")
         fresh = replace(alert, starts_at=at, notified=True)
         muted = replace(fresh, notified=False)
-        keys = [self.k_active, self.k_seen, self.k_cooldown(alert.fingerprint), self.k_history]
+        keys = [self.space.alert_active, self.space.alert_seen, self.space.alert_cooldown(alert.fingerprint), self.space.alert_history]
         args: list[str | bytes | int] = [alert.fingerprint, fresh.to_json(), muted.to_json(), at, self.cooldown_ms, self.history_limit]
         outcome = int(await self._fire(keys=keys, args=args))
         return fresh if outcome == 1 else None
 
     async def resolve(self, fp: str, at_us: int | None = None) -> Alert | None:
         """Resolve one active alert; the resolved alert to notify, if its firing was notified."""
-        raw = await self._resolve(keys=[self.k_active, self.k_seen], args=[fp])
+        raw = await self._resolve(keys=[self.space.alert_active, self.space.alert_seen], args=[fp])
         if not raw:
             return None
         done = Alert.from_json(raw).resolved(at_us or now_us())
         if not done.notified:
             return None
-        await self.redis.lpush(self.k_history, done.to_json())
-        await self.redis.ltrim(self.k_history, 0, self.history_limit - 1)
+        await self.redis.lpush(self.space.alert_history, done.to_json())
+        await self.redis.ltrim(self.space.alert_history, 0, self.history_limit - 1)
         return done
 
     async def undo_fire(self, alert: Alert) -> None:
         """Forget a firing whose notification could not be published (the next tick retries)."""
-        await self.redis.hdel(self.k_active, alert.fingerprint)
-        await self.redis.delete(self.k_cooldown(alert.fingerprint))
-        await self.redis.lrem(self.k_history, 1, alert.to_json().decode())
+        await self.redis.hdel(self.space.alert_active, alert.fingerprint)
+        await self.redis.delete(self.space.alert_cooldown(alert.fingerprint))
+        await self.redis.lrem(self.space.alert_history, 1, alert.to_json().decode())
 
     async def undo_resolve(self, resolved: Alert) -> None:
         """Put back an alert whose resolution could not be published."""
         firing = replace(resolved, state=FIRING, ends_at=0)
-        await self.redis.hsetnx(self.k_active, firing.fingerprint, firing.to_json())
-        await self.redis.lrem(self.k_history, 1, resolved.to_json().decode())
+        await self.redis.hsetnx(self.space.alert_active, firing.fingerprint, firing.to_json())
+        await self.redis.lrem(self.space.alert_history, 1, resolved.to_json().decode())
 
     async def active(self, names: Iterable[str] | None = None) -> list[Alert]:
-        rows = await self.redis.hgetall(self.k_active)
+        rows = await self.redis.hgetall(self.space.alert_active)
         wanted = set(names) if names is not None else None
         out = [Alert.from_json(v) for v in rows.values()]
         return sorted(
@@ -122,11 +101,11 @@ class AlertBook:
 
     async def history(self, limit: int = 100) -> list[Alert]:
         """Most recent notified transitions first (firing and resolved records)."""
-        rows = await self.redis.lrange(self.k_history, 0, limit - 1)
+        rows = await self.redis.lrange(self.space.alert_history, 0, limit - 1)
         return [Alert.from_json(r) for r in rows]
 
     async def last_seen(self) -> dict[str, int]:
-        rows = await self.redis.hgetall(self.k_seen)
+        rows = await self.redis.hgetall(self.space.alert_seen)
         return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in rows.items()}
 
     async def resolve_absent(

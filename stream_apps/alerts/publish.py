@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 
+from lineage.keyspace import KeySpace
 from stream_apps.alerts.model import Alert, webhook_payload
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class AlertPublisher:
         self,
         send: TopicSend,
         redis: aioredis.Redis,
-        ns: str,
+        space: KeySpace,
         webhook_url: str | None = None,
         timeout_s: float = 5.0,
         retries: int = 3,
@@ -42,23 +43,15 @@ class AlertPublisher:
     ) -> None:
         self.send = send
         self.redis = redis
-        self.ns = ns
+        self.space = space
         self.webhook_url = webhook_url
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.retries = retries
         self.external_url = external_url
 
-    @property
-    def k_pending(self) -> str:
-        return f"{self.ns}:webhook:pending"
-
-    @property
-    def k_counters(self) -> str:
-        return f"{self.ns}:counters"
-
     async def publish(self, alert: Alert) -> None:
         await self.send(alert.fingerprint.encode(), alert.to_topic())
-        await self.redis.hincrby(self.k_counters, f"published_{alert.state}", 1)
+        await self.redis.hincrby(self.space.alert_counters, f"published_{alert.state}", 1)
         if self.webhook_url:
             body = orjson.dumps(webhook_payload([alert], external_url=self.external_url))
             await self._deliver_or_park(body)
@@ -69,10 +62,10 @@ class AlertPublisher:
             await post_with_retries(self.webhook_url, body, self.timeout, self.retries)
         except WebhookError as exc:
             log.error("alert webhook %s failed, parked for retry: %s", self.webhook_url, exc)
-            await self.redis.rpush(self.k_pending, body)
-            await self.redis.hincrby(self.k_counters, "webhook_failed", 1)
+            await self.redis.rpush(self.space.alert_webhook_pending, body)
+            await self.redis.hincrby(self.space.alert_counters, "webhook_failed", 1)
         else:
-            await self.redis.hincrby(self.k_counters, "webhook_sent", 1)
+            await self.redis.hincrby(self.space.alert_counters, "webhook_sent", 1)
 
     async def retry_pending(self, limit: int = 50) -> int:
         """Re-send parked webhook bodies in order; stops at the first failure. Returns how many went."""
@@ -80,23 +73,23 @@ class AlertPublisher:
             return 0
         sent = 0
         for _ in range(limit):
-            body = await self.redis.lindex(self.k_pending, 0)
+            body = await self.redis.lindex(self.space.alert_webhook_pending, 0)
             if body is None:
                 break
             try:
                 await post_with_retries(self.webhook_url, body if isinstance(body, bytes) else body.encode(), self.timeout, 0)
             except WebhookError:
-                await self.redis.hincrby(self.k_counters, "webhook_failed", 1)
+                await self.redis.hincrby(self.space.alert_counters, "webhook_failed", 1)
                 break
-            await self.redis.lpop(self.k_pending)
-            await self.redis.hincrby(self.k_counters, "webhook_sent", 1)
+            await self.redis.lpop(self.space.alert_webhook_pending)
+            await self.redis.hincrby(self.space.alert_counters, "webhook_sent", 1)
             sent += 1
         return sent
 
     async def counters(self) -> dict[str, int]:
-        raw = await self.redis.hgetall(self.k_counters)
+        raw = await self.redis.hgetall(self.space.alert_counters)
         out = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-        out["webhook_pending"] = int(await self.redis.llen(self.k_pending))
+        out["webhook_pending"] = int(await self.redis.llen(self.space.alert_webhook_pending))
         return out
 
 

@@ -25,7 +25,8 @@ from integration.test_alerts_support import (
 )
 from integration.test_worker_support import encode_many, produce_all, run_event
 from stream_apps.alerts.completeness import SILENT_ALERT
-from stream_apps.alerts.lifecycle import AlertBook, namespace
+from lineage.keyspace import KeySpace
+from stream_apps.alerts.lifecycle import AlertBook
 from stream_apps.alerts.model import Alert
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,7 +64,7 @@ def _leave_active_alert(pipe: Pipeline, emitter: str) -> None:
     async def run() -> None:
         redis = aioredis.from_url(pipe.settings.redis_url)
         try:
-            book = AlertBook(redis, namespace(pipe.settings), 0)
+            book = AlertBook(redis, KeySpace.of(pipe.settings), 0)
             assert await book.fire(Alert.firing(SILENT_ALERT, {"emitter": emitter}, f"{emitter} silent")) is not None
         finally:
             await redis.aclose()

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from helpers import free_port
+from lineage.keyspace import KeySpace
 from lineage.metric_records import rfc3339
 from stream_apps.alerts.config import AlertSettings
 from stream_apps.alerts.engine import AlertEngine
@@ -139,8 +140,9 @@ def _engine(redis_url: str, ns: str, sent: list[bytes], hook: str | None, cooldo
     async def send(key: bytes, value: bytes) -> None:
         sent.append(value)
 
-    book = AlertBook(r, ns, cooldown)
-    return AlertEngine(book, AlertPublisher(send, r, ns, hook, timeout_s=2, retries=1))
+    space = KeySpace(ns)
+    book = AlertBook(r, space, cooldown)
+    return AlertEngine(book, AlertPublisher(send, r, space, hook, timeout_s=2, retries=1))
 
 
 def test_fire_once_resolve_once_with_webhook(redis_url: str) -> None:
@@ -149,7 +151,7 @@ def test_fire_once_resolve_once_with_webhook(redis_url: str) -> None:
 
     async def run() -> None:
         eng = _engine(redis_url, f"t:{time.time_ns()}", sent, rx.url)
-        other = _engine(redis_url, eng.book.ns, sent, rx.url)  # a second evaluator, same state
+        other = _engine(redis_url, eng.book.space.prefix, sent, rx.url)  # a second evaluator, same state
         results = await asyncio.gather(*(e.fire(_alert()) for e in (eng, other, eng, other)))
         assert sum(r is not None for r in results) == 1
         assert [a.fingerprint for a in await eng.book.active()] == [_alert().fingerprint]
@@ -223,7 +225,7 @@ def test_failed_topic_write_rolls_back_so_next_tick_retries(redis_url: str) -> N
 
     async def run() -> None:
         r = aioredis.from_url(redis_url)
-        ns = f"t:{time.time_ns()}"
+        ns = KeySpace(f"t:{time.time_ns()}")
 
         async def send(key: bytes, value: bytes) -> None:
             calls.append(1)
