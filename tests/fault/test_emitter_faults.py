@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from helpers import free_port, make_topics, wait_until
 from integration.sink_support import api_sql, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import running_workers
+from integration.worker_support import running_workers
 from lineage.codec import Codec
 from lineage.settings import ProducerSettings, Settings, StackSettings, TopicSettings
 from shell.stack.kafka import KafkaCluster

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Message
 from prometheus_client import CollectorRegistry, generate_latest
 
+from integration.kafka_support import consume
 from lineage.codec import Codec
 from lineage.settings import Settings
 from producers import (
@@ -34,24 +34,6 @@ from producers.metrics import register_metrics
 pytestmark = pytest.mark.integration
 
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-def consume(settings: Settings, topics: list[str], n: int, timeout: float = 60.0) -> list[Message]:
-    """Read ``n`` messages from ``topics`` (from the beginning) or fail after ``timeout``."""
-    c = Consumer({**settings.kafka_common(), "group.id": f"t-{uuid.uuid4().hex[:8]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe(topics)
-    out: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.5):
-                if m.error() is None:
-                    out.append(m)
-    finally:
-        c.close()
-    assert len(out) >= n, f"only {len(out)} of {n} messages arrived within {timeout}s"
-    return out
 
 
 def one_of_each() -> list[Any]:

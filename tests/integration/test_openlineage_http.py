@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from integration.test_emitter_roundtrip import consume
+from integration.kafka_support import consume
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
 from producers.emitter import Emitter

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import wait_until
 from integration.sink_support import api_sql, free_port, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import running_workers, worker_logs
+from integration.worker_support import running_workers, worker_logs
 from lineage.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

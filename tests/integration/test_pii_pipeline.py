@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from lineage.settings import settings_to_env
 from shell.stack.process import ManagedProcess
-from integration.test_worker_support import (
+from integration.worker_support import (
     LINEAGE_BIN,
     encode_many,
     free_port,

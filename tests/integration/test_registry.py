@@ -20,7 +20,7 @@ import pytest
 
 from helpers import wait_until
 from integration.sink_support import api_sql, free_port, run_cli, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import (
+from integration.worker_support import (
     header_map,
     inference_event,
     read_to_end,

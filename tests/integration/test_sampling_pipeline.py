@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from lineage.settings import settings_to_env
-from integration.test_worker_support import (
+from integration.worker_support import (
     LINEAGE_BIN,
     encode_many,
     inference_event,

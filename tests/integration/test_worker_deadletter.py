@@ -18,7 +18,7 @@ from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
 from stream_apps.deadletter import open_dead_letter
 from stream_apps.pipeline import DLQ_KEY_REF
-from integration.test_worker_support import (
+from integration.worker_support import (
     encode_many,
     header_map,
     inference_event,

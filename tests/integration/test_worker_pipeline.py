@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from lineage.graph import GraphRecord
-from integration.test_worker_support import (
+from integration.worker_support import (
     encode_many,
     header_map,
     inference_event,
@@ -57,7 +57,7 @@ def test_stats_page_counts_per_reason(settings_factory, make_topics):
     import time
     import urllib.request
 
-    from integration.test_worker_support import free_port
+    from integration.worker_support import free_port
 
     port = free_port()
     s = settings_factory()

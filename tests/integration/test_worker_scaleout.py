@@ -9,7 +9,7 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from integration.test_worker_support import (
+from integration.worker_support import (
     encode_many,
     inference_event,
     produce_all,

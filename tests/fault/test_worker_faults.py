@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from integration.test_worker_support import (
+from integration.worker_support import (
     encode_many,
     produce_all,
     read_to_end,
