@@ -23,7 +23,8 @@ from integration.alerts_support import (
     start_pipeline,
     topic_alerts,
 )
-from integration.worker_support import encode_many, produce_all, run_event
+from factories import run_event
+from integration.worker_support import encode_many, produce_all
 from stream_apps.alerts.completeness import SILENT_ALERT
 from stream_apps.alerts.lifecycle import AlertBook, namespace
 from stream_apps.alerts.model import Alert

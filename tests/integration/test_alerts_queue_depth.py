@@ -19,7 +19,8 @@ from integration.alerts_support import (
     start_pipeline,
     topic_alerts,
 )
-from integration.worker_support import encode_many, inference_event, produce_all
+from factories import inference_event
+from integration.worker_support import encode_many, produce_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -33,7 +33,8 @@ from integration.alerts_support import (
     start_pipeline,
     worker_proc,
 )
-from integration.worker_support import encode_many, inference_event, produce_all, read_to_end, training_event
+from factories import inference_event, training_event
+from integration.worker_support import encode_many, produce_all, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

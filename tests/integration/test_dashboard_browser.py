@@ -14,7 +14,8 @@ import pytest
 
 from helpers import wait_until
 from integration.alerts_support import http_json, start_pipeline
-from integration.worker_support import encode_many, inference_event, produce_all
+from factories import inference_event
+from integration.worker_support import encode_many, produce_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -5,13 +5,12 @@ import orjson
 import pytest
 
 from lineage.graph import GraphRecord
+from factories import inference_event, run_event
 from integration.worker_support import (
     encode_many,
     header_map,
-    inference_event,
     produce_all,
     read_topic,
-    run_event,
     running_workers,
     worker_logs,
 )
