@@ -153,6 +153,7 @@ def test_chdb_fresh_dir_and_single_owner(tmp_path: Path) -> None:
 
 
 # -- ManagedProcess --------------------------------------------------------------------------
+@pytest.mark.integration
 def test_managed_process_lifecycle(tmp_path: Path) -> None:
     proc = ManagedProcess.in_data_dir(tmp_path, "sleeper", ["sleep", "300"])
     assert not proc.is_running() and proc.stop() is False
