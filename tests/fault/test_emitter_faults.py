@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from factories import sdk_event
 from helpers import free_port, make_topics, wait_until
 from integration.sink_support import api_sql, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import running_workers
+from integration.worker_support import running_workers
 from lineage.codec import Codec
 from lineage.settings import ProducerSettings, Settings, StackSettings, TopicSettings
 from shell.stack.kafka import KafkaCluster
@@ -56,9 +57,9 @@ def read_all(settings: Settings, topic: str, expect: int, timeout: float) -> lis
 
 
 def event(i: int) -> InferenceEvent:
-    return InferenceEvent(producer="https://x/fraud-api", endpoint="fraud-v2", model_name="fraud",
-                          model_version=str(i % 3), prediction_id=f"p-{i}", decision_type="approve",
-                          risk_score=0.1, subject_id=f"cust-{i % 1000}")
+    return sdk_event("inference", producer="https://x/fraud-api", model_version=str(i % 3), prediction_id=f"p-{i}",
+                     decision_type="approve", risk_score=0.1, subject_id=f"cust-{i % 1000}", regulatory_class=None,
+                     feature_snapshot=None)
 
 
 @pytest.fixture

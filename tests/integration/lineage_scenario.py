@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+from factories import dataset_ref, event_uuid, feature_set, inference_record, job_ref, run_event, training_facet
 from lineage.graph import GraphRecord, build_record
 
 S1 = ("postgres://crm:5432", "crm.public.customers")
@@ -28,48 +29,34 @@ def t(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2024, 6, day, hour, minute, tzinfo=timezone.utc)
 
 
-def _eid(n: int) -> str:
-    return str(uuid.UUID(int=(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)))
-
-
 def _ds(ns_name: tuple[str, str], version: str | None) -> dict:
-    return {"namespace": ns_name[0], "name": ns_name[1], "version": version, "facets": {}}
+    return dataset_ref(*ns_name, version)
 
 
 def _run_event(n: int, etype: str, when: datetime, run: str, job: tuple[str, str], inputs: list, outputs: list, **extra: object) -> dict:
-    return {
-        "event_id": _eid(n), "correlation_id": None, "eventType": etype, "eventTime": when,
-        "producer": "https://example.com/etl", "run": {"runId": RUN[run], "parentRunId": None, "facets": {}},
-        "job": {"namespace": job[0], "name": job[1], "facets": {}}, "inputs": inputs, "outputs": outputs, **extra,
-    }
+    return run_event("dataset", RUN[run], etype, event_id=event_uuid(n), eventTime=when, job=job_ref(*job),
+                     inputs=inputs, outputs=outputs, **extra)
 
 
 def _training(n: int, when: datetime, run: str, version: str, fs: str, w_version: str, code: str, hp: dict) -> dict:
     return _run_event(
         n, "COMPLETE", when, run, ("training", "train_fraud"), [_ds(W, w_version)], [],
-        training={
-            "model_name": "fraud", "model_version": version, "artifact_digest": f"sha256:model{version}",
-            "code_version": code, "feature_sets": [{"name": "customer_fs", "version": fs}],
-            "dataset_digests": {"warehouse://dw/dw.customers": f"sha256:{w_version}"},
-            "hyperparameters": hp, "metrics": {"auc": 0.9},
-        },
+        training=training_facet(
+            "fraud", version, artifact_digest=f"sha256:model{version}", code_version=code,
+            feature_sets=[f"customer_fs@{fs}"], dataset_digests={"warehouse://dw/dw.customers": f"sha256:{w_version}"},
+            hyperparameters=hp, metrics={"auc": 0.9},
+        ),
     )
 
 
 def _feature(n: int, when: datetime, run: str, fs: str, w_version: str | None, features: list[str]) -> dict:
     return _run_event(
         n, "COMPLETE", when, run, ("features", "customer_features"), [_ds(W, w_version), _ds(S2, "2024-06-01")], [],
-        feature_set={"name": "customer_fs", "version": fs, "features": features, "entity": "customer"},
+        feature_set=feature_set("customer_fs", fs, features),
     )
 
 
-def _prediction(n: int, pid: str, version: str, when: datetime, complete: bool = True) -> tuple[dict, dict]:
-    ev = {
-        "event_id": _eid(n), "correlation_id": None, "event_time": when, "producer": "svc://scoring",
-        "endpoint": "scoring-api", "model_name": "fraud", "model_version": version, "prediction_id": pid,
-        "decision_type": "approve", "risk_score": 0.2, "regulatory_class": "credit",
-        "training_run_id": RUN.get(f"T{version}"),
-    }
+def _prediction(n: int, pid: str, version: str, when: datetime, complete: bool = True) -> GraphRecord:
     inference = {
         "prediction_id": pid, "model_name": "fraud", "model_version": version, "endpoint": "scoring-api",
         "decision_type": "approve", "risk_score": 0.2, "regulatory_class": "credit", "subject_ref": f"subj-{n}",
@@ -77,7 +64,11 @@ def _prediction(n: int, pid: str, version: str, when: datetime, complete: bool =
         "tier": "full", "tier_reason": "regulated", "snapshot_pointer": f"enc://snap/{pid}", "snapshot_sha256": "ab" * 32,
         "lineage_complete": complete, "unknown_model_version": not complete, "some_future_key": {"x": 1},
     }
-    return ev, inference
+    return inference_record(
+        f"c-{pid}", inference, prediction_id=pid, event_id=event_uuid(n), event_time=when, producer="svc://scoring",
+        endpoint="scoring-api", model="fraud", version=version, decision="approve", risk=0.2, regulatory_class="credit",
+        training_run_id=RUN.get(f"T{version}"),
+    )
 
 
 def scenario_records() -> list[GraphRecord]:
@@ -108,6 +99,5 @@ def scenario_records() -> list[GraphRecord]:
          ("p4", "2", t(25, 9), True), ("p5", "3", t(26, 9), False)],
         start=20,
     ):
-        ev, inference = _prediction(n, pid, version, when, complete)
-        recs.append(build_record("inference", ev, f"c-{pid}", inference))
+        recs.append(_prediction(n, pid, version, when, complete))
     return recs

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from helpers import wait_until
-from integration.test_alerts_support import (
+from integration.alerts_support import (
     Pipeline,
     ch_alerts,
     committed_caught_up,
@@ -23,7 +23,8 @@ from integration.test_alerts_support import (
     start_pipeline,
     topic_alerts,
 )
-from integration.test_worker_support import encode_many, produce_all, run_event
+from factories import run_event
+from integration.worker_support import encode_many, produce_all
 from stream_apps.alerts.completeness import SILENT_ALERT
 from lineage.keyspace import KeySpace
 from stream_apps.alerts.lifecycle import AlertBook

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_until
-from integration.test_alerts_support import (
+from integration.alerts_support import (
     Pipeline,
     ch_alerts,
     committed_caught_up,
@@ -19,7 +19,8 @@ from integration.test_alerts_support import (
     start_pipeline,
     topic_alerts,
 )
-from integration.test_worker_support import encode_many, inference_event, produce_all
+from factories import inference_event
+from integration.worker_support import encode_many, produce_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

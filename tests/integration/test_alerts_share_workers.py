@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from helpers import wait_until
-from integration.test_alerts_support import (
+from integration.alerts_support import (
     Pipeline,
     committed_caught_up,
     group_assignment,
@@ -33,7 +33,8 @@ from integration.test_alerts_support import (
     start_pipeline,
     worker_proc,
 )
-from integration.test_worker_support import encode_many, inference_event, produce_all, read_to_end, training_event
+from factories import inference_event, training_event
+from integration.worker_support import encode_many, produce_all, read_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

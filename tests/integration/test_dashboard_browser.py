@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_until
-from integration.test_alerts_support import http_json, start_pipeline
-from integration.test_worker_support import encode_many, inference_event, produce_all
+from integration.alerts_support import http_json, start_pipeline
+from factories import inference_event
+from integration.worker_support import encode_many, produce_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -9,27 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Message
 from prometheus_client import CollectorRegistry, generate_latest
 
+from factories import sdk_event
+from integration.kafka_support import consume
 from lineage.codec import Codec
 from lineage.settings import Settings
-from producers import (
-    Dataset,
-    DatasetEvent,
-    Emitter,
-    EmitterConfig,
-    FeatureEvent,
-    FeatureSet,
-    FeatureSetRef,
-    FeatureSnapshot,
-    InferenceEvent,
-    Job,
-    Run,
-    Training,
-    TrainingEvent,
-    adopt_http_headers,
-)
+from producers import Dataset, DatasetEvent, Emitter, EmitterConfig, Job, Run, adopt_http_headers
 from producers.metrics import register_metrics
 
 pytestmark = pytest.mark.integration
@@ -37,41 +23,8 @@ pytestmark = pytest.mark.integration
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def consume(settings: Settings, topics: list[str], n: int, timeout: float = 60.0) -> list[Message]:
-    """Read ``n`` messages from ``topics`` (from the beginning) or fail after ``timeout``."""
-    c = Consumer({**settings.kafka_common(), "group.id": f"t-{uuid.uuid4().hex[:8]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe(topics)
-    out: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.5):
-                if m.error() is None:
-                    out.append(m)
-    finally:
-        c.close()
-    assert len(out) >= n, f"only {len(out)} of {n} messages arrived within {timeout}s"
-    return out
-
-
 def one_of_each() -> list[Any]:
-    run = Run(str(uuid.uuid4()), facets={"nominalTime": {"nominalStartTime": "2026-06-15T00:00:00Z"}})
-    job = Job("etl", "orders_daily")
-    src = Dataset("postgres://db:5432", "shop.public.orders")
-    dst = Dataset("s3://lake", "orders/2026-06-15", version="sha256:ab")
-    return [
-        DatasetEvent(eventType="COMPLETE", run=run, job=job, producer="https://x/etl", inputs=[src], outputs=[dst]),
-        FeatureEvent(eventType="COMPLETE", run=Run(str(uuid.uuid4())), job=Job("fe", "fraud"), producer="https://x/fe",
-                     feature_set=FeatureSet("fraud", "7", ["amount"], "customer"), inputs=[dst]),
-        TrainingEvent(eventType="COMPLETE", run=Run(str(uuid.uuid4())), job=Job("ml", "train"), producer="https://x/tr",
-                      training=Training("fraud", "12", "abc123", "sha256:ff", [FeatureSetRef("fraud", "7")],
-                                        {"s3://lake/orders": "sha256:ab"}, {"lr": 0.1}, {"auc": 0.91})),
-        InferenceEvent(producer="https://x/api", endpoint="fraud-v2", model_name="fraud", model_version="12",
-                       prediction_id="p-1", decision_type="deny", risk_score=0.93, subject_id="cust-1",
-                       regulatory_class="credit",
-                       feature_snapshot=FeatureSnapshot({"amount": 12.5}, FeatureSetRef("fraud", "7"))),
-    ]
+    return [sdk_event(kind) for kind in ("dataset", "feature", "training", "inference")]
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_until
-from integration.test_alerts_support import http_text, start_pipeline
-from integration.test_worker_support import produce_all
+from integration.alerts_support import http_text, start_pipeline
+from integration.worker_support import produce_all
 
 pytestmark = [pytest.mark.integration]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from integration.test_emitter_roundtrip import consume
+from factories import openlineage_client_event
+from integration.kafka_support import consume
 from lineage.codec import Codec
 from lineage.settings import Settings, settings_to_env
 from producers.config import EmitterConfig
@@ -25,6 +26,7 @@ from stream_apps.intake_http import add_routes
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+MARTS = ("postgres://db:5432", "shop.marts.orders")  # the output the converted event must name
 
 
 @pytest.fixture
@@ -60,22 +62,13 @@ def intake(ready: Settings) -> Iterator[str]:
         thread.join(10)
 
 
-def ol_event(run_id: str) -> object:
-    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-
-    return RunEvent(eventType=RunState.COMPLETE, eventTime="2026-06-15T08:00:00Z", run=Run(runId=run_id),
-                    job=Job(namespace="dbt", name="orders"), producer="https://github.com/dbt-labs/dbt-core",
-                    inputs=[InputDataset(namespace="postgres://db:5432", name="shop.public.orders")],
-                    outputs=[OutputDataset(namespace="postgres://db:5432", name="shop.marts.orders")])
-
-
 def test_http_transport_lands_on_the_project_topic(ready: Settings, intake: str) -> None:
     from openlineage.client import OpenLineageClient
     from openlineage.client.transport.http import HttpCompression, HttpConfig, HttpTransport
 
     run_id = str(uuid.uuid4())
     client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=intake, compression=HttpCompression.GZIP)))
-    client.emit(ol_event(run_id))  # raises on a non-2xx answer
+    client.emit(openlineage_client_event(run_id, target=MARTS))  # raises on a non-2xx answer
     (msg,) = consume(ready, [ready.topics.dataset], 1)
     rec = Codec().decode(msg.value()).record
     assert rec["run"]["runId"] == run_id and msg.key() == run_id.encode()
@@ -89,7 +82,7 @@ def test_kafka_transport_json_converts(ready: Settings) -> None:
     run_id = str(uuid.uuid4())
     client = OpenLineageClient(transport=KafkaTransport(KafkaConfig(
         config={"bootstrap.servers": ready.kafka_bootstrap}, topic=ready.topics.openlineage, flush=True)))
-    client.emit(ol_event(run_id))
+    client.emit(openlineage_client_event(run_id, target=MARTS))
     (msg,) = consume(ready, [ready.topics.openlineage], 1)
     kind, rec = from_openlineage(json.loads(msg.value()))
     assert kind == "dataset" and rec["run"]["runId"] == run_id
@@ -105,7 +98,7 @@ def test_lineage_emit_cli_summary(ready: Settings, tmp_path: Path) -> None:
     ]
     from openlineage.client.serde import Serde
 
-    lines.append(json.loads(Serde.to_json(ol_event(str(uuid.uuid4())))))
+    lines.append(json.loads(Serde.to_json(openlineage_client_event())))
     path = tmp_path / "events.ndjson"
     path.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"kind": "inference", "event": {"model_name": 5}}\nnope\n')
     env = {**settings_to_env(ready), "PATH": str(Path(sys.executable).parent)}

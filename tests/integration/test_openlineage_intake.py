@@ -13,23 +13,14 @@ from typing import Any
 
 import pytest
 
+from factories import openlineage_client_event
 from helpers import wait_until
 from integration.sink_support import api_sql, free_port, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import running_workers, worker_logs
+from integration.worker_support import running_workers, worker_logs
 from lineage.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def ol_event(run_id: str, event_type: Any, source: str, target: str) -> Any:
-    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent
-
-    return RunEvent(
-        eventType=event_type, eventTime="2026-06-15T08:00:00.000000+00:00", run=Run(runId=run_id),
-        job=Job(namespace="airflow", name="orders_daily"), producer="https://github.com/apache/airflow",
-        inputs=[InputDataset(namespace="postgres://db:5432", name=source)],
-        outputs=[OutputDataset(namespace="s3://lake", name=target)],
-    )
+PG, LAKE = "postgres://db:5432", "s3://lake"
 
 
 def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -50,7 +41,6 @@ def test_openlineage_python_kafka_and_http_transports_land_as_edges(
     settings_factory: Callable[..., Settings], make_topics: Callable[[Settings], list[str]], tmp_path: Path
 ) -> None:
     from openlineage.client import OpenLineageClient
-    from openlineage.client.event_v2 import RunState
     from openlineage.client.transport.http import HttpConfig, HttpTransport
     from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
 
@@ -65,11 +55,12 @@ def test_openlineage_python_kafka_and_http_transports_land_as_edges(
             # (a) the stock Kafka transport, configured only with the broker and our topic
             kafka = OpenLineageClient(transport=KafkaTransport(KafkaConfig(
                 config={"bootstrap.servers": s.kafka_bootstrap}, topic=s.topics.openlineage, flush=True)))
-            kafka.emit(ol_event(kafka_run, RunState.START, "shop.public.orders", "orders/clean"))
-            kafka.emit(ol_event(kafka_run, RunState.COMPLETE, "shop.public.orders", "orders/clean"))
+            kafka.emit(openlineage_client_event(kafka_run, "START"))
+            kafka.emit(openlineage_client_event(kafka_run, "COMPLETE"))
             # (b) the stock HTTP transport, pointed at api.url as is
             http = OpenLineageClient(transport=HttpTransport(HttpConfig(url=s.api_url)))
-            http.emit(ol_event(http_run, RunState.COMPLETE, "shop.public.customers", "customers/clean"))
+            http.emit(openlineage_client_event(http_run, source=(PG, "shop.public.customers"),
+                                               target=(LAKE, "customers/clean")))
 
             run_node = f"run:{kafka_run}"
             expect_kafka = {
@@ -93,7 +84,8 @@ def test_openlineage_python_kafka_and_http_transports_land_as_edges(
             from openlineage.client.serde import Serde
 
             batch_run = str(uuid.uuid4())
-            good = json.loads(Serde.to_json(ol_event(batch_run, RunState.COMPLETE, "a.b.c", "d/e")))
+            batch_event = openlineage_client_event(batch_run, source=(PG, "a.b.c"), target=(LAKE, "d/e"))
+            good = json.loads(Serde.to_json(batch_event))
             status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, {"run": {}}]).encode())
             assert status == 400 and body["rejected"][0]["index"] == 1
             status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, good]).encode())

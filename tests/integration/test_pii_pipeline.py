@@ -7,7 +7,6 @@ import json
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -17,16 +16,15 @@ from confluent_kafka.admin import AdminClient
 
 from lineage.settings import settings_to_env
 from shell.stack.process import ManagedProcess
-from integration.test_worker_support import (
+from factories import inference_event, openlineage_event, training_event
+from integration.worker_support import (
     LINEAGE_BIN,
     encode_many,
     free_port,
-    inference_event,
     produce_all,
     read_topic,
     read_to_end,
     running_workers,
-    training_event,
     worker_logs,
 )
 
@@ -45,17 +43,14 @@ def _clickhouse_dump(settings) -> str:
 
 
 def _openlineage_inference(pid: str, subject: str, value: str) -> bytes:
-    return orjson.dumps({
-        "eventType": "COMPLETE",
-        "eventTime": datetime.now(timezone.utc).isoformat(),
-        "producer": "https://example.com/ol-scoring",
-        "run": {"runId": str(uuid.uuid4()), "facets": {"inference": {
-            "model_name": "credit", "model_version": "7", "prediction_id": pid, "decision_type": "deny",
-            "risk_score": 0.5, "subject_id": subject,
-            "feature_snapshot": {"values": {"income": value}, "feature_set": {"name": "customer_fs", "version": "3"}},
-        }}},
-        "job": {"namespace": "scoring", "name": "credit-endpoint", "facets": {}},
-    })
+    """An OpenLineage run carrying a prediction (the ``inference`` run facet) with planted PII."""
+    facet = {
+        "model_name": "credit", "model_version": "7", "prediction_id": pid, "decision_type": "deny",
+        "risk_score": 0.5, "subject_id": subject,
+        "feature_snapshot": {"values": {"income": value}, "feature_set": {"name": "customer_fs", "version": "3"}},
+    }
+    return orjson.dumps(openlineage_event(producer="https://example.com/ol-scoring", job=("scoring", "credit-endpoint"),
+                                          run_facets={"inference": facet}, inputs=()))
 
 
 def test_no_plaintext_pii_anywhere_and_erasure(settings_factory, make_topics):

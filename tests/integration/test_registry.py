@@ -20,11 +20,10 @@ import pytest
 
 from helpers import wait_until
 from integration.sink_support import api_sql, free_port, run_cli, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import (
+from factories import inference_event, run_event
+from integration.worker_support import (
     header_map,
-    inference_event,
     read_to_end,
-    run_event,
     running_workers,
     wait_for_ids,
     worker_logs,

@@ -11,15 +11,14 @@ import orjson
 import pytest
 
 from lineage.settings import settings_to_env
-from integration.test_worker_support import (
+from factories import inference_event, training_event
+from integration.worker_support import (
     LINEAGE_BIN,
     encode_many,
-    inference_event,
     produce_all,
     read_topic,
     read_to_end,
     running_workers,
-    training_event,
     worker_logs,
 )
 

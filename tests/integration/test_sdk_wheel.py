@@ -21,7 +21,7 @@ import pytest
 
 from helpers import free_port, wait_until
 from integration.sink_support import env_for, start_sink, stop_sink, wait_healthy
-from integration.test_worker_support import running_workers
+from integration.worker_support import running_workers
 from lineage.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from helpers import free_port, make_topics, wait_until
-from integration.test_alerts_support import WebhookReceiver, once_each, topic_alerts
+from integration.alerts_support import WebhookReceiver, once_each, topic_alerts
 from lineage.kafka import ACKED_PRODUCER, client_config
 from lineage.settings import TopicSettings
 from shell.processes import sink_process

@@ -1,4 +1,6 @@
-"""The real stack: broker identity and protocol, produce/consume, Redis, chDB, a 3-node cluster, the CLI."""
+"""The real stack: broker identity and protocol, produce/consume, Redis, chDB, the CLI.
+
+A 3-node cluster losing a broker is a fault test: tests/fault/test_broker_faults.py."""
 from __future__ import annotations
 
 import json
@@ -12,13 +14,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from helpers import wait_until
+from integration.kafka_support import consume_values, create_topic, produce_values
 from lineage.exceptions import StackError
-from lineage.settings import Settings, StackSettings
-from shell.stack import ManagedProcess, Stack, clickhouse_status, describe, managed_processes
+from shell.stack import ManagedProcess, clickhouse_status, describe, managed_processes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,42 +54,6 @@ def api_versions_v0(address: str) -> dict[int, tuple[int, int]]:
     return versions
 
 
-def _produce(bootstrap: str, topic: str, values: list[bytes], **conf: object) -> None:
-    errors: list[object] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, **conf})
-    for value in values:
-        producer.produce(topic, value, on_delivery=lambda err, _msg: errors.append(err) if err else None)
-    assert producer.flush(30) == 0, "messages still in flight after 30 s"
-    assert errors == []
-
-
-def _consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:8]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    got: list[bytes] = []
-
-    def enough() -> bool:
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            got.append(msg.value())
-        return len(got) >= count
-
-    try:
-        wait_until(enough, timeout, f"{count} message(s) on {topic}", interval=0)
-    finally:
-        consumer.close()
-    return got
-
-
-def _create_topic(bootstrap: str, topic: str, partitions: int = 1, replication: int = 1,
-                  config: dict[str, str] | None = None) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    fut = admin.create_topics([NewTopic(topic, partitions, replication, config=config or {})])[topic]
-    fut.result(timeout=30)
-    wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 30, f"topic {topic} in metadata")
-
-
 # -- the session stack ---------------------------------------------------------------------
 @pytest.mark.integration
 def test_broker_reports_the_cluster_id_the_stack_formatted(stack) -> None:
@@ -116,10 +79,10 @@ def test_broker_speaks_the_kafka_protocol(stack) -> None:
 @pytest.mark.integration
 def test_produce_and_consume_through_a_unique_topic(stack) -> None:
     topic = f"t{uuid.uuid4().hex[:8]}.stack"
-    _create_topic(stack.bootstrap, topic, partitions=2)
+    create_topic(stack.bootstrap, topic, partitions=2)
     values = [f"m{i}".encode() for i in range(20)]
-    _produce(stack.bootstrap, topic, values)
-    assert sorted(_consume(stack.bootstrap, topic, len(values))) == sorted(values)
+    produce_values(stack.bootstrap, topic, values)
+    assert sorted(consume_values(stack.bootstrap, topic, len(values))) == sorted(values)
 
 
 @pytest.mark.integration
@@ -190,6 +153,7 @@ def test_chdb_fresh_dir_and_single_owner(tmp_path: Path) -> None:
 
 
 # -- ManagedProcess --------------------------------------------------------------------------
+@pytest.mark.integration
 def test_managed_process_lifecycle(tmp_path: Path) -> None:
     proc = ManagedProcess.in_data_dir(tmp_path, "sleeper", ["sleep", "300"])
     assert not proc.is_running() and proc.stop() is False
@@ -209,47 +173,6 @@ def test_managed_process_lifecycle(tmp_path: Path) -> None:
 
     with pytest.raises(StackError, match="cannot start"):
         ManagedProcess.in_data_dir(tmp_path, "nope", ["/nonexistent/binary"]).start()
-
-
-# -- a 3-node cluster on its own ports -------------------------------------------------------
-@pytest.mark.integration
-@pytest.mark.slow
-def test_three_broker_cluster_survives_one_broker_down(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "cluster", kafka_bootstrap="127.0.0.1:29192", redis_url="redis://127.0.0.1:26369/0",
-        stack=StackSettings(kafka_port=29192, kafka_controller_port=29193, kafka_brokers=3, kafka_heap="384m"),
-    )
-    stack = Stack(settings, brokers=3)
-    try:
-        stack.install()
-        stack.kafka.start(timeout=180)
-        bootstrap = stack.kafka.bootstrap
-        info = describe(bootstrap)
-        assert info.broker_ids == [1, 2, 3] and info.cluster_id == stack.kafka.cluster_id
-        topic = f"t{uuid.uuid4().hex[:8]}.replicated"
-        _create_topic(bootstrap, topic, partitions=3, replication=3, config={"min.insync.replicas": "2"})
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        md = admin.list_topics(topic, timeout=10).topics[topic]
-        assert all(len(p.replicas) == 3 for p in md.partitions.values())
-
-        assert stack.kafka.stop_node(3)
-        assert stack.kafka.running_nodes() == [1, 2]
-        assert stack.status()["kafka"]["status"] == "degraded"
-        _produce(bootstrap, topic, [f"while-down-{i}".encode() for i in range(30)])
-
-        stack.kafka.start_node(3, timeout=180)
-
-        def fully_replicated() -> bool:
-            parts = admin.list_topics(topic, timeout=5).topics[topic].partitions.values()
-            return all(sorted(p.isrs) == [1, 2, 3] for p in parts)
-
-        wait_until(fully_replicated, 90, "node 3 back in every ISR")
-        assert len(_consume(bootstrap, topic, 30)) == 30
-        del admin  # no client left reconnecting to the stopped cluster
-    finally:
-        stopped = stack.down()
-    assert sorted(stopped) == ["kafka-1", "kafka-2", "kafka-3"]
-    assert stack.kafka.running_nodes() == []
 
 
 # -- the CLI ---------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import datetime, timezone
 
 import orjson
 import pytest
@@ -17,33 +16,19 @@ from lineage.keyspace import KeySpace
 from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
 from stream_apps.deadletter import DLQ_KEY_REF, open_dead_letter
-from integration.test_worker_support import (
+from factories import inference_event, now_us, openlineage_event, run_event
+from integration.worker_support import (
     encode_many,
     header_map,
-    inference_event,
-    now_us,
     produce_all,
     read_to_end,
     read_topic,
-    run_event,
     running_workers,
     worker_logs,
 )
 
 pytestmark = [pytest.mark.integration]
 DAY_US = 86_400 * 1_000_000
-
-
-def openlineage_event() -> dict:
-    return {
-        "eventType": "COMPLETE",
-        "eventTime": datetime.now(timezone.utc).isoformat(),
-        "producer": "https://github.com/apache/airflow",
-        "run": {"runId": str(uuid.uuid4()), "facets": {}},
-        "job": {"namespace": "airflow", "name": "dag.task", "facets": {}},
-        "inputs": [{"namespace": "postgres://db:5432", "name": "shop.public.orders"}],
-        "outputs": [],
-    }
 
 
 def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topics):

@@ -5,13 +5,12 @@ import orjson
 import pytest
 
 from lineage.graph import GraphRecord
-from integration.test_worker_support import (
+from factories import inference_event, run_event
+from integration.worker_support import (
     encode_many,
     header_map,
-    inference_event,
     produce_all,
     read_topic,
-    run_event,
     running_workers,
     worker_logs,
 )
@@ -57,7 +56,7 @@ def test_stats_page_counts_per_reason(settings_factory, make_topics):
     import time
     import urllib.request
 
-    from integration.test_worker_support import free_port
+    from integration.worker_support import free_port
 
     port = free_port()
     s = settings_factory()

@@ -9,15 +9,13 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from integration.test_worker_support import (
+from factories import inference_event, run_event, training_event
+from integration.worker_support import (
     encode_many,
-    inference_event,
     produce_all,
     read_to_end,
     read_topic,
-    run_event,
     running_workers,
-    training_event,
     wait_for_ids,
     worker_logs,
 )

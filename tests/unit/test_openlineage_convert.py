@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories import ol_dataset, openlineage_client_event, openlineage_event
 from lineage.codec import Codec
 from producers.exceptions import OpenLineageError
 from producers.openlineage import from_openlineage, to_dict
@@ -18,20 +19,16 @@ RUN_ID = "0190c3a2-1111-7000-8000-000000000001"
 
 
 def base(**extra: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "eventType": "COMPLETE",
-        "eventTime": "2026-06-15T10:00:00.123456+02:00",
-        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/airflow",
-        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-        "run": {"runId": RUN_ID, "facets": {"parent": {"run": {"runId": "0190c3a2-1111-7000-8000-0000000000ff"},
-                                                       "job": {"namespace": "airflow", "name": "dag"}}}},
-        "job": {"namespace": "airflow", "name": "dag.orders", "facets": {}},
-        "inputs": [{"namespace": "postgres://db:5432", "name": "shop.public.orders",
-                    "facets": {"version": {"datasetVersion": "v9"}}, "inputFacets": {"stats": {"rows": 3}}}],
-        "outputs": [{"namespace": "s3://lake", "name": "orders/2026-06-15"}],
-    }
-    ev.update(extra)
-    return ev
+    """An Airflow task's COMPLETE: a parent run, a versioned input with input facets, a local-time eventTime."""
+    parent = {"run": {"runId": "0190c3a2-1111-7000-8000-0000000000ff"}, "job": {"namespace": "airflow", "name": "dag"}}
+    return openlineage_event(
+        "COMPLETE", RUN_ID, event_time="2026-06-15T10:00:00.123456+02:00", job=("airflow", "dag.orders"),
+        producer="https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/airflow",
+        run_facets={"parent": parent},
+        inputs=[ol_dataset("postgres://db:5432", "shop.public.orders", "v9", inputFacets={"stats": {"rows": 3}})],
+        outputs=[ol_dataset("s3://lake", "orders/2026-06-15")],
+        schemaURL="https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent", **extra,
+    )
 
 
 def test_dataset_event() -> None:
@@ -84,11 +81,7 @@ def test_inference_from_facet() -> None:
 
 
 def test_openlineage_python_objects_convert() -> None:
-    from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
-
-    ev = RunEvent(eventType=RunState.START, eventTime="2026-06-15T08:00:00Z", run=Run(runId=RUN_ID),
-                  job=Job(namespace="spark", name="etl"), producer="https://x",
-                  inputs=[InputDataset(namespace="s3://lake", name="raw")])
+    ev = openlineage_client_event(RUN_ID, "START", source=("s3://lake", "raw"), target=None, job=("spark", "etl"))
     kind, rec = from_openlineage(to_dict(ev))
     assert kind == "dataset" and rec["eventType"] == "START" and rec["inputs"][0]["name"] == "raw"
     Codec().encode(kind, rec)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from factories import sdk_event
 from lineage.codec import Codec
 from lineage.schemas import EVENT_KINDS, SchemaRepo
 from producers import events as ev
@@ -52,21 +53,19 @@ def test_typed_classes_match_latest_schema(kind: str) -> None:
 
 
 def samples() -> list[ev.DatasetEvent | ev.FeatureEvent | ev.TrainingEvent | ev.InferenceEvent]:
+    """One event per class sharing a run, with the values the encoding must convert: a datetime,
+    a schema facet, numeric hyperparameters, an int risk score, non-string snapshot values."""
     run = ev.Run("0190c3a2-0000-7000-8000-000000000001", facets={"nominalTime": {"nominalStartTime": "2026-06-15T00:00:00Z"}})
     job = ev.Job("etl", "orders_daily")
     src = ev.Dataset("postgres://db:5432", "shop.public.orders", facets={"schema": {"fields": []}})
-    dst = ev.Dataset("s3://lake", "orders/2026-06-15", version="sha256:ab")
     return [
-        ev.DatasetEvent(eventType="COMPLETE", run=run, job=job, producer="https://x/etl", inputs=[src], outputs=[dst],
-                        eventTime=datetime(2026, 6, 15, tzinfo=timezone.utc)),
-        ev.FeatureEvent(eventType="START", run=run, job=job, producer="https://x/fe",
-                        feature_set=ev.FeatureSet("fraud", "7", ["amount"], "customer"), inputs=[dst]),
-        ev.TrainingEvent(eventType="COMPLETE", run=run, job=job, producer="https://x/train",
-                         training=ev.Training("fraud", "12", "abc123", "sha256:ff", [ev.FeatureSetRef("fraud", "7")],
-                                              {"s3://lake/orders": "sha256:ab"}, {"lr": 0.1, "depth": 6}, {"auc": 1})),
-        ev.InferenceEvent(producer="https://x/api", endpoint="fraud-v2", model_name="fraud", model_version="12",
-                          prediction_id="p-1", decision_type="deny", risk_score=1, subject_id="cust-1",
-                          feature_snapshot=ev.FeatureSnapshot({"amount": 12.5, "country": "DE"}, ev.FeatureSetRef("fraud", "7"))),
+        sdk_event("dataset", run=run, job=job, inputs=[src], eventTime=datetime(2026, 6, 15, tzinfo=timezone.utc)),
+        sdk_event("feature", eventType="START", run=run, job=job),
+        sdk_event("training", run=run, job=job, producer="https://x/train",
+                  training=ev.Training("fraud", "12", "abc123", "sha256:ff", [ev.FeatureSetRef("fraud", "7")],
+                                       {"s3://lake/orders": "sha256:ab"}, {"lr": 0.1, "depth": 6}, {"auc": 1})),
+        sdk_event("inference", risk_score=1, regulatory_class=None,
+                  feature_snapshot=ev.FeatureSnapshot({"amount": 12.5, "country": "DE"}, ev.FeatureSetRef("fraud", "7"))),
     ]
 
 

@@ -3,20 +3,17 @@ from __future__ import annotations
 
 import uuid
 
+from factories import inference_event as ev
 from lineage.settings import SamplingSettings
 from stream_apps.sampling import decide, sample_point
 
 POLICY = SamplingSettings(routine_rate=0.02)
 
 
-def ev(pid: str, risk: float = 0.1, decision: str = "approve", regulated: str | None = None) -> dict:
-    return {"prediction_id": pid, "risk_score": risk, "decision_type": decision, "regulatory_class": regulated}
-
-
 def test_consequential_rules_take_precedence() -> None:
     assert decide(ev("a", risk=0.8), POLICY).tier == "consequential"
     assert decide(ev("a", decision="DENY"), POLICY).tier == "consequential"
-    assert decide(ev("a", regulated="credit"), POLICY).tier == "consequential"
+    assert decide(ev("a", regulatory_class="credit"), POLICY).tier == "consequential"
     assert decide(ev("a", risk=0.9), POLICY, subject_flagged=True).tier == "consequential"
     assert decide(ev("a"), POLICY, subject_flagged=True).tier == "flagged"
 

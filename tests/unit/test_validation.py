@@ -1,10 +1,9 @@
 """Semantic validation: every reason code is reachable and valid events pass (pure, injected clock)."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
+from factories import inference_event, run_event, training_facet, without_pii
 from stream_apps.deadletter import dead_letter_headers
 from stream_apps.exceptions import Rejected
 from stream_apps.validation import REASONS, ValidationPolicy, check_size, validate_event
@@ -15,32 +14,18 @@ P = ValidationPolicy()
 
 
 def run_ev(kind: str = "dataset", **over: object) -> dict:
-    ev = {
-        "event_id": str(uuid.uuid4()),
-        "eventType": "START",
-        "eventTime": NOW,
-        "producer": "p",
-        "run": {"runId": str(uuid.uuid4()), "parentRunId": None, "facets": {"nominalTime": '{"a": 1}'}},
-        "job": {"namespace": "ns", "name": "job", "facets": {}},
-        "inputs": [{"namespace": "s3://b", "name": "k", "version": None, "facets": {}}],
-        "outputs": [],
-    }
-    if kind == "feature":
-        ev["feature_set"] = {"name": "fs", "version": "1", "features": [], "entity": None}
+    """A START run event at the test clock with a JSON run facet; a training run without an
+    artifact digest (required only on COMPLETE) of model ``m@1``."""
+    parts: dict[str, object] = {}
     if kind == "training":
-        ev["training"] = {"model_name": "m", "model_version": "1", "artifact_digest": None, "code_version": "c", "feature_sets": []}
-    ev.update(over)
-    return ev
+        parts["training"] = training_facet("m", "1", artifact_digest=None, code_version="c", feature_sets=())
+    return run_event(kind, None, "START", run_facets={"nominalTime": '{"a": 1}'}, eventTime=NOW, **parts, **over)
 
 
 def inf_ev(**over: object) -> dict:
-    ev = {
-        "event_id": str(uuid.uuid4()), "correlation_id": None, "event_time": NOW, "producer": "p", "endpoint": "e",
-        "model_name": "m", "model_version": "1", "prediction_id": "pred-1", "decision_type": "approve",
-        "risk_score": 0.2, "regulatory_class": None, "training_run_id": None,
-    }
-    ev.update(over)
-    return ev
+    """An inference event at the test clock as validated: subject and snapshot split off."""
+    fields = {"prediction_id": "pred-1", "event_time": NOW, **over}
+    return without_pii(inference_event(risk=0.2, model="m", version="1", **fields))
 
 
 def reason_of(kind: str, ev: dict, subject: object = "s1", snapshot: dict | None = None) -> str:

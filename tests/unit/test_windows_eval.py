@@ -1,15 +1,17 @@
 """Pure window evaluation: which closed-window counters make which alerts (no Faust, no broker)."""
 from __future__ import annotations
 
+from factories import inference_record
 from lineage.graph import GraphRecord
 from stream_apps.alerts.completeness import CONSEQ_ALERT, SHARE_ALERT, UNKNOWN_ALERT, evaluate_windows, split_key, window_counts
 from stream_apps.alerts.config import AlertSettings
 
 
 def _rec(**inf: object) -> GraphRecord:
+    """A prediction of credit@7 whose worker row (joined, routine) is overridden by ``inf``."""
     base = {"model_name": "credit", "model_version": "7", "training_run_id": "r1", "tier": "routine",
             "lineage_complete": True, "unknown_model_version": False}
-    return GraphRecord("e", "inference", 0, "c", "PREDICTION", {}, inference={**base, **inf})
+    return inference_record(inference={**base, **inf})
 
 
 def test_counters_per_record() -> None:

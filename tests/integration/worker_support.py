@@ -1,5 +1,5 @@
-"""Helpers for the worker/PII/sampling integration tests (no tests here): event factories,
-worker subprocesses on the real stack, bulk produce and read-back of topics."""
+"""Helpers for the worker/PII/sampling integration tests (no tests here): worker subprocesses on
+the real stack, bulk produce and read-back of topics. Events come from ``factories``."""
 from __future__ import annotations
 
 import sys
@@ -21,79 +21,6 @@ from lineage.settings import Settings, settings_to_env
 from shell.stack.process import ManagedProcess
 
 LINEAGE_BIN = str(Path(sys.executable).parent / "lineage")
-
-
-def now_us() -> int:
-    return int(time.time() * 1_000_000)
-
-
-def uid() -> str:
-    return str(uuid.uuid4())
-
-
-def run_event(kind: str, run_id: str | None = None, event_type: str = "COMPLETE", **extra: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "event_id": uid(),
-        "eventType": event_type,
-        "eventTime": now_us(),
-        "producer": "https://example.com/etl",
-        "run": {"runId": run_id or uid(), "parentRunId": None, "facets": {}},
-        "job": {"namespace": "etl", "name": f"{kind}_job", "facets": {}},
-        "inputs": [{"namespace": "postgres://db:5432", "name": "shop.public.orders", "version": None, "facets": {}}],
-        "outputs": [{"namespace": "s3://lake", "name": "orders/clean", "version": None, "facets": {}}],
-    }
-    if kind == "feature":
-        ev["feature_set"] = {"name": "customer_fs", "version": "3", "features": ["income"], "entity": "customer"}
-    if kind == "training":
-        ev["training"] = {
-            "model_name": "credit",
-            "model_version": "7",
-            "artifact_digest": "sha256:" + "ab" * 32,
-            "code_version": "deadbeef",
-            "feature_sets": [{"name": "customer_fs", "version": "3"}],
-        }
-    ev.update(extra)
-    return ev
-
-
-def training_event(model: str, version: str, run_id: str | None = None, feature_sets: Iterable[str] = ("customer_fs@3",)) -> dict[str, Any]:
-    ev = run_event("training", run_id)
-    ev["training"]["model_name"], ev["training"]["model_version"] = model, version
-    ev["training"]["feature_sets"] = [
-        {"name": fs.split("@")[0], "version": fs.split("@")[1]} for fs in feature_sets
-    ]
-    return ev
-
-
-def inference_event(
-    prediction_id: str | None = None,
-    subject_id: str = "subject-1",
-    snapshot: dict[str, str] | None = None,
-    risk: float = 0.1,
-    decision: str = "approve",
-    regulatory_class: str | None = None,
-    model: str = "credit",
-    version: str = "7",
-) -> dict[str, Any]:
-    return {
-        "event_id": uid(),
-        "correlation_id": None,
-        "event_time": now_us(),
-        "producer": "https://example.com/scoring",
-        "endpoint": "score-v1",
-        "model_name": model,
-        "model_version": version,
-        "prediction_id": prediction_id or f"p-{uuid.uuid4().hex}",
-        "decision_type": decision,
-        "risk_score": risk,
-        "regulatory_class": regulatory_class,
-        "subject_id": subject_id,
-        "training_run_id": None,
-        "feature_snapshot": None
-        if snapshot is None
-        else {"feature_set": {"name": "customer_fs", "version": "3"}, "values": snapshot},
-    }
-
 
 
 @contextmanager

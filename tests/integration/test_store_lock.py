@@ -11,6 +11,8 @@ from sinks.clickhouse.ownership import owner_file
 from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.exceptions import StoreLockedError
 
+pytestmark = [pytest.mark.integration]
+
 _OTHER = """
 import sys
 from sinks.clickhouse.ownership import Ownership

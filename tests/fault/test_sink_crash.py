@@ -12,16 +12,15 @@ import random
 import signal
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from factories import event_uuid, inference_record
 from helpers import wait_until
 from integration.sink_support import (
     api_sql, committed, end_offsets, free_port, produce, run_cli, sink_group, start_sink, stop_sink, wait_healthy,
 )
-from lineage.graph import build_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.slow]
 
@@ -32,14 +31,11 @@ KILLS = 4
 def _records(start: int, n: int) -> list[tuple[bytes, bytes]]:
     out = []
     for i in range(start, start + n):
-        eid = str(uuid.UUID(int=(0x0190_0000_0000_7000_8000_0000_0000_0000 + i)))
-        ev = {
-            "event_id": eid, "event_time": 1_718_409_600_000_000 + i * 1000, "endpoint": "scoring",
-            "model_name": f"m{i % 7}", "model_version": str(i % 3), "prediction_id": f"p{i}",
-            "decision_type": "approve", "risk_score": 0.1,
-        }
-        rec = build_record("inference", ev, f"c{i}", {"prediction_id": f"p{i}", "tier": "minimal"})
-        out.append((eid.encode(), rec.to_bytes()))
+        rec = inference_record(
+            f"c{i}", {"prediction_id": f"p{i}", "tier": "minimal"}, prediction_id=f"p{i}", event_id=event_uuid(i),
+            event_time=1_718_409_600_000_000 + i * 1000, endpoint="scoring", model=f"m{i % 7}", version=str(i % 3),
+        )
+        out.append((rec.event_id.encode(), rec.to_bytes()))
     return out
 
 

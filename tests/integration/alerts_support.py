@@ -23,7 +23,7 @@ from shell.processes import sink_process
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from shell.stack.process import ManagedProcess
 from stream_apps.alerts.config import AlertSettings
-from integration.test_worker_support import free_port
+from integration.worker_support import free_port
 
 
 

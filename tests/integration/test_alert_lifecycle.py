@@ -25,6 +25,8 @@ from stream_apps.alerts.lifecycle import AlertBook
 from stream_apps.alerts.model import Alert, fingerprint, webhook_payload
 from stream_apps.alerts.publish import AlertPublisher
 
+pytestmark = [pytest.mark.integration]
+
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from integration.test_worker_support import (
+from factories import run_event
+from integration.worker_support import (
     encode_many,
     produce_all,
     read_to_end,
-    run_event,
     running_workers,
     wait_for_ids,
     worker_logs,
