@@ -23,7 +23,7 @@ MANUAL_COMMIT_CONSUMER: Mapping[str, Any] = {
 }
 
 #: (topic, key, value, headers) of one record to send.
-Outgoing = tuple[str, "bytes | None", bytes, "list[tuple[str, bytes]] | None"]
+Outgoing = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None"]
 
 
 def client_config(

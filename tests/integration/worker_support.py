@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from helpers import free_port
 from integration.sink_support import committed, end_offsets
 from lineage.codec import Codec
+from lineage.kafka import client_config, produce_and_wait
 from lineage.settings import Settings, settings_to_env
 from shell.stack.process import ManagedProcess
 
@@ -43,32 +44,13 @@ def running_workers(settings: Settings, count: int = 1, name: str = "worker",
 
 
 def producer(settings: Settings) -> Producer:
-    return Producer({**settings.kafka_common(), "linger.ms": 20, "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+    return Producer(client_config(settings.kafka_common(), {"linger.ms": 20, "compression.type": "lz4",
+                                                         "queue.buffering.max.messages": 1_000_000}))
 
 
 def produce_all(settings: Settings, items: Iterable[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]]) -> int:
     """Produce (topic, key, value, headers) tuples; waits for every delivery."""
-    p = producer(settings)
-    errors: list[str] = []
-    n = 0
-
-    def cb(err: Any, msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    for topic, key, value, headers in items:
-        while True:
-            try:
-                p.produce(topic, value, key, headers=headers, on_delivery=cb)
-                break
-            except BufferError:
-                p.poll(0.05)
-        n += 1
-        if n % 10_000 == 0:
-            p.poll(0)
-    assert p.flush(60) == 0, "produce did not finish"
-    assert not errors, errors[:3]
-    return n
+    return produce_and_wait(producer(settings), items, 60)
 
 
 def encode_many(settings: Settings, kind: str, records: Iterable[dict[str, Any]]) -> list[bytes]:
