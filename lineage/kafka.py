@@ -27,10 +27,10 @@ Outgoing = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] |
 
 
 def client_config(
-    common: Mapping[str, Any], defaults: Mapping[str, Any] = {}, overrides: Mapping[str, Any] | None = None
+    common: Mapping[str, Any], defaults: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """librdkafka options: ``defaults`` < ``common`` (the deployment's) < ``overrides``."""
-    return {**defaults, **common, **(overrides or {})}
+    return {**(defaults or {}), **common, **(overrides or {})}
 
 
 def produce_and_wait(
