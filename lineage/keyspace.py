@@ -54,6 +54,16 @@ class KeySpace:
         """Lease of the one lag monitor that publishes figures."""
         return f"{self.prefix}:monitor:leader"
 
+    # --- access ------------------------------------------------------------------------------
+    def api_key(self, token_sha256: str) -> str:
+        """An API key's record, found by the SHA-256 of its token (the token itself is never stored)."""
+        return f"{self.prefix}:access:key:{token_sha256}"
+
+    @property
+    def api_key_names(self) -> str:
+        """Hash: key name -> SHA-256 of its current token."""
+        return f"{self.prefix}:access:names"
+
     # --- alerts -------------------------------------------------------------------------------
     @property
     def alerts(self) -> str:

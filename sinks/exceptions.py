@@ -34,3 +34,7 @@ class ReadOnlyViolation(QueryError):
 
 class MigrationError(SinkError):
     """A schema migration failed or the migration history is inconsistent."""
+
+
+class AccessError(SinkError):
+    """An API key operation was refused (unknown or duplicate name, bad role or expiry)."""

@@ -38,6 +38,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("shell.cli.demo", "demo", "demo"),
     ("shell.cli.bench", "bench", "bench"),
     ("shell.cli.alerts", "alerts", "alerts"),
+    ("shell.cli.keys", "app", "keys"),
 ]
 
 

@@ -1,0 +1,83 @@
+"""`lineage keys create | list | revoke | rotate`: API keys with roles (the local administrator's path).
+
+Keys live in the deployment's Redis; the token is printed once and only its SHA-256 is kept.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+import typer
+
+from lineage.keyspace import KeySpace
+from lineage.settings import load_settings
+from sinks.access.keys import ApiKeys, KeyInfo, parse_expiry
+from sinks.access.roles import Role
+
+app = typer.Typer(help="API keys with roles: create, list, revoke, rotate.", no_args_is_help=True)
+
+
+def _keys() -> ApiKeys:
+    settings = load_settings()
+    return ApiKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), KeySpace.of(settings))
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _show(token: str | None, info: KeyInfo, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**({"token": token} if token else {}), **info.to_json()}, sort_keys=True))
+        return
+    if token:
+        print(token)
+        typer.echo(f"key {info.name!r} ({info.role.value}), expires {_when(info.expires_at)}; "
+                   "the token is shown once: store it now", err=True)
+    else:
+        print(f"key {info.name!r} ({info.role.value}) revoked")
+
+
+@app.command("create")
+def create(
+    role: Role = typer.Option(..., "--role", help="emitter | analyst | auditor | investigator | admin."),
+    name: str = typer.Option(..., "--name", help="Unique key name (recorded as 'who' in the audit log)."),
+    expires: str = typer.Option("never", "--expires", help="Lifetime like 90d, 12h, 30m, or 'never'."),
+    as_json: bool = typer.Option(False, "--json", help="Print {token, name, role, ...} as JSON."),
+) -> None:
+    """Create a key and print its token once."""
+    token, info = _keys().create(name, role.value, parse_expiry(expires))
+    _show(token, info, as_json)
+
+
+@app.command("list")
+def list_keys(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Every key: name, role, created, expires (never a token)."""
+    infos = _keys().list()
+    if as_json:
+        print(json.dumps([i.to_json() for i in infos], indent=2, sort_keys=True))
+        return
+    for i in infos:
+        print(f"{i.name:32} {i.role.value:13} created {_when(i.created_at)}  expires {_when(i.expires_at)}")
+    if not infos:
+        print("no keys")
+
+
+@app.command("revoke")
+def revoke(
+    name: str = typer.Argument(..., help="Key name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Revoke a key: its token stops working on the next request."""
+    _show(None, _keys().revoke(name), as_json)
+
+
+@app.command("rotate")
+def rotate(
+    name: str = typer.Argument(..., help="Key name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new {token, name, role, ...} as JSON."),
+) -> None:
+    """Give a key a new token (same name and role); the old token stops working."""
+    token, info = _keys().rotate(name)
+    _show(token, info, as_json)

@@ -1,0 +1,139 @@
+"""API keys: a random token shown once, stored only as its SHA-256, with a name, a role and an expiry.
+
+Kept in Redis under the deployment's key space, so every sink process of a deployment sees the
+same keys and a revocation takes effect on the next request. A token is 256 random bits, so an
+unsalted SHA-256 is enough to make the stored form useless to whoever reads Redis.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from lineage.keyspace import KeySpace
+from sinks.access.roles import Role
+from sinks.exceptions import AccessError
+
+TOKEN_PREFIX = "lk_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_expiry(text: str | None) -> float | None:
+    """``90d``, ``12h``, ``30m``, ``45s`` -> seconds; ``None``/``never`` -> no expiry."""
+    if text is None or text == "never":
+        return None
+    m = _DURATION.match(text.strip())
+    if m is None:
+        raise AccessError(f"expiry {text!r} is not a duration like 90d, 12h, 30m or 'never'")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What is known about a key (never the token)."""
+
+    name: str
+    role: Role
+    created_at: float
+    expires_at: float | None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "role": self.role.value}
+
+
+class ApiKeys:
+    """Create, list, revoke, rotate and check API keys (a sync Redis client)."""
+
+    def __init__(self, redis: Any, space: KeySpace) -> None:
+        self.redis = redis
+        self.space = space
+
+    def create(self, name: str, role: str, expires_in_s: float | None = None, now: float | None = None) -> tuple[str, KeyInfo]:
+        """A new key; returns its token (shown once) and its record. A name is unique."""
+        if not _NAME.match(name):
+            raise AccessError(f"key name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise AccessError(f"role {role!r}: choose from {', '.join(r.value for r in Role)}") from None
+        created = time.time() if now is None else now
+        info = KeyInfo(name, parsed, created, None if expires_in_s is None else created + expires_in_s)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = token_digest(token)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.space.api_key(digest), orjson.dumps(info.to_json()))
+        pipe.hsetnx(self.space.api_key_names, name, digest)
+        if not pipe.execute()[1]:  # the name was taken: the new record is unreachable, drop it
+            self.redis.delete(self.space.api_key(digest))
+            raise AccessError(f"a key named {name!r} exists; revoke or rotate it")
+        return token, info
+
+    def rotate(self, name: str, now: float | None = None) -> tuple[str, KeyInfo]:
+        """A new token for the key ``name`` (same role, expiry restarted from now); the old one stops working."""
+        old = self.get(name)
+        life = None if old.expires_at is None else old.expires_at - old.created_at
+        created = time.time() if now is None else now
+        info = KeyInfo(name, old.role, created, None if life is None else created + life)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        digest = token_digest(token)
+        old_digest = self._digest(name)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.space.api_key(digest), orjson.dumps(info.to_json()))
+        pipe.hset(self.space.api_key_names, name, digest)
+        pipe.delete(self.space.api_key(old_digest))
+        pipe.execute()
+        return token, info
+
+    def revoke(self, name: str) -> KeyInfo:
+        info = self.get(name)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.space.api_key(self._digest(name)))
+        pipe.hdel(self.space.api_key_names, name)
+        pipe.execute()
+        return info
+
+    def get(self, name: str) -> KeyInfo:
+        raw = self.redis.get(self.space.api_key(self._digest(name)))
+        if raw is None:
+            raise AccessError(f"no key named {name!r}")
+        return _info(raw)
+
+    def list(self) -> list[KeyInfo]:
+        digests = self.redis.hgetall(self.space.api_key_names)
+        names = sorted((k.decode() if isinstance(k, bytes) else k) for k in digests)
+        return [self.get(n) for n in names]
+
+    def authenticate(self, token: str, now: float | None = None) -> KeyInfo | None:
+        """The key a presented token belongs to, or None (unknown, revoked, rotated away or expired)."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        raw = self.redis.get(self.space.api_key(token_digest(token)))
+        if raw is None:
+            return None
+        info = _info(raw)
+        return None if info.expired(time.time() if now is None else now) else info
+
+    def _digest(self, name: str) -> str:
+        digest = self.redis.hget(self.space.api_key_names, name)
+        if digest is None:
+            raise AccessError(f"no key named {name!r}")
+        return digest.decode() if isinstance(digest, bytes) else str(digest)
+
+
+def _info(raw: bytes) -> KeyInfo:
+    d = orjson.loads(raw)
+    return KeyInfo(d["name"], Role(d["role"]), float(d["created_at"]), d["expires_at"])
