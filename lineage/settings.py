@@ -157,6 +157,15 @@ class AlertSettings(_Group):
         return self.eval_horizon_s if self.eval_horizon_s is not None else max(2 * self.window_s, 60.0)
 
 
+class SqlSettings(_Group):
+    """Resource limits on every analyst statement (``POST /api/sql``, ``lineage sql``)."""
+
+    max_execution_time_s: int = Field(default=60, ge=1)
+    max_result_rows: int = Field(default=1_000_000, ge=1)
+    max_result_bytes: int = Field(default=1 << 30, ge=1)
+    max_memory_usage: int = Field(default=4 << 30, ge=1 << 20)
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -187,6 +196,7 @@ class Settings(BaseSettings):
     sampling: SamplingSettings = SamplingSettings()
     producer: ProducerSettings = ProducerSettings()
     alerts: AlertSettings = AlertSettings()
+    sql: SqlSettings = SqlSettings()
 
     @field_validator("clickhouse_url")
     @classmethod

@@ -1,6 +1,6 @@
 """HTTP API served by the sink process (the one owner of an embedded chDB store).
 
-``GET /health``, ``GET /metrics``, ``POST /api/sql`` (read-only), ``GET /api/query/<name>?...``.
+``GET /health``, ``GET /metrics``, ``POST /api/sql`` (through the SQL sandbox), ``GET /api/query/<name>?...``.
 The process's composition root (the shell's sink service) passes in what else is served: route
 mounts (functions that add routes to the app) and metrics providers (coroutine functions whose
 Prometheus exposition ``/metrics`` appends to the sink's own counters).
@@ -24,7 +24,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from lineage.metric_records import PROM_TYPE
 from sinks.clickhouse.client import QueryResult, Store
 from sinks.clickhouse.metrics import SinkMetrics
-from sinks.clickhouse.queries import READONLY_SETTINGS, check_read_only, get_query
+from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
+from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
 from sinks.exceptions import QueryError
 
 if TYPE_CHECKING:
@@ -122,8 +123,10 @@ async def sql(request: web.Request) -> web.Response:
             text, params = str(body.get("sql", "")), dict(body.get("params") or {})
         else:
             text, params = await request.text(), dict(request.query)
-        stmt = check_read_only(text)
-        res = await ctx.aquery(stmt, params, READONLY_SETTINGS)
+        sandbox = SqlSandbox(ctx.store, ctx.settings.sql)
+        loop = asyncio.get_running_loop()
+        # the role will come from the caller's key once keys exist; until then, auditor
+        res = await loop.run_in_executor(None, partial(sandbox.run, text, DEFAULT_ROLE, params))
     except QueryError as exc:
         return _error(400, str(exc))
     except ValueError:

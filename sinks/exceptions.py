@@ -28,8 +28,8 @@ class QueryError(SinkError):
     """A query failed, named an unknown query, or got bad parameters."""
 
 
-class ReadOnlyViolation(QueryError):
-    """Only SELECT / WITH / SHOW / DESCRIBE / EXPLAIN are allowed through the SQL endpoint."""
+class QueryRefused(QueryError):
+    """The SQL sandbox refused a statement (the message says why, in one line)."""
 
 
 class MigrationError(SinkError):

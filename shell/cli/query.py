@@ -146,7 +146,7 @@ def sources(
 
 
 def sql(
-    statement: str = typer.Argument(..., help="One read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
+    statement: str = typer.Argument(..., help="One read-only statement (SELECT, WITH, SHOW TABLES, DESCRIBE, EXPLAIN), judged by the SQL sandbox."),
     as_json: bool = _JSON,
 ) -> None:
     """Run read-only SQL against the configured ClickHouse (embedded or server)."""

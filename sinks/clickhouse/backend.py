@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sinks.clickhouse.client import QueryResult, Store
 from sinks.clickhouse.ownership import Ownership, read_owner
-from sinks.clickhouse.queries import READONLY_SETTINGS, check_read_only, get_query
+from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
+from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
 from sinks.exceptions import QueryError, StoreLockedError
 
 if TYPE_CHECKING:
-    from lineage.settings import Settings
+    from lineage.settings import Settings, SqlSettings
 
 
 class QueryBackend(Protocol):
@@ -33,16 +34,25 @@ class QueryBackend(Protocol):
 
 
 class DirectBackend:
-    def __init__(self, store: Store) -> None:
+    """The store opened here; SQL goes through the sandbox as ``role``."""
+
+    def __init__(self, store: Store, limits: SqlSettings, role: str = DEFAULT_ROLE) -> None:
         self.store = store
         self.where = store.dsn
+        self.sandbox = SqlSandbox(store, limits)
+        self.role = role
 
     def named(self, name: str, params: dict[str, Any]) -> QueryResult:
         spec = get_query(name)
         return _run(self.store, spec.sql, spec.bind(params))
 
     def sql(self, text: str) -> QueryResult:
-        return _run(self.store, check_read_only(text), {})
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        try:
+            return self.sandbox.run(text, self.role)
+        except ClickHouseError as exc:
+            raise QueryError(_first_line(exc)) from None
 
     def close(self) -> None:
         self.store.close()
@@ -54,8 +64,12 @@ def _run(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
     try:
         return store.query(sql, params, READONLY_SETTINGS)
     except ClickHouseError as exc:
-        text = str(exc).strip()
-        raise QueryError(text.splitlines()[0][:500] if text else type(exc).__name__) from None
+        raise QueryError(_first_line(exc)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 class RemoteBackend:
@@ -84,7 +98,7 @@ class RemoteBackend:
         return self._call(urllib.request.Request(f"{self.api_url}/api/query/{name}?{query}"))
 
     def sql(self, text: str) -> QueryResult:
-        check_read_only(text)
+        # judged by the sink's sandbox, which holds the engine that parses it
         data = json.dumps({"sql": text}).encode()
         return self._call(
             urllib.request.Request(f"{self.api_url}/api/sql", data=data, headers={"Content-Type": "application/json"})
@@ -113,7 +127,7 @@ def open_backend(settings: Settings, wait_s: float = 60.0) -> QueryBackend:
     """
     dsn, db = settings.clickhouse_dsn, settings.clickhouse_database
     if not dsn.startswith("chdb://"):
-        return DirectBackend(Store.open(dsn, db))
+        return DirectBackend(Store.open(dsn, db), settings.sql)
     deadline = time.monotonic() + wait_s
     api_url = settings.api_url
     while True:
@@ -127,7 +141,7 @@ def open_backend(settings: Settings, wait_s: float = 60.0) -> QueryBackend:
             return RemoteBackend(api_url)
         claim = Ownership.try_acquire(dsn)
         if claim is not None:
-            return DirectBackend(Store.open(dsn, db, ownership=claim))
+            return DirectBackend(Store.open(dsn, db, ownership=claim), settings.sql)
         owner = read_owner(dsn)
         if owner is not None and owner.role == "sink":
             if owner.api_url is None:

@@ -12,6 +12,7 @@ import re
 from sinks.clickhouse.migrations import load_migrations
 
 _CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\n")
+_VIEW = re.compile(r"CREATE VIEW IF NOT EXISTS (\w+) ")
 _ALTER = re.compile(r"^ALTER TABLE (\w+) (.*)$", re.S)
 _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)(?:\(([^)]*)\))?")
 _SHARD_KEY = {
@@ -38,6 +39,9 @@ def render_statement(stmt: str, cluster: str) -> list[str]:
         if not change.startswith("MODIFY SETTING"):
             out.append(f"ALTER TABLE {table} {on} {change}")
         return out
+    view = _VIEW.search(stmt)
+    if view is not None:  # a view over the Distributed tables, on every node
+        return [_VIEW.sub(f"CREATE VIEW IF NOT EXISTS {view.group(1)} {on} ", stmt, count=1)]
     m = _CREATE.search(stmt)
     if m is None:
         return [stmt]

@@ -5,14 +5,13 @@ parameters checked and converted, and run read-only against a :class:`Store`.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
-from sinks.exceptions import QueryError, ReadOnlyViolation
+from sinks.exceptions import QueryError
 
 FAR_PAST = "1970-01-01 00:00:00.000000"
 FAR_FUTURE = "2299-12-31 23:59:59.000000"
@@ -104,24 +103,3 @@ def get_query(name: str) -> QuerySpec:
     if spec is None:
         raise QueryError(f"unknown query {name!r}; known: {', '.join(sorted(QUERIES))}")
     return spec
-
-
-_LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
-_ALLOWED = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
-
-
-def check_read_only(sql: str) -> str:
-    """The statement if it is one read-only statement; else ReadOnlyViolation (readonly=1 backs this up)."""
-    body = _LEADING_COMMENTS.sub("", sql, count=1).strip().rstrip(";").strip()
-    if not body:
-        raise ReadOnlyViolation("empty SQL")
-    first = re.split(r"[\s(]", body, maxsplit=1)[0].upper()
-    if first not in _ALLOWED:
-        raise ReadOnlyViolation(f"only read-only statements ({', '.join(_ALLOWED)}) are allowed, got {first}")
-    if re.search(r";\s*\S", _strip_strings(body)):
-        raise ReadOnlyViolation("one statement at a time")
-    return body
-
-
-def _strip_strings(sql: str) -> str:
-    return re.sub(r"'(?:[^'\\]|\\.)*'", "''", sql)
