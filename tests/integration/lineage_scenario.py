@@ -13,10 +13,16 @@ S2 is read at version 2024-06-01 throughout.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 from factories import dataset_ref, event_uuid, feature_set, inference_record, job_ref, run_event, training_facet
 from lineage.graph import GraphRecord, build_record
+from sinks.base import Message
+from sinks.clickhouse.client import Store
+from sinks.clickhouse.writer import ClickHouseSink
 
 S1 = ("postgres://crm:5432", "crm.public.customers")
 S2 = ("s3://raw", "events/clicks")
@@ -101,3 +107,17 @@ def scenario_records() -> list[GraphRecord]:
     ):
         recs.append(_prediction(n, pid, version, when, complete))
     return recs
+
+
+@contextmanager
+def scenario_store(directory: Path) -> Iterator[Store]:
+    """An embedded store in ``directory`` holding the scenario, written by the real sink; closed on exit."""
+    store = Store.open(f"chdb://{directory}", "lineage")
+    try:
+        sink = ClickHouseSink(store, ["g"])
+        for i, rec in enumerate(scenario_records()):
+            sink.add(Message("g", i % 3, i // 3, rec.event_id.encode(), rec.to_bytes()))
+        sink.flush()
+        yield store
+    finally:
+        store.close()

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from integration.lineage_scenario import RUN, scenario_records
-from sinks.base import Message
+from integration.lineage_scenario import RUN, scenario_records, scenario_store
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
-from sinks.clickhouse.writer import ClickHouseSink
 
 pytestmark = [pytest.mark.integration]
 
@@ -37,16 +35,8 @@ def d(day: int, hour: int, minute: int = 0) -> datetime:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    path: Path = tmp_path_factory.mktemp("queries") / "clickhouse"
-    store = Store.open(f"chdb://{path}", "lineage")
-    sink = ClickHouseSink(store, ["g"])
-    for i, rec in enumerate(scenario_records()):
-        sink.add(Message("g", i % 3, i // 3, rec.event_id.encode(), rec.to_bytes()))
-    sink.flush()
-    try:
+    with scenario_store(tmp_path_factory.mktemp("queries") / "clickhouse") as store:
         yield store
-    finally:
-        store.close()
 
 
 def run(store: Store, query: str, **params: object) -> list[dict]:

@@ -12,12 +12,10 @@ import pytest
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from integration.lineage_scenario import scenario_records
+from integration.lineage_scenario import scenario_store
 from lineage.settings import Settings, SqlSettings
-from sinks.base import Message
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.sandbox import SqlSandbox
-from sinks.clickhouse.writer import ClickHouseSink
 from sinks.exceptions import QueryRefused
 
 pytestmark = [pytest.mark.integration]
@@ -36,15 +34,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def store(data_dir: Path) -> Iterator[Store]:
-    store = Store.open(f"chdb://{data_dir / 'clickhouse'}", "lineage")
-    sink = ClickHouseSink(store, ["g"])
-    for i, rec in enumerate(scenario_records()):
-        sink.add(Message("g", i % 3, i // 3, rec.event_id.encode(), rec.to_bytes()))
-    sink.flush()
-    try:
+    with scenario_store(data_dir / "clickhouse") as store:
         yield store
-    finally:
-        store.close()
 
 
 @pytest.fixture(scope="module")
