@@ -156,7 +156,7 @@ class Judge:
                 raise QueryRefused("EXPLAIN takes one SELECT and no settings")
             self._nodes(body[0])
         else:
-            raise QueryRefused(f"only SELECT, WITH, SHOW TABLES, DESCRIBE and EXPLAIN are allowed, got {root.kind}")
+            raise QueryRefused(f"read-only SQL: only SELECT, WITH, SHOW TABLES, DESCRIBE and EXPLAIN are allowed, got {root.kind}")
 
     def _select_with_union(self, node: AstNode) -> None:
         if [c.kind for c in node.children] != ["ExpressionList"]:

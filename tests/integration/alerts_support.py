@@ -108,6 +108,9 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_over
     pipe = Pipeline(settings, cfg, env, worker, sink, hook)
     try:
         wait_until(lambda: http_json(settings, "/health").get("status") == "ok", 90, f"sink API\n{pipe.logs()}", 0.5)
+        if with_worker:  # the worker's Faust group owns its partitions: tables recovered, agents running
+            wait_until(lambda: group_assignment(settings, settings.topics.graph), 180,
+                       f"the worker to join its group\n{pipe.logs()}", 0.5)
         yield pipe
     finally:
         for proc in (pipe.worker, sink):
