@@ -91,9 +91,12 @@ class Codec:
     @classmethod
     def from_settings(cls, settings: Settings) -> Codec:
         """Codec for ``settings``: Confluent framing when ``schema_registry_url`` is set."""
-        url = settings.schema_registry_url
-        registry = SchemaRegistry(url) if url else None
-        return cls(SchemaRepo.load(), registry, topic_prefix=settings.topics.prefix)
+        return cls.shipped(settings.schema_registry_url, settings.topics.prefix)
+
+    @classmethod
+    def shipped(cls, registry_url: str | None, topic_prefix: str) -> Codec:
+        """The schemas shipped in the package; Confluent framing through ``registry_url`` when given."""
+        return cls(SchemaRepo.load(), SchemaRegistry(registry_url) if registry_url else None, topic_prefix=topic_prefix)
 
     def warm_up(self) -> None:
         """Register every kind's latest schema now (no-op without a registry).

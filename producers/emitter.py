@@ -37,8 +37,7 @@ import producers.context as ctx
 from lineage.codec import Codec
 from lineage.exceptions import EncodeError
 from lineage.kafka import ACKED_PRODUCER, client_config
-from lineage.registry import RegistryError, SchemaRegistry
-from lineage.schemas import SHIPPED_DIR, SchemaRepo
+from lineage.registry import RegistryError
 from producers.config import EmitterConfig
 from producers.events import Event
 from producers.exceptions import EmitterClosedError, ProducerError
@@ -84,12 +83,6 @@ def producer_config(config: EmitterConfig) -> dict[str, Any]:
     return client_config(config.kafka_common(), defaults)
 
 
-def default_codec(config: EmitterConfig) -> Codec:
-    """The schemas shipped in the package; Confluent framing through the registry when one is configured."""
-    url = config.schema_registry_url
-    return Codec(SchemaRepo.load(SHIPPED_DIR), SchemaRegistry(url) if url else None, topic_prefix=config.topic_prefix)
-
-
 class Emitter:
     """Publishes lineage events to Kafka without ever blocking on the network.
 
@@ -118,7 +111,7 @@ class Emitter:
         self.on_error = on_error
         self.shutdown_timeout = shutdown_timeout
         self._topics = config.event_topics
-        self._codec = codec or default_codec(config)
+        self._codec = codec or Codec.shipped(config.schema_registry_url, config.topic_prefix)
         self._client_config = producer_config(config)
         self._client_config["error_cb"] = self._on_client_error
         self.spool = Spool.open_slot(
