@@ -22,7 +22,7 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from lineage.metric_records import PROM_TYPE
-from sinks.clickhouse.client import QueryResult, Store
+from sinks.clickhouse.client import QueryResult, Store, error_line
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
 from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
@@ -64,6 +64,10 @@ class ApiContext:
     settings: Settings
     store: Store
     metrics: SinkMetrics = field(default_factory=SinkMetrics)
+    sandbox: SqlSandbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sandbox = SqlSandbox(self.store, self.settings.sql)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
         """Run SQL (serialized with the sink's inserts). Call from a worker thread, or use `aquery`."""
@@ -80,11 +84,6 @@ METRICS_PROVIDERS: web.AppKey[tuple[MetricsProvider, ...]] = web.AppKey("lineage
 
 def _error(status: int, message: str) -> web.Response:
     return web.Response(status=status, body=dumps({"error": message}), content_type="application/json")
-
-
-def _ch_message(exc: ClickHouseError) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 async def health(request: web.Request) -> web.Response:
@@ -123,16 +122,15 @@ async def sql(request: web.Request) -> web.Response:
             text, params = str(body.get("sql", "")), dict(body.get("params") or {})
         else:
             text, params = await request.text(), dict(request.query)
-        sandbox = SqlSandbox(ctx.store, ctx.settings.sql)
         loop = asyncio.get_running_loop()
         # the role will come from the caller's key once keys exist; until then, auditor
-        res = await loop.run_in_executor(None, partial(sandbox.run, text, DEFAULT_ROLE, params))
+        res = await loop.run_in_executor(None, partial(ctx.sandbox.run, text, DEFAULT_ROLE, params))
     except QueryError as exc:
         return _error(400, str(exc))
     except ValueError:
         return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
     except ClickHouseError as exc:
-        return _error(400, _ch_message(exc))
+        return _error(400, error_line(exc))
     return web.Response(body=dumps(result_json(res)), content_type="application/json")
 
 
@@ -145,7 +143,7 @@ async def named_query(request: web.Request) -> web.Response:
     except QueryError as exc:
         return _error(400, str(exc))
     except ClickHouseError as exc:
-        return _error(400, _ch_message(exc))
+        return _error(400, error_line(exc))
     return web.Response(body=dumps(result_json(res)), content_type="application/json")
 
 

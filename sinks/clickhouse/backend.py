@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sinks.clickhouse.client import QueryResult, Store
+from sinks.clickhouse.client import QueryResult, Store, error_line
 from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
 from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
@@ -52,7 +52,7 @@ class DirectBackend:
         try:
             return self.sandbox.run(text, self.role)
         except ClickHouseError as exc:
-            raise QueryError(_first_line(exc)) from None
+            raise QueryError(error_line(exc)) from None
 
     def close(self) -> None:
         self.store.close()
@@ -64,12 +64,7 @@ def _run(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
     try:
         return store.query(sql, params, READONLY_SETTINGS)
     except ClickHouseError as exc:
-        raise QueryError(_first_line(exc)) from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+        raise QueryError(error_line(exc)) from None
 
 
 class RemoteBackend:

@@ -105,6 +105,12 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+def error_line(exc: Exception) -> str:
+    """The first line of an engine error (at most 500 characters): what a 400 or a CLI error shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
 class Store:
     """A ClickHouse client whose calls are serialized with a lock (chDB handles are not re-entrant)."""
 
