@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -44,3 +45,23 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
 
 def allows(role: Role, action: Action) -> bool:
     return action in PERMISSIONS[role]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts, as the audit log records it: a key's name and role, never self-declared.
+
+    ``via`` is ``api`` (a request with a key) or ``cli`` (the local administrator's direct path,
+    named ``local:<os user>`` with the admin role).
+    """
+
+    name: str
+    role: Role
+    via: str = "api"
+
+    @classmethod
+    def local(cls) -> Actor:
+        """The local administrator: whoever runs the CLI on the store's own machine, no sink running."""
+        import getpass
+
+        return cls(f"local:{getpass.getuser()}", Role.ADMIN, "cli")
