@@ -166,6 +166,20 @@ class SqlSettings(_Group):
     max_memory_usage: int = Field(default=4 << 30, ge=1 << 20)
 
 
+class ApiSettings(_Group):
+    """Access to the sink's HTTP API (keys and roles are managed with `lineage keys`)."""
+
+    #: Serve ``/metrics`` without a key (for a Prometheus that cannot send a bearer token).
+    metrics_public: bool = False
+    #: Lifetime of a browser session made by signing in with a key.
+    session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    #: Host names a browser may reach the API by (DNS-rebinding guard); empty: the API's own
+    #: host, ``localhost`` and ``127.0.0.1``. Scripts with a key are not limited.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Roles that must give a reason (``X-Lineage-Reason`` / ``--reason``) for every query.
+    reason_required: tuple[str, ...] = ("auditor", "investigator")
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -187,6 +201,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8088
     worker_web_port: int = 6066
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
     kek: SecretStr | None = None
     kek_file: Path | None = None
     log_level: str = "INFO"
@@ -197,6 +213,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     alerts: AlertSettings = AlertSettings()
     sql: SqlSettings = SqlSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -228,6 +245,11 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def credentials_path(self) -> Path:
+        """Where the CLI keeps its API key (mode 0600) unless ``LINEAGE_API_KEY`` is set."""
+        return self.api_key_file or (self.data_dir / "credentials")
 
     def kafka_common(self) -> dict[str, Any]:
         """librdkafka options shared by producers, consumers and admin clients."""

@@ -1,6 +1,8 @@
 """HTTP API served by the sink process (the one owner of an embedded chDB store).
 
-``GET /health``, ``GET /metrics``, ``POST /api/sql`` (through the SQL sandbox), ``GET /api/query/<name>?...``.
+``GET /health`` (public, minimal), ``GET /metrics``, ``POST /api/sql`` (through the SQL sandbox),
+``GET /api/query/<name>?...`` and the session routes; every route but ``/health`` (and the
+dashboard's page and assets) needs a key, see :mod:`sinks.access.http`. Queries are audited.
 The process's composition root (the shell's sink service) passes in what else is served: route
 mounts (functions that add routes to the app) and metrics providers (coroutine functions whose
 Prometheus exposition ``/metrics`` appends to the sink's own counters).
@@ -9,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import orjson
@@ -22,11 +25,13 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from lineage.metric_records import PROM_TYPE
-from sinks.clickhouse.client import QueryResult, Store, error_line
+from sinks.access.http import PUBLIC, REASON_HEADER, Guard, Need, actor_of, reason_of, require
+from sinks.access.roles import Action, Actor, Role, allows
+from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
-from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
-from sinks.exceptions import QueryError
+from sinks.clickhouse.sandbox import SqlSandbox
+from sinks.exceptions import QueryError, QueryRefused
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
@@ -57,25 +62,49 @@ def result_json(res: QueryResult) -> dict[str, Any]:
     return {"columns": res.columns, "types": res.types, "rows": res.rows}
 
 
+class AuditRecorder(Protocol):
+    """Appends one entry to the query audit log; raises if it cannot be made durable."""
+
+    def record(self, actor: Actor, action: str, what: str, *, params: Mapping[str, Any] | None = None,
+               reason: str = "", outcome: str = "ok", rows: int = 0, duration_ms: float = 0.0,
+               **details: Any) -> dict[str, Any]: ...
+
+
+#: Named queries that need more than ``Action.QUERY``.
+QUERY_NEEDS: dict[str, Action] = {"audit_log": Action.AUDIT_LOG, "verify": Action.READ_ALL}
+
+
+def sandbox_role(role: Role) -> str:
+    """The SQL sandbox's table set for a key's role: everything with READ_ALL, else anonymised lineage."""
+    return "auditor" if allows(role, Action.READ_ALL) else "analyst"
+
+
 @dataclass
 class ApiContext:
-    """What the handlers need: settings, the store, the sink's counters, and thread-safe query functions."""
+    """What the handlers need: settings, the store, the sink's counters, the audit log and the sandbox.
+
+    Queries from the API run on their own connection to the store (``reader``), so a long
+    statement never holds the sink's insert path.
+    """
 
     settings: Settings
     store: Store
+    audit: AuditRecorder
     metrics: SinkMetrics = field(default_factory=SinkMetrics)
+    reader: Store = field(init=False)
     sandbox: SqlSandbox = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sandbox = SqlSandbox(self.store, self.settings.sql)
+        self.reader = self.store.sibling()
+        self.sandbox = SqlSandbox(self.reader, self.settings.sql)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run SQL (serialized with the sink's inserts). Call from a worker thread, or use `aquery`."""
-        return self.store.query(sql, params, settings)
+        """Run SQL on the API's own connection. Call from a worker thread, or use `aquery`."""
+        return self.reader.query(sql, params, settings)
 
     async def aquery(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.store.query, sql, params, settings))
+        return await loop.run_in_executor(None, partial(self.reader.query, sql, params, settings))
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
@@ -87,15 +116,9 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Minimal and public: alive, and which store (by id only)."""
     ctx: ApiContext = request.app[CTX]
-    body = {
-        "status": "ok",
-        "service": "lineage-sink",
-        "dsn": ctx.store.dsn,
-        "database": ctx.store.database,
-        "embedded": ctx.store.embedded,
-        "sink": ctx.metrics.snapshot(),
-    }
+    body = {"status": "ok", "service": "lineage-sink", "store": store_id(ctx.store.dsn, ctx.store.database)}
     return web.Response(body=dumps(body), content_type="application/json")
 
 
@@ -114,21 +137,49 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=b"".join(parts), headers={"Content-Type": PROM_TYPE})
 
 
+def _audited(ctx: ApiContext, actor: Actor, action: str, what: str, params: Mapping[str, Any], reason: str,
+             run: Callable[[], QueryResult]) -> QueryResult:
+    """Run a query, then append its audit entry (outcome, rows, duration) before the result is released."""
+    started = time.monotonic()
+    try:
+        res = run()
+    except (QueryError, ClickHouseError) as exc:
+        outcome = "refused" if isinstance(exc, QueryRefused) else "failed"
+        ctx.audit.record(actor, action, what, params=params, reason=reason,
+                         outcome=f"{outcome}: {error_line(exc)}", duration_ms=(time.monotonic() - started) * 1e3)
+        raise
+    ctx.audit.record(actor, action, what, params=params, reason=reason, rows=len(res.rows),
+                     duration_ms=(time.monotonic() - started) * 1e3)
+    return res
+
+
+def _reason_missing(ctx: ApiContext, actor: Actor, reason: str) -> web.Response | None:
+    if reason or actor.role.value not in ctx.settings.api.reason_required:
+        return None
+    return _error(400, f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+
+
 async def sql(request: web.Request) -> web.Response:
     ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
     try:
         if request.content_type == "application/json":
             body = await request.json()
             text, params = str(body.get("sql", "")), dict(body.get("params") or {})
+            reason = reason_of(request, body.get("reason"))
         else:
-            text, params = await request.text(), dict(request.query)
-        loop = asyncio.get_running_loop()
-        # the role will come from the caller's key once keys exist; until then, auditor
-        res = await loop.run_in_executor(None, partial(ctx.sandbox.run, text, DEFAULT_ROLE, params))
+            text, params, reason = await request.text(), dict(request.query), reason_of(request)
+    except (ValueError, AttributeError):
+        return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
+    missing = _reason_missing(ctx, actor, reason)
+    if missing is not None:
+        return missing
+    run = partial(ctx.sandbox.run, text, sandbox_role(actor.role), params)
+    loop = asyncio.get_running_loop()
+    try:
+        res = await loop.run_in_executor(None, _audited, ctx, actor, "sql", text, params, reason, run)
     except QueryError as exc:
         return _error(400, str(exc))
-    except ValueError:
-        return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
     except ClickHouseError as exc:
         return _error(400, error_line(exc))
     return web.Response(body=dumps(result_json(res)), content_type="application/json")
@@ -136,10 +187,24 @@ async def sql(request: web.Request) -> web.Response:
 
 async def named_query(request: web.Request) -> web.Response:
     ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
+    name = request.match_info["name"]
+    refused = require(request, QUERY_NEEDS.get(name, Action.QUERY))
+    if refused is not None:
+        return refused
+    raw = {k: v for k, v in request.query.items()}
+    reason = reason_of(request)
+    missing = _reason_missing(ctx, actor, reason)
+    if missing is not None:
+        return missing
+
+    def run() -> QueryResult:
+        spec = get_query(name)
+        return ctx.reader.query(spec.sql, spec.bind(dict(raw)), READONLY_SETTINGS)
+
+    loop = asyncio.get_running_loop()
     try:
-        spec = get_query(request.match_info["name"])
-        params = spec.bind(dict(request.query))
-        res = await ctx.aquery(spec.sql, params, READONLY_SETTINGS)
+        res = await loop.run_in_executor(None, _audited, ctx, actor, "query", name, raw, reason, run)
     except QueryError as exc:
         return _error(400, str(exc))
     except ClickHouseError as exc:
@@ -148,16 +213,39 @@ async def named_query(request: web.Request) -> web.Response:
 
 
 def build_app(
-    ctx: ApiContext, mounts: Sequence[RouteMount] = (), metrics_providers: Sequence[MetricsProvider] = ()
+    ctx: ApiContext,
+    guard: Guard,
+    mounts: Sequence[RouteMount] = (),
+    metrics_providers: Sequence[MetricsProvider] = (),
+    policy: Mapping[str, Need] | None = None,
 ) -> web.Application:
-    """The sink's routes, then each of ``mounts``; ``/metrics`` also serves ``metrics_providers``."""
-    app = web.Application(client_max_size=16 << 20)
+    """The sink's routes, then each of ``mounts``; ``/metrics`` also serves ``metrics_providers``.
+
+    ``policy`` maps each mounted route's path (as registered) to what it needs; a route with no
+    rule is an error here, at startup, rather than a route open to anyone.
+    """
+    app = web.Application(client_max_size=16 << 20, middlewares=[guard.middleware])
     app[CTX] = ctx
     app[METRICS_PROVIDERS] = tuple(metrics_providers)
+    rules: dict[str, Need] = {
+        "/health": PUBLIC,
+        "/metrics": PUBLIC if ctx.settings.api.metrics_public else Action.METRICS,
+        "/api/sql": Action.QUERY,
+        "/api/query/{name}": Action.QUERY,  # and per query, see QUERY_NEEDS
+        **(policy or {}),
+    }
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/sql", sql)
     app.router.add_get("/api/query/{name}", named_query)
+    guard.add_session_routes(app)
     for mount in mounts:
         mount(app)
+    for route in app.router.routes():
+        if route in guard.needs:
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        if path not in rules:
+            raise ValueError(f"route {route.method} {path} has no access rule")
+        guard.protect([route], rules[path])
     return app

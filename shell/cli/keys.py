@@ -1,9 +1,11 @@
 """`lineage keys create | list | revoke | rotate`: API keys with roles (the local administrator's path).
 
 Keys live in the deployment's Redis; the token is printed once and only its SHA-256 is kept.
+``--save`` also stores it as the CLI's key for this checkout (``<data_dir>/credentials``, 0600).
 """
 from __future__ import annotations
 
+import getpass
 import json
 import time
 
@@ -11,16 +13,41 @@ import redis
 import typer
 
 from lineage.keyspace import KeySpace
-from lineage.settings import load_settings
+from lineage.settings import Settings, load_settings
+from sinks.access.credentials import read_api_key, write_api_key
 from sinks.access.keys import ApiKeys, KeyInfo, parse_expiry
 from sinks.access.roles import Role
+from sinks.exceptions import AccessError
 
 app = typer.Typer(help="API keys with roles: create, list, revoke, rotate.", no_args_is_help=True)
 
 
-def _keys() -> ApiKeys:
-    settings = load_settings()
+def _keys(settings: Settings | None = None) -> ApiKeys:
+    settings = settings or load_settings()
     return ApiKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), KeySpace.of(settings))
+
+
+def _save(token: str, info: KeyInfo) -> None:
+    path = load_settings().credentials_path
+    write_api_key(path, token)
+    typer.echo(f"saved as this checkout's CLI key in {path} (mode 0600)", err=True)
+
+
+def ensure_local_admin(settings: Settings) -> tuple[KeyInfo, bool]:
+    """The admin key the CLI of this checkout uses, created (or re-issued) if its token is missing
+    or no longer valid; returns the key and whether a new token was written."""
+    keys = _keys(settings)
+    current = read_api_key(settings)
+    info = keys.authenticate(current) if current else None
+    if info is not None:
+        return info, False
+    name = f"local-admin.{getpass.getuser()}"
+    try:
+        token, info = keys.create(name, Role.ADMIN.value)
+    except AccessError:  # the key exists but this checkout lost its token
+        token, info = keys.rotate(name)
+    write_api_key(settings.credentials_path, token)
+    return info, True
 
 
 def _when(ts: float | None) -> str:
@@ -45,10 +72,13 @@ def create(
     name: str = typer.Option(..., "--name", help="Unique key name (recorded as 'who' in the audit log)."),
     expires: str = typer.Option("never", "--expires", help="Lifetime like 90d, 12h, 30m, or 'never'."),
     as_json: bool = typer.Option(False, "--json", help="Print {token, name, role, ...} as JSON."),
+    save: bool = typer.Option(False, "--save", help="Also store the token as this checkout's CLI key (0600 file)."),
 ) -> None:
     """Create a key and print its token once."""
     token, info = _keys().create(name, role.value, parse_expiry(expires))
     _show(token, info, as_json)
+    if save:
+        _save(token, info)
 
 
 @app.command("list")
@@ -77,7 +107,10 @@ def revoke(
 def rotate(
     name: str = typer.Argument(..., help="Key name."),
     as_json: bool = typer.Option(False, "--json", help="Print the new {token, name, role, ...} as JSON."),
+    save: bool = typer.Option(False, "--save", help="Also store the new token as this checkout's CLI key (0600 file)."),
 ) -> None:
     """Give a key a new token (same name and role); the old token stops working."""
     token, info = _keys().rotate(name)
     _show(token, info, as_json)
+    if save:
+        _save(token, info)
