@@ -164,6 +164,8 @@ class SqlSettings(_Group):
     max_result_rows: int = Field(default=1_000_000, ge=1)
     max_result_bytes: int = Field(default=1 << 30, ge=1)
     max_memory_usage: int = Field(default=4 << 30, ge=1 << 20)
+    #: Statements the API runs at once, each on its own connection (never the sink's insert path).
+    concurrency: int = Field(default=4, ge=1, le=64)
 
 
 class ApiSettings(_Group):

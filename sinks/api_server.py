@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -83,28 +85,43 @@ def sandbox_role(role: Role) -> str:
 class ApiContext:
     """What the handlers need: settings, the store, the sink's counters, the audit log and the sandbox.
 
-    Queries from the API run on their own connection to the store (``reader``), so a long
-    statement never holds the sink's insert path.
+    Queries from the API run on connections of their own (``settings.sql.concurrency`` of them),
+    so a long statement never holds the sink's insert path, nor every other caller.
     """
 
     settings: Settings
     store: Store
     audit: AuditRecorder
     metrics: SinkMetrics = field(default_factory=SinkMetrics)
-    reader: Store = field(init=False)
-    sandbox: SqlSandbox = field(init=False)
+    readers: queue.Queue[Store] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.reader = self.store.sibling()
-        self.sandbox = SqlSandbox(self.reader, self.settings.sql)
+        self.readers = queue.Queue()
+        for _ in range(self.settings.sql.concurrency):
+            self.readers.put(self.store.sibling())
+
+    @contextmanager
+    def reader(self) -> Iterator[Store]:
+        """A connection of the API's own for one statement (waits while all are busy)."""
+        store = self.readers.get()
+        try:
+            yield store
+        finally:
+            self.readers.put(store)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run SQL on the API's own connection. Call from a worker thread, or use `aquery`."""
-        return self.reader.query(sql, params, settings)
+        """Run SQL on one of the API's connections. Call from a worker thread, or use `aquery`."""
+        with self.reader() as store:
+            return store.query(sql, params, settings)
+
+    def sandboxed(self, sql: str, role: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        """Judge and run analyst SQL as ``role`` on one of the API's connections."""
+        with self.reader() as store:
+            return SqlSandbox(store, self.settings.sql).run(sql, role, params)
 
     async def aquery(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.reader.query, sql, params, settings))
+        return await loop.run_in_executor(None, partial(self.query, sql, params, settings))
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
@@ -174,7 +191,7 @@ async def sql(request: web.Request) -> web.Response:
     missing = _reason_missing(ctx, actor, reason)
     if missing is not None:
         return missing
-    run = partial(ctx.sandbox.run, text, sandbox_role(actor.role), params)
+    run = partial(ctx.sandboxed, text, sandbox_role(actor.role), params)
     loop = asyncio.get_running_loop()
     try:
         res = await loop.run_in_executor(None, _audited, ctx, actor, "sql", text, params, reason, run)
@@ -200,7 +217,7 @@ async def named_query(request: web.Request) -> web.Response:
 
     def run() -> QueryResult:
         spec = get_query(name)
-        return ctx.reader.query(spec.sql, spec.bind(dict(raw)), READONLY_SETTINGS)
+        return ctx.query(spec.sql, spec.bind(dict(raw)), READONLY_SETTINGS)
 
     loop = asyncio.get_running_loop()
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from helpers import free_port, wait_until
+from helpers import api_token, auth_headers, free_port, wait_until
 from lineage.graph import GraphRecord
 from lineage.settings import Settings, settings_to_env
 
@@ -86,13 +86,16 @@ def api_sql(settings: Settings, sql: str) -> list[list[Any]]:
     import urllib.request
 
     req = urllib.request.Request(
-        f"{settings.api_url}/api/sql", data=json.dumps({"sql": sql}).encode(), headers={"Content-Type": "application/json"}
+        f"{settings.api_url}/api/sql", data=json.dumps({"sql": sql}).encode(),
+        headers={"Content-Type": "application/json", **auth_headers(settings)},
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())["rows"]
 
 
 def run_cli(settings: Settings, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `lineage ARGS` as a user of this deployment would: with its CLI key (an admin's) in place."""
+    api_token(settings)
     res = subprocess.run([LINEAGE, *args], env=env_for(settings), capture_output=True, text=True, cwd=REPO, timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"lineage {' '.join(args)} exited {res.returncode}: {res.stderr}{res.stdout}")

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from lineage.settings import settings_to_env
 from shell.stack.process import ManagedProcess
+from helpers import auth_headers
 from factories import inference_event, openlineage_event, training_event
 from integration.worker_support import (
     LINEAGE_BIN,
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.integration]
 
 
 def _sql(settings, text: str) -> dict:
-    req = urllib.request.Request(f"{settings.api_url}/api/sql", data=text.encode(), headers={"Content-Type": "text/plain"})
+    req = urllib.request.Request(f"{settings.api_url}/api/sql", data=text.encode(), headers={"Content-Type": "text/plain", **auth_headers(settings)})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
