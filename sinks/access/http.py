@@ -193,7 +193,7 @@ class Guard:
 
     def add_session_routes(self, app: web.Application) -> None:
         self.protect([app.router.add_post(SESSION_PATH, self.sign_in)], PUBLIC)
-        self.protect([app.router.add_get(SESSION_PATH, self.whoami),
+        self.protect([app.router.add_get(SESSION_PATH, self.whoami, allow_head=False),
                       app.router.add_delete(SESSION_PATH, self.sign_out)], ANY_KEY)
 
 

@@ -85,7 +85,8 @@ def worker_proc(settings: Settings, env: dict[str, str], name: str = "worker-0")
     return ManagedProcess.in_data_dir(Path(settings.data_dir), name, argv, env=env, cwd=Path.cwd())
 
 
-def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_overrides: Any) -> Iterator[Pipeline]:
+def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, settings_overrides: dict[str, Any] | None = None,
+                   **alert_overrides: Any) -> Iterator[Pipeline]:
     hook = WebhookReceiver()
     cfg = AlertSettings(**{"webhook_url": hook.url, **alert_overrides})
     tag = uuid.uuid4().hex[:8]
@@ -97,6 +98,7 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_over
         "worker_web_port": free_port(),
     }
     overrides["alerts"] = cfg
+    overrides.update(settings_overrides or {})
     settings = stack.settings(**overrides)
     make_topics(settings)
     env = {**os.environ, **settings_to_env(settings)}

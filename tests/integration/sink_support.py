@@ -1,13 +1,14 @@
 """Helpers for the sink/query/verify integration tests: run `lineage` as a subprocess, produce records."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,41 @@ def sink_group(settings: Settings) -> str:
 
 
 _ = (sys, time)
+
+
+def deployment(stack: Any, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a private deployment on the session stack (own topics, key space, data dir), topics made."""
+    import uuid
+
+    from helpers import make_topics
+    from lineage.settings import TopicSettings
+
+    tag = uuid.uuid4().hex[:8]
+    settings = stack.settings(data_dir=data_dir, app_id=f"test-{tag}",
+                              topics=TopicSettings(prefix=f"t{tag}", openlineage=f"t{tag}.openlineage.events"),
+                              **overrides)
+    make_topics(settings)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, store: Any) -> AsyncIterator[Any]:
+    """The sink's own API (real key checks in Redis, real audit trail on Kafka) on ``store``, in process."""
+    import redis
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from lineage.keyspace import KeySpace
+    from sinks.access.audit import AuditTrail
+    from sinks.access.http import Guard
+    from sinks.access.keys import ApiKeys
+    from sinks.api_server import ApiContext, build_app
+
+    audit = AuditTrail.from_settings(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        app = build_app(ApiContext(settings, store, audit), Guard(ApiKeys(client, KeySpace.of(settings)), settings))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+            yield http
+    finally:
+        client.close()
+        audit.close()

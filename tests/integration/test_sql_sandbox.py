@@ -4,7 +4,6 @@ Needs chDB only (no Kafka): the store is filled with the June 2024 scenario.
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from integration.lineage_scenario import scenario_store
-from lineage.settings import Settings, SqlSettings
+from lineage.settings import SqlSettings
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.sandbox import SqlSandbox
 from sinks.exceptions import QueryRefused
@@ -144,19 +143,3 @@ def test_mixed_texts_never_write_or_read_files(store: Store, sandbox: SqlSandbox
     check()
     assert tables(store) == before
     assert store.query("SELECT count() FROM edges WHERE src = 'fz'").rows[0][0] == 0
-
-
-def test_api_refuses_file_with_a_one_line_400(store: Store) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from sinks.api_server import ApiContext, build_app
-
-    async def scenario() -> None:
-        async with TestClient(TestServer(build_app(ApiContext(Settings(), store)))) as client:
-            resp = await client.post("/api/sql", json={"sql": "SELECT file('/etc/hostname')"})
-            error = (await resp.json())["error"]
-            assert resp.status == 400 and "file" in error and "\n" not in error
-            ok = await client.post("/api/sql", json={"sql": "SELECT count() AS n FROM nodes"})
-            assert ok.status == 200 and (await ok.json())["rows"][0][0] > 0
-
-    asyncio.run(scenario())
