@@ -27,13 +27,15 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from lineage.metric_records import PROM_TYPE
-from sinks.access.http import PUBLIC, REASON_HEADER, Guard, Need, actor_of, reason_of, require
+from lineage.pii.exceptions import AuditError, IntegrityError, PiiError, PointerError, SubjectErased
+from sinks.access.http import ANY_KEY, PUBLIC, REASON_HEADER, Guard, Need, actor_of, forbidden, reason_of, require
 from sinks.access.roles import Action, Actor, Role, allows
 from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
 from sinks.clickhouse.sandbox import SqlSandbox
 from sinks.exceptions import QueryError, QueryRefused
+from sinks.pii.operations import get_snapshot
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
@@ -229,6 +231,46 @@ async def named_query(request: web.Request) -> web.Response:
     return web.Response(body=dumps(result_json(res)), content_type="application/json")
 
 
+DECRYPT_PATH = "/api/snapshots/{pointer:.+}:decrypt"
+_DECRYPT_STATUS: dict[type[Exception], int] = {
+    SubjectErased: 410, PointerError: 404, IntegrityError: 409, AuditError: 503,
+}
+
+
+async def decrypt_snapshot(request: web.Request) -> web.Response:
+    """``POST /api/snapshots/{pointer}:decrypt`` (investigators): the plaintext feature snapshot.
+
+    Body (optional): ``{"reason": ..., "sha256": ...}``; the reason may come as the
+    ``X-Lineage-Reason`` header instead and is required. Who is the key's name. Every attempt is
+    audited, refused and failed ones too, and the audit entry is durable before the plaintext
+    is released.
+    """
+    ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
+    pointer = request.match_info["pointer"]
+    try:
+        body = await request.json() if request.can_read_body else {}
+        if not isinstance(body, dict):
+            raise ValueError
+    except ValueError:
+        return _error(400, 'body must be JSON {"reason": "...", "sha256": "..."} or empty')
+    reason = reason_of(request, body.get("reason"))
+    loop = asyncio.get_running_loop()
+    if not allows(actor.role, Action.DECRYPT):
+        await loop.run_in_executor(None, partial(
+            ctx.audit.record, actor, "decrypt", pointer, reason=reason, outcome="refused: role may not decrypt"))
+        return forbidden(actor, Action.DECRYPT)
+    sha256 = body.get("sha256")
+    try:
+        out = await loop.run_in_executor(None, partial(
+            get_snapshot, ctx.settings, pointer, actor, reason, str(sha256) if sha256 else None))
+    except PiiError as exc:
+        status = next((code for kind, code in _DECRYPT_STATUS.items() if isinstance(exc, kind)), 400)
+        return _error(status, str(exc))
+    return web.Response(body=dumps({k: out[k] for k in ("pointer", "subject_ref", "snapshot")}),
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
 def build_app(
     ctx: ApiContext,
     guard: Guard,
@@ -255,6 +297,8 @@ def build_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/sql", sql)
     app.router.add_get("/api/query/{name}", named_query)
+    # any key: the handler checks the right itself, so a refused attempt is audited too
+    guard.protect([app.router.add_post(DECRYPT_PATH, decrypt_snapshot)], ANY_KEY)
     guard.add_session_routes(app)
     for mount in mounts:
         mount(app)

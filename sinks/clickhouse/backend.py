@@ -32,7 +32,7 @@ class QueryBackend(Protocol):
 
     def named(self, name: str, params: dict[str, Any], reason: str = "") -> QueryResult: ...
 
-    def sql(self, text: str, reason: str = "") -> QueryResult: ...
+    def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult: ...
 
     def close(self) -> None: ...
 
@@ -59,8 +59,8 @@ class DirectBackend:
         return self._audited("query", name, params, reason,
                              lambda: self.store.query(spec.sql, bound, READONLY_SETTINGS))
 
-    def sql(self, text: str, reason: str = "") -> QueryResult:
-        return self._audited("sql", text, {}, reason, lambda: self.sandbox.run(text, "auditor"))
+    def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult:
+        return self._audited("sql", text, params or {}, reason, lambda: self.sandbox.run(text, "auditor", params))
 
     def _audited(self, action: str, what: str, params: dict[str, Any], reason: str,
                  run: Callable[[], QueryResult]) -> QueryResult:
@@ -126,9 +126,9 @@ class RemoteBackend:
         return self._call(urllib.request.Request(f"{self.api_url}/api/query/{name}?{query}",
                                                  headers=self._headers(reason)))
 
-    def sql(self, text: str, reason: str = "") -> QueryResult:
+    def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult:
         # judged by the sink's sandbox, which holds the engine that parses it
-        data = json.dumps({"sql": text}).encode()
+        data = json.dumps({"sql": text, "params": params or {}}).encode()
         headers = {"Content-Type": "application/json", **self._headers(reason)}
         return self._call(urllib.request.Request(f"{self.api_url}/api/sql", data=data, headers=headers))
 
