@@ -202,7 +202,6 @@ class Settings(BaseSettings):
     app_id: str = "lineage-pipeline"
     api_host: str = "127.0.0.1"
     api_port: int = 8088
-    worker_web_port: int = 6066
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     kek: SecretStr | None = None

@@ -114,6 +114,7 @@ ROUTE_POLICY: dict[str, Need] = {
     "/dashboard/static": PUBLIC,
     "/api/dashboard/data": Action.QUERY,
     "/api/alerts": Action.QUERY,
+    "/api/pipeline/stats": Action.QUERY,
     "/metrics/pipeline": Action.METRICS,
 }
 

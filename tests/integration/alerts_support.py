@@ -81,7 +81,7 @@ class Pipeline:
 
 
 def worker_proc(settings: Settings, env: dict[str, str], name: str = "worker-0") -> ManagedProcess:
-    argv = [sys.executable, "-m", "shell", "worker", "--web-port", str(free_port()), "--log-level", "info"]
+    argv = [sys.executable, "-m", "shell", "worker", "--log-level", "info"]
     return ManagedProcess.in_data_dir(Path(settings.data_dir), name, argv, env=env, cwd=Path.cwd())
 
 
@@ -95,7 +95,6 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, settings_ove
         "app_id": f"test-{tag}",
         "topics": TopicSettings(prefix=f"t{tag}", openlineage=f"t{tag}.openlineage.events"),
         "api_port": free_port(),
-        "worker_web_port": free_port(),
     }
     overrides["alerts"] = cfg
     overrides.update(settings_overrides or {})

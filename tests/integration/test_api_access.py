@@ -203,6 +203,7 @@ DATA_ROUTES = [
     ("POST", "/api/v1/lineage/batch", b"[]"),
     ("GET", "/api/alerts", None),
     ("GET", "/api/dashboard/data", None),
+    ("GET", "/api/pipeline/stats", None),
     ("GET", "/metrics", None),
     ("GET", "/metrics/pipeline", None),
 ]
@@ -264,3 +265,6 @@ def test_an_analyst_query_at_its_time_limit_does_not_stall_ingestion(pipe: Pipel
     thread.join(120)
     assert landed_while_running, f"the second batch landed only after the analyst's statement ended ({slow})"
     assert slow["status"] == 400 and "time" in slow["body"]["error"].lower(), slow
+    req = urllib.request.Request(s.api_url + "/api/pipeline/stats", headers=auth_headers(s, "analyst"))
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.loads(resp.read())["accepted.dataset"] >= 170  # the workers' counters, behind a key
