@@ -6,10 +6,9 @@ token. It is written with mode 0600 and refused if anyone but its owner can read
 from __future__ import annotations
 
 import os
-import stat
 from typing import TYPE_CHECKING
 
-from sinks.exceptions import AccessError
+from lineage.private_files import require_private
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,13 +22,10 @@ def read_api_key(settings: Settings) -> str | None:
         return settings.api_key.get_secret_value().strip() or None
     path = settings.credentials_path
     try:
-        st = path.stat()
+        require_private(path, "credentials file")
+        return path.read_text().strip() or None
     except FileNotFoundError:
         return None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise AccessError(f"credentials file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
-                          f"run: chmod 600 {path}")
-    return path.read_text().strip() or None
 
 
 def write_api_key(path: Path, token: str) -> None:

@@ -99,3 +99,12 @@ def test_sealed_dead_letter_round_trip() -> None:
     headers = {"dlq.topic": b"t.inference", "dlq.partition": b"3", "dlq.offset": b"17"}
     assert open_dead_letter(key, nonce + ct, headers) == b"original"
     assert open_sealed(key, nonce, ct, seal_aad("t.inference", 3, 17)) == b"original"
+
+
+def test_a_kek_file_open_to_other_users_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kek.key"
+    LocalKek.from_file(path)  # created 0600
+    assert (path.stat().st_mode & 0o777) == 0o600
+    path.chmod(0o640)
+    with pytest.raises(KekError, match="chmod 600"):
+        LocalKek.from_file(path)
