@@ -87,6 +87,11 @@ class TopicSettings(_Group):
         return self.name("metrics")
 
     @property
+    def audit(self) -> str:
+        """The query audit log's topic: one partition, so one hash chain in one total order."""
+        return self.name("audit")
+
+    @property
     def event_topics(self) -> dict[str, str]:
         """Input topic per event class."""
         return {k: self.name(k) for k in ("dataset", "feature", "training", "inference")}
@@ -182,6 +187,17 @@ class ApiSettings(_Group):
     reason_required: tuple[str, ...] = ("auditor", "investigator")
 
 
+class AuditSettings(_Group):
+    """The query audit log: every decrypt, erase, flag, key operation and query, who, why, outcome."""
+
+    # Rows of `query_audit` older than this are pruned by the sink (about 7 years by default).
+    retention_days: int = Field(default=2557, ge=1)
+    # Retention of the audit topic: how long a stopped sink may stay down without losing a record.
+    topic_retention_days: int = Field(default=30, ge=1)
+    # How long an audited operation waits for Kafka to acknowledge its record before refusing.
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -215,6 +231,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     sql: SqlSettings = SqlSettings()
     api: ApiSettings = ApiSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("clickhouse_url")
     @classmethod

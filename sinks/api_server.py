@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
@@ -27,14 +26,15 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from lineage.metric_records import PROM_TYPE
-from lineage.pii.exceptions import AuditError, IntegrityError, PiiError, PointerError, SubjectErased
+from lineage.pii.exceptions import IntegrityError, PiiError, PointerError, ReasonRequired, SubjectErased
+from sinks.access.audit import DECRYPT, QUERY, SQL, AuditTrail, audited_query
 from sinks.access.http import ANY_KEY, PUBLIC, REASON_HEADER, Guard, Need, actor_of, forbidden, reason_of, require
 from sinks.access.roles import Action, Actor, Role, allows
 from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
 from sinks.clickhouse.sandbox import SqlSandbox
-from sinks.exceptions import QueryError, QueryRefused
+from sinks.exceptions import AuditError, QueryError
 from sinks.pii.operations import get_snapshot
 
 if TYPE_CHECKING:
@@ -66,14 +66,6 @@ def result_json(res: QueryResult) -> dict[str, Any]:
     return {"columns": res.columns, "types": res.types, "rows": res.rows}
 
 
-class AuditRecorder(Protocol):
-    """Appends one entry to the query audit log; raises if it cannot be made durable."""
-
-    def record(self, actor: Actor, action: str, what: str, *, params: Mapping[str, Any] | None = None,
-               reason: str = "", outcome: str = "ok", rows: int = 0, duration_ms: float = 0.0,
-               **details: Any) -> dict[str, Any]: ...
-
-
 #: Named queries that need more than ``Action.QUERY``.
 QUERY_NEEDS: dict[str, Action] = {"audit_log": Action.AUDIT_LOG, "verify": Action.READ_ALL}
 
@@ -93,7 +85,7 @@ class ApiContext:
 
     settings: Settings
     store: Store
-    audit: AuditRecorder
+    audit: AuditTrail
     metrics: SinkMetrics = field(default_factory=SinkMetrics)
     readers: queue.Queue[Store] = field(init=False)
 
@@ -156,22 +148,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=b"".join(parts), headers={"Content-Type": PROM_TYPE})
 
 
-def _audited(ctx: ApiContext, actor: Actor, action: str, what: str, params: Mapping[str, Any], reason: str,
-             run: Callable[[], QueryResult]) -> QueryResult:
-    """Run a query, then append its audit entry (outcome, rows, duration) before the result is released."""
-    started = time.monotonic()
-    try:
-        res = run()
-    except (QueryError, ClickHouseError) as exc:
-        outcome = "refused" if isinstance(exc, QueryRefused) else "failed"
-        ctx.audit.record(actor, action, what, params=params, reason=reason,
-                         outcome=f"{outcome}: {error_line(exc)}", duration_ms=(time.monotonic() - started) * 1e3)
-        raise
-    ctx.audit.record(actor, action, what, params=params, reason=reason, rows=len(res.rows),
-                     duration_ms=(time.monotonic() - started) * 1e3)
-    return res
-
-
 def _reason_missing(ctx: ApiContext, actor: Actor, reason: str) -> web.Response | None:
     if reason or actor.role.value not in ctx.settings.api.reason_required:
         return None
@@ -196,7 +172,7 @@ async def sql(request: web.Request) -> web.Response:
     run = partial(ctx.sandboxed, text, sandbox_role(actor.role), params)
     loop = asyncio.get_running_loop()
     try:
-        res = await loop.run_in_executor(None, _audited, ctx, actor, "sql", text, params, reason, run)
+        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, SQL, text, params, reason, run)
     except QueryError as exc:
         return _error(400, str(exc))
     except ClickHouseError as exc:
@@ -223,7 +199,7 @@ async def named_query(request: web.Request) -> web.Response:
 
     loop = asyncio.get_running_loop()
     try:
-        res = await loop.run_in_executor(None, _audited, ctx, actor, "query", name, raw, reason, run)
+        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, QUERY, name, raw, reason, run)
     except QueryError as exc:
         return _error(400, str(exc))
     except ClickHouseError as exc:
@@ -233,7 +209,7 @@ async def named_query(request: web.Request) -> web.Response:
 
 DECRYPT_PATH = "/api/snapshots/{pointer:.+}:decrypt"
 _DECRYPT_STATUS: dict[type[Exception], int] = {
-    SubjectErased: 410, PointerError: 404, IntegrityError: 409, AuditError: 503,
+    SubjectErased: 410, PointerError: 404, IntegrityError: 409, AuditError: 503, ReasonRequired: 400,
 }
 
 
@@ -258,13 +234,13 @@ async def decrypt_snapshot(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     if not allows(actor.role, Action.DECRYPT):
         await loop.run_in_executor(None, partial(
-            ctx.audit.record, actor, "decrypt", pointer, reason=reason, outcome="refused: role may not decrypt"))
+            ctx.audit.record, actor, DECRYPT, pointer, reason=reason, outcome="refused: role may not decrypt"))
         return forbidden(actor, Action.DECRYPT)
     sha256 = body.get("sha256")
     try:
         out = await loop.run_in_executor(None, partial(
-            get_snapshot, ctx.settings, pointer, actor, reason, str(sha256) if sha256 else None))
-    except PiiError as exc:
+            get_snapshot, ctx.settings, pointer, actor, reason, str(sha256) if sha256 else None, ctx.audit))
+    except (PiiError, AuditError) as exc:
         status = next((code for kind, code in _DECRYPT_STATUS.items() if isinstance(exc, kind)), 400)
         return _error(status, str(exc))
     return web.Response(body=dumps({k: out[k] for k in ("pointer", "subject_ref", "snapshot")}),

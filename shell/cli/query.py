@@ -169,22 +169,33 @@ def sql(
 
 
 def verify(as_json: bool = _JSON, reason: str = _REASON) -> None:
-    """Walk the raw log's hash chain; report altered, missing or duplicated rows (exit 1 if any)."""
+    """Walk the hash chains of the raw log and the query audit log; report altered, missing or
+    duplicated rows (exit 1 if any)."""
     from sinks.clickhouse.backend import open_backend
 
     backend = open_backend(load_settings())
     try:
         res = backend.named("verify", {}, reason)
-        summary = backend.sql("SELECT count(), uniqExact(topic, kafka_partition) FROM raw_events", reason)
+        summary = backend.named("verify_summary", {}, reason)
     finally:
         backend.close()
-    rows, partitions = summary.rows[0]
+    chains = {str(name): {"rows": int(rows), "partitions": int(parts)} for name, rows, parts in summary.rows}
+    rows = sum(c["rows"] for c in chains.values())
+    partitions = sum(c["partitions"] for c in chains.values())
     if as_json:
         problems = [{c: _jsonable(v) for c, v in zip(res.columns, row)} for row in res.rows]
-        print(json.dumps({"ok": not res.rows, "rows": rows, "partitions": partitions, "problems": problems}, indent=2))
+        print(json.dumps({"ok": not res.rows, "rows": rows, "partitions": partitions, "chains": chains,
+                          "problems": problems}, indent=2))
     elif res.rows:
         emit(res.columns, res.rows, False, "hash chain problems")
     else:
-        print(f"hash chain intact: {rows} rows in {partitions} partitions")
+        order = sorted(chains, key=lambda name: (name != "raw_events", name))  # the raw log first
+        print("hash chains intact: " + ", ".join(_chain_line(name, chains[name]) for name in order))
     if res.rows:
         raise typer.Exit(1)
+
+
+def _chain_line(name: str, chain: dict[str, int]) -> str:
+    """``raw_events 48 rows in 3 partitions``."""
+    rows, parts = chain["rows"], chain["partitions"]
+    return f"{name} {rows} row{'s' if rows != 1 else ''} in {parts} partition{'s' if parts != 1 else ''}"

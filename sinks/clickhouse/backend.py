@@ -15,13 +15,14 @@ import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sinks.access.audit import QUERY, SQL, audited_query
 from sinks.access.credentials import read_api_key
 from sinks.access.http import REASON_HEADER
 from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
 from sinks.clickhouse.sandbox import SqlSandbox
-from sinks.exceptions import AccessError, QueryError, QueryRefused, StoreLockedError
+from sinks.exceptions import AccessError, QueryError, StoreLockedError
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
@@ -44,40 +45,34 @@ class DirectBackend:
     """
 
     def __init__(self, store: Store, settings: Settings) -> None:
-        from sinks.access.audit import AuditTrail
+        from sinks.access.audit import open_trail
         from sinks.access.roles import Actor
 
         self.store = store
         self.where = store.dsn
         self.sandbox = SqlSandbox(store, settings.sql)
         self.actor = Actor.local()
-        self.audit = AuditTrail.from_settings(settings)
+        self.audit = open_trail(settings)
 
     def named(self, name: str, params: dict[str, Any], reason: str = "") -> QueryResult:
         spec = get_query(name)
         bound = spec.bind(params)
-        return self._audited("query", name, params, reason,
-                             lambda: self.store.query(spec.sql, bound, READONLY_SETTINGS))
+        return self._audited(QUERY, name, params, reason, lambda: self.store.query(spec.sql, bound, READONLY_SETTINGS))
 
     def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult:
-        return self._audited("sql", text, params or {}, reason, lambda: self.sandbox.run(text, "auditor", params))
+        return self._audited(SQL, text, params or {}, reason, lambda: self.sandbox.run(text, "auditor", params))
 
     def _audited(self, action: str, what: str, params: dict[str, Any], reason: str,
                  run: Callable[[], QueryResult]) -> QueryResult:
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
-        started = time.monotonic()
-        try:
-            res = run()
-        except (QueryError, ClickHouseError) as exc:
-            line = str(exc) if isinstance(exc, QueryError) else error_line(exc)
-            outcome = "refused" if isinstance(exc, QueryRefused) else "failed"
-            self.audit.record(self.actor, action, what, params=params, reason=reason, outcome=f"{outcome}: {line}",
-                              duration_ms=(time.monotonic() - started) * 1e3)
-            raise QueryError(line) from None
-        self.audit.record(self.actor, action, what, params=params, reason=reason, rows=len(res.rows),
-                          duration_ms=(time.monotonic() - started) * 1e3)
-        return res
+        def checked() -> QueryResult:
+            try:
+                return run()
+            except ClickHouseError as exc:  # an engine error is the caller's: one line, recorded
+                raise QueryError(error_line(exc)) from None
+
+        return audited_query(self.audit, self.actor, action, what, params, reason, checked)
 
     def close(self) -> None:
         self.audit.close()

@@ -1,4 +1,4 @@
-"""Envelope crypto, the segment store and the audit log (no Redis: data keys are passed in)."""
+"""Envelope crypto and the segment store (no Redis: data keys are passed in)."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import SecretStr
 
-from sinks.pii.audit import AuditLog
 from lineage.pii.crypto import LocalKek, kek_provider, open_sealed, seal
-from lineage.pii.exceptions import AuditError, IntegrityError, KekError, PointerError
+from lineage.pii.exceptions import IntegrityError, KekError, PointerError
 from lineage.pii.store import SnapshotStore, digest, seal_snapshot, sealed_subject
 from stream_apps.deadletter import open_dead_letter, seal_aad
 
@@ -79,18 +78,6 @@ def test_store_append_read_and_digest(tmp_path: Path) -> None:
     with pytest.raises(PointerError):
         store.read(bad)
     assert stat.S_IMODE(os.stat(tmp_path / stored[0].pointer.split("/")[1]).st_mode) == 0o600
-
-
-def test_audit_log_appends_and_refuses_when_unwritable(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.jsonl")
-    log.record("decrypt", "ann", "appeal 7", pointer="p")
-    log.record("erase", "bob", "gdpr", subject_ref="r")
-    entries = list(log.entries())
-    assert [e["action"] for e in entries] == ["decrypt", "erase"] and entries[0]["who"] == "ann"
-    (tmp_path / "ro").mkdir(mode=0o500)
-    if os.geteuid() != 0:  # root ignores directory permissions
-        with pytest.raises(AuditError):
-            AuditLog(tmp_path / "ro" / "sub" / "audit.jsonl").record("decrypt", "x", "y")
 
 
 def test_sealed_dead_letter_round_trip() -> None:
