@@ -18,6 +18,7 @@ import pytest
 from factories import dataset_ref, run_event
 from helpers import api_token, auth_headers, wait_until
 from integration.alerts_support import Pipeline, start_pipeline
+from integration.sink_support import run_cli
 from integration.worker_support import encode_many, produce_all
 from lineage.settings import Settings, SqlSettings
 
@@ -111,3 +112,41 @@ def test_an_analyst_query_at_its_time_limit_does_not_stall_ingestion(pipe: Pipel
     req = urllib.request.Request(s.api_url + "/api/pipeline/stats", headers=auth_headers(s, "analyst"))
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["accepted.dataset"] >= 170  # the workers' counters, behind a key
+
+
+def test_a_keyed_query_is_in_the_audit_log_with_statement_reason_and_rows(pipe: Pipeline) -> None:
+    import redis
+
+    from lineage.keyspace import KeySpace
+    from sinks.access.keys import ApiKeys
+
+    s = pipe.settings
+    name = f"auditor-{uuid.uuid4().hex[:6]}"
+    client = redis.Redis.from_url(s.redis_url)
+    try:
+        token, _ = ApiKeys(client, KeySpace.of(s)).create(name, "auditor")
+    finally:
+        client.close()
+    statement = "SELECT event_id FROM raw_events LIMIT 3"
+    req = urllib.request.Request(s.api_url + "/api/sql", data=json.dumps({"sql": statement}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+                                          "X-Lineage-Reason": "ticket AUD-7 sample"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        rows = len(json.loads(resp.read())["rows"])
+    refused = urllib.request.Request(s.api_url + "/api/sql", data=json.dumps({"sql": "SELECT file('/etc/hostname')"}).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+                                              "X-Lineage-Reason": "probe"})
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(refused, timeout=30)
+
+    def logged() -> list[dict[str, Any]]:
+        out = run_cli(s, "audit", "log", "--who", name, "--since", "1h", "--json").stdout
+        entries = json.loads(out)
+        return entries if len(entries) >= 2 else []
+
+    entries = wait_until(logged, 60, "the two queries in `lineage audit log`", 0.5)
+    by_what = {e["what"]: e for e in entries}
+    ok = by_what[statement]
+    assert (ok["who"], ok["role"], ok["action"], ok["reason"], ok["outcome"], ok["rows"]) == \
+        (name, "auditor", "sql", "ticket AUD-7 sample", "ok", rows) and rows == 3
+    assert by_what["SELECT file('/etc/hostname')"]["outcome"].startswith("refused: function file()")
