@@ -34,7 +34,7 @@ from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
 from sinks.clickhouse.sandbox import SqlSandbox
-from sinks.exceptions import AuditError, QueryError
+from sinks.exceptions import AuditError, QueryError, QueryRefused
 from sinks.pii.operations import get_snapshot
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class ApiContext:
             self.readers.put(store)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run SQL on one of the API's connections. Call from a worker thread, or use `aquery`."""
+        """Run SQL on one of the API's connections (blocking: call from a worker thread)."""
         with self.reader() as store:
             return store.query(sql, params, settings)
 
@@ -112,10 +112,6 @@ class ApiContext:
         """Judge and run analyst SQL as ``role`` on one of the API's connections."""
         with self.reader() as store:
             return SqlSandbox(store, self.settings.sql).run(sql, role, params)
-
-    async def aquery(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.query, sql, params, settings))
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
@@ -148,10 +144,29 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=b"".join(parts), headers={"Content-Type": PROM_TYPE})
 
 
-def _reason_missing(ctx: ApiContext, actor: Actor, reason: str) -> web.Response | None:
-    if reason or actor.role.value not in ctx.settings.api.reason_required:
-        return None
-    return _error(400, f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+def _refuse(message: str) -> QueryResult:
+    raise QueryRefused(message)
+
+
+async def _answer(ctx: ApiContext, actor: Actor, action: str, what: str, params: Mapping[str, Any], reason: str,
+                  run: Callable[[], QueryResult]) -> web.Response:
+    """Run an audited query on a worker thread and answer with its rows, or a one-line 400.
+
+    Roles in ``api.reason_required`` must give a reason: without one the query does not run, and
+    the refusal is recorded like any other.
+    """
+    if not reason and actor.role.value in ctx.settings.api.reason_required:
+        run = partial(_refuse, f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+    loop = asyncio.get_running_loop()
+    try:
+        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, action, what, params, reason, run)
+    except QueryError as exc:
+        return _error(400, str(exc))
+    except ClickHouseError as exc:
+        return _error(400, error_line(exc))
+    except AuditError as exc:
+        return _error(503, str(exc))
+    return web.Response(body=dumps(result_json(res)), content_type="application/json")
 
 
 async def sql(request: web.Request) -> web.Response:
@@ -166,18 +181,8 @@ async def sql(request: web.Request) -> web.Response:
             text, params, reason = await request.text(), dict(request.query), reason_of(request)
     except (ValueError, AttributeError):
         return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
-    missing = _reason_missing(ctx, actor, reason)
-    if missing is not None:
-        return missing
-    run = partial(ctx.sandboxed, text, sandbox_role(actor.role), params)
-    loop = asyncio.get_running_loop()
-    try:
-        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, SQL, text, params, reason, run)
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+    return await _answer(ctx, actor, SQL, text, params, reason,
+                         partial(ctx.sandboxed, text, sandbox_role(actor.role), params))
 
 
 async def named_query(request: web.Request) -> web.Response:
@@ -187,24 +192,13 @@ async def named_query(request: web.Request) -> web.Response:
     refused = require(request, QUERY_NEEDS.get(name, Action.QUERY))
     if refused is not None:
         return refused
-    raw = {k: v for k, v in request.query.items()}
-    reason = reason_of(request)
-    missing = _reason_missing(ctx, actor, reason)
-    if missing is not None:
-        return missing
+    raw = dict(request.query)
 
     def run() -> QueryResult:
         spec = get_query(name)
         return ctx.query(spec.sql, spec.bind(dict(raw)), READONLY_SETTINGS)
 
-    loop = asyncio.get_running_loop()
-    try:
-        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, QUERY, name, raw, reason, run)
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+    return await _answer(ctx, actor, QUERY, name, raw, reason_of(request), run)
 
 
 DECRYPT_PATH = "/api/snapshots/{pointer:.+}:decrypt"
