@@ -102,11 +102,6 @@ class Guard:
         for route in routes:
             self.needs[route] = need
 
-    def unprotected(self, app: web.Application) -> list[str]:
-        """Routes of ``app`` registered with no need (refused to everyone)."""
-        return [f"{r.method} {r.resource.canonical if r.resource else '?'}"
-                for r in app.router.routes() if r not in self.needs]
-
     # -- the middleware ------------------------------------------------------------------------
 
     @web.middleware
