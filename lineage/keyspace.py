@@ -64,6 +64,10 @@ class KeySpace:
         """Hash: key name -> SHA-256 of its current token."""
         return f"{self.prefix}:access:names"
 
+    def api_session(self, session_sha256: str) -> str:
+        """A signed-in browser session, found by the SHA-256 of its cookie value."""
+        return f"{self.prefix}:access:session:{session_sha256}"
+
     # --- alerts -------------------------------------------------------------------------------
     @property
     def alerts(self) -> str:

@@ -87,6 +87,11 @@ class TopicSettings(_Group):
         return self.name("metrics")
 
     @property
+    def audit(self) -> str:
+        """The query audit log's topic: one partition, so one hash chain in one total order."""
+        return self.name("audit")
+
+    @property
     def event_topics(self) -> dict[str, str]:
         """Input topic per event class."""
         return {k: self.name(k) for k in ("dataset", "feature", "training", "inference")}
@@ -164,6 +169,33 @@ class SqlSettings(_Group):
     max_result_rows: int = Field(default=1_000_000, ge=1)
     max_result_bytes: int = Field(default=1 << 30, ge=1)
     max_memory_usage: int = Field(default=4 << 30, ge=1 << 20)
+    #: Statements the API runs at once, each on its own connection (never the sink's insert path).
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+
+class ApiSettings(_Group):
+    """Access to the sink's HTTP API (keys and roles are managed with `lineage keys`)."""
+
+    #: Serve ``/metrics`` without a key (for a Prometheus that cannot send a bearer token).
+    metrics_public: bool = False
+    #: Lifetime of a browser session made by signing in with a key.
+    session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    #: Host names a browser may reach the API by (DNS-rebinding guard); empty: the API's own
+    #: host, ``localhost`` and ``127.0.0.1``. Scripts with a key are not limited.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Roles that must give a reason (``X-Lineage-Reason`` / ``--reason``) for every query.
+    reason_required: tuple[str, ...] = ("auditor", "investigator")
+
+
+class AuditSettings(_Group):
+    """The query audit log: every decrypt, erase, flag, key operation and query, who, why, outcome."""
+
+    # Rows of `query_audit` older than this are pruned by the sink (about 7 years by default).
+    retention_days: int = Field(default=2557, ge=1)
+    # Retention of the audit topic: how long a stopped sink may stay down without losing a record.
+    topic_retention_days: int = Field(default=30, ge=1)
+    # How long an audited operation waits for Kafka to acknowledge its record before refusing.
+    ack_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -186,7 +218,8 @@ class Settings(BaseSettings):
     app_id: str = "lineage-pipeline"
     api_host: str = "127.0.0.1"
     api_port: int = 8088
-    worker_web_port: int = 6066
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
     kek: SecretStr | None = None
     kek_file: Path | None = None
     log_level: str = "INFO"
@@ -197,6 +230,8 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     alerts: AlertSettings = AlertSettings()
     sql: SqlSettings = SqlSettings()
+    api: ApiSettings = ApiSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -228,6 +263,11 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def credentials_path(self) -> Path:
+        """Where the CLI keeps its API key (mode 0600) unless ``LINEAGE_API_KEY`` is set."""
+        return self.api_key_file or (self.data_dir / "credentials")
 
     def kafka_common(self) -> dict[str, Any]:
         """librdkafka options shared by producers, consumers and admin clients."""

@@ -1,6 +1,7 @@
 """Create the pipeline's topics (idempotent) with the configured partitions and retention."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
@@ -29,6 +30,8 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     n = t.partitions
     specs = {name: TopicSpec(n) for name in [*t.event_topics.values(), t.openlineage, t.graph, t.metrics, t.alerts]}
     specs[t.deadletter] = TopicSpec(n, {"retention.ms": str(30 * 24 * 3600 * 1000)})
+    # The query audit log: one partition (one hash chain, one order); kept long enough for a stopped sink.
+    specs[t.audit] = TopicSpec(1, {"retention.ms": str(settings.audit.topic_retention_days * 24 * 3600 * 1000)})
     # Encrypted snapshots only; short retention so unflagged ones age out.
     specs[t.pii_hold] = TopicSpec(n, {"retention.ms": str(settings.sampling.hold_retention_ms)})
     # Created here, before any worker subscribes: a topic Faust declares itself at start-up can
@@ -49,8 +52,9 @@ def window_counts_retention_ms(settings: Settings) -> int:
     return int(max(settings.alerts.window_retention_s, 86_400.0) * 1000)
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics; returns the names created."""
+def ensure_topics(settings: Settings, timeout: float = 30.0, only: Iterable[str] | None = None) -> list[str]:
+    """Create missing topics (of ``only``, when given); returns the names created."""
+    wanted = None if only is None else set(only)
     admin = AdminClient(settings.kafka_common())
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
@@ -59,7 +63,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     new = [
         NewTopic(name, spec.partitions, settings.topics.replication, config=spec.config)
         for name, spec in topic_specs(settings).items()
-        if name not in existing
+        if name not in existing and (wanted is None or name in wanted)
     ]
     if not new:
         return []

@@ -18,12 +18,12 @@ def _lineage_argv(*args: str) -> list[str]:
 
 
 def worker_process(settings: Settings, index: int = 0) -> ManagedProcess:
-    """Stream worker number `index`; each gets its own web port and Faust data dir."""
+    """Stream worker number `index`."""
     env = {**os.environ, **settings_to_env(settings)}
     return ManagedProcess.in_data_dir(
         settings.data_dir,
         f"worker-{index}",
-        _lineage_argv("worker", "--web-port", str(settings.worker_web_port + index)),
+        _lineage_argv("worker"),
         env=env,
         cwd=Path.cwd(),
         meta={"role": "worker"},

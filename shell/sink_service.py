@@ -15,13 +15,19 @@ import socket
 import threading
 from dataclasses import dataclass
 
+import redis
 from aiohttp import web
 
 from lineage.exceptions import StackError
+from lineage.keyspace import KeySpace
 from lineage.settings import Settings
 from lineage.topics import ensure_topics
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
+from sinks.access.audit import AuditTrail
+from sinks.access.http import PUBLIC, Guard, Need
+from sinks.access.keys import ApiKeys
+from sinks.access.roles import Action
 from sinks.api_server import ApiContext, build_app
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.loop import LoopConfig, SinkLoop, consumer_config
@@ -69,7 +75,13 @@ def run_sink(settings: Settings, options: SinkOptions) -> None:
             metrics,
             LoopConfig(batch_max=options.batch_max, linger_s=options.linger_s),
         )
-        asyncio.run(_serve(settings, loop, ApiContext(settings, store, metrics) if options.api else None))
+        audit = AuditTrail.from_settings(settings) if options.api else None
+        try:
+            api = ApiContext(settings, store, audit, metrics) if audit is not None else None
+            asyncio.run(_serve(settings, loop, api))
+        finally:
+            if audit is not None:
+                audit.close()
     finally:
         store.close()
 
@@ -93,11 +105,28 @@ async def _serve(settings: Settings, loop: SinkLoop, api: ApiContext | None) -> 
     print("lineage sink: stopped", flush=True)
 
 
+#: What each mounted route needs (the sink's own routes are declared by ``build_app``).
+ROUTE_POLICY: dict[str, Need] = {
+    intake_http.LINEAGE_PATH: Action.INTAKE,
+    intake_http.BATCH_PATH: Action.INTAKE,
+    "/dashboard": PUBLIC,  # the page and its assets hold no data; it signs in with a key
+    "/dashboard/": PUBLIC,
+    "/dashboard/static": PUBLIC,
+    "/api/dashboard/data": Action.QUERY,
+    "/api/alerts": Action.QUERY,
+    "/api/pipeline/stats": Action.QUERY,
+    "/metrics/pipeline": Action.METRICS,
+}
+
+
 async def _start_api(settings: Settings, api: ApiContext, monitor: Monitor, emitter: Emitter) -> web.AppRunner:
+    keys = ApiKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=5), KeySpace.of(settings))
     app = build_app(
         api,
+        Guard(keys, settings),
         mounts=[lambda a: intake_http.add_routes(a, emitter), lambda a: dashboard.add_routes(a, monitor)],
         metrics_providers=[lambda: metrics_text(monitor)],
+        policy={**ROUTE_POLICY, "/metrics/pipeline": PUBLIC if settings.api.metrics_public else Action.METRICS},
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

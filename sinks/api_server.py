@@ -1,6 +1,8 @@
 """HTTP API served by the sink process (the one owner of an embedded chDB store).
 
-``GET /health``, ``GET /metrics``, ``POST /api/sql`` (through the SQL sandbox), ``GET /api/query/<name>?...``.
+``GET /health`` (public, minimal), ``GET /metrics``, ``POST /api/sql`` (through the SQL sandbox),
+``GET /api/query/<name>?...`` and the session routes; every route but ``/health`` (and the
+dashboard's page and assets) needs a key, see :mod:`sinks.access.http`. Queries are audited.
 The process's composition root (the shell's sink service) passes in what else is served: route
 mounts (functions that add routes to the app) and metrics providers (coroutine functions whose
 Prometheus exposition ``/metrics`` appends to the sink's own counters).
@@ -9,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import queue
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,11 +26,16 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from lineage.metric_records import PROM_TYPE
-from sinks.clickhouse.client import QueryResult, Store, error_line
+from lineage.pii.exceptions import IntegrityError, PiiError, PointerError, ReasonRequired, SubjectErased
+from sinks.access.audit import DECRYPT, QUERY, SQL, AuditTrail, audited_query
+from sinks.access.http import ANY_KEY, PUBLIC, REASON_HEADER, Guard, Need, actor_of, forbidden, reason_of, require
+from sinks.access.roles import Action, Actor, Role, allows
+from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
-from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
-from sinks.exceptions import QueryError
+from sinks.clickhouse.sandbox import SqlSandbox
+from sinks.exceptions import AuditError, QueryError, QueryRefused
+from sinks.pii.operations import get_snapshot
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
@@ -57,25 +66,52 @@ def result_json(res: QueryResult) -> dict[str, Any]:
     return {"columns": res.columns, "types": res.types, "rows": res.rows}
 
 
+#: Named queries that need more than ``Action.QUERY``.
+QUERY_NEEDS: dict[str, Action] = {"audit_log": Action.AUDIT_LOG, "verify": Action.READ_ALL}
+
+
+def sandbox_role(role: Role) -> str:
+    """The SQL sandbox's table set for a key's role: everything with READ_ALL, else anonymised lineage."""
+    return "auditor" if allows(role, Action.READ_ALL) else "analyst"
+
+
 @dataclass
 class ApiContext:
-    """What the handlers need: settings, the store, the sink's counters, and thread-safe query functions."""
+    """What the handlers need: settings, the store, the sink's counters, the audit log and the sandbox.
+
+    Queries from the API run on connections of their own (``settings.sql.concurrency`` of them),
+    so a long statement never holds the sink's insert path, nor every other caller.
+    """
 
     settings: Settings
     store: Store
+    audit: AuditTrail
     metrics: SinkMetrics = field(default_factory=SinkMetrics)
-    sandbox: SqlSandbox = field(init=False)
+    readers: queue.Queue[Store] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sandbox = SqlSandbox(self.store, self.settings.sql)
+        self.readers = queue.Queue()
+        for _ in range(self.settings.sql.concurrency):
+            self.readers.put(self.store.sibling())
+
+    @contextmanager
+    def reader(self) -> Iterator[Store]:
+        """A connection of the API's own for one statement (waits while all are busy)."""
+        store = self.readers.get()
+        try:
+            yield store
+        finally:
+            self.readers.put(store)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
-        """Run SQL (serialized with the sink's inserts). Call from a worker thread, or use `aquery`."""
-        return self.store.query(sql, params, settings)
+        """Run SQL on one of the API's connections (blocking: call from a worker thread)."""
+        with self.reader() as store:
+            return store.query(sql, params, settings)
 
-    async def aquery(self, sql: str, params: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None) -> QueryResult:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.store.query, sql, params, settings))
+    def sandboxed(self, sql: str, role: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        """Judge and run analyst SQL as ``role`` on one of the API's connections."""
+        with self.reader() as store:
+            return SqlSandbox(store, self.settings.sql).run(sql, role, params)
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
@@ -87,15 +123,9 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Minimal and public: alive, and which store (by id only)."""
     ctx: ApiContext = request.app[CTX]
-    body = {
-        "status": "ok",
-        "service": "lineage-sink",
-        "dsn": ctx.store.dsn,
-        "database": ctx.store.database,
-        "embedded": ctx.store.embedded,
-        "sink": ctx.metrics.snapshot(),
-    }
+    body = {"status": "ok", "service": "lineage-sink", "store": store_id(ctx.store.dsn, ctx.store.database)}
     return web.Response(body=dumps(body), content_type="application/json")
 
 
@@ -114,50 +144,139 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=b"".join(parts), headers={"Content-Type": PROM_TYPE})
 
 
+def _refuse(message: str) -> QueryResult:
+    raise QueryRefused(message)
+
+
+async def _answer(ctx: ApiContext, actor: Actor, action: str, what: str, params: Mapping[str, Any], reason: str,
+                  run: Callable[[], QueryResult]) -> web.Response:
+    """Run an audited query on a worker thread and answer with its rows, or a one-line 400.
+
+    Roles in ``api.reason_required`` must give a reason: without one the query does not run, and
+    the refusal is recorded like any other.
+    """
+    if not reason and actor.role.value in ctx.settings.api.reason_required:
+        run = partial(_refuse, f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+    loop = asyncio.get_running_loop()
+    try:
+        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, action, what, params, reason, run)
+    except QueryError as exc:
+        return _error(400, str(exc))
+    except ClickHouseError as exc:
+        return _error(400, error_line(exc))
+    except AuditError as exc:
+        return _error(503, str(exc))
+    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+
+
 async def sql(request: web.Request) -> web.Response:
     ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
     try:
         if request.content_type == "application/json":
             body = await request.json()
             text, params = str(body.get("sql", "")), dict(body.get("params") or {})
+            reason = reason_of(request, body.get("reason"))
         else:
-            text, params = await request.text(), dict(request.query)
-        loop = asyncio.get_running_loop()
-        # the role will come from the caller's key once keys exist; until then, auditor
-        res = await loop.run_in_executor(None, partial(ctx.sandbox.run, text, DEFAULT_ROLE, params))
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ValueError:
+            text, params, reason = await request.text(), dict(request.query), reason_of(request)
+    except (ValueError, AttributeError):
         return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+    return await _answer(ctx, actor, SQL, text, params, reason,
+                         partial(ctx.sandboxed, text, sandbox_role(actor.role), params))
 
 
 async def named_query(request: web.Request) -> web.Response:
     ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
+    name = request.match_info["name"]
+    refused = require(request, QUERY_NEEDS.get(name, Action.QUERY))
+    if refused is not None:
+        return refused
+    raw = dict(request.query)
+
+    def run() -> QueryResult:
+        spec = get_query(name)
+        return ctx.query(spec.sql, spec.bind(dict(raw)), READONLY_SETTINGS)
+
+    return await _answer(ctx, actor, QUERY, name, raw, reason_of(request), run)
+
+
+DECRYPT_PATH = "/api/snapshots/{pointer:.+}:decrypt"
+_DECRYPT_STATUS: dict[type[Exception], int] = {
+    SubjectErased: 410, PointerError: 404, IntegrityError: 409, AuditError: 503, ReasonRequired: 400,
+}
+
+
+async def decrypt_snapshot(request: web.Request) -> web.Response:
+    """``POST /api/snapshots/{pointer}:decrypt`` (investigators): the plaintext feature snapshot.
+
+    Body (optional): ``{"reason": ..., "sha256": ...}``; the reason may come as the
+    ``X-Lineage-Reason`` header instead and is required. Who is the key's name. Every attempt is
+    audited, refused and failed ones too, and the audit entry is durable before the plaintext
+    is released.
+    """
+    ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
+    pointer = request.match_info["pointer"]
     try:
-        spec = get_query(request.match_info["name"])
-        params = spec.bind(dict(request.query))
-        res = await ctx.aquery(spec.sql, params, READONLY_SETTINGS)
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+        body = await request.json() if request.can_read_body else {}
+        if not isinstance(body, dict):
+            raise ValueError
+    except ValueError:
+        return _error(400, 'body must be JSON {"reason": "...", "sha256": "..."} or empty')
+    reason = reason_of(request, body.get("reason"))
+    loop = asyncio.get_running_loop()
+    if not allows(actor.role, Action.DECRYPT):
+        await loop.run_in_executor(None, partial(
+            ctx.audit.record, actor, DECRYPT, pointer, reason=reason, outcome="refused: role may not decrypt"))
+        return forbidden(actor, Action.DECRYPT)
+    sha256 = body.get("sha256")
+    try:
+        out = await loop.run_in_executor(None, partial(
+            get_snapshot, ctx.settings, pointer, actor, reason, str(sha256) if sha256 else None, ctx.audit))
+    except (PiiError, AuditError) as exc:
+        status = next((code for kind, code in _DECRYPT_STATUS.items() if isinstance(exc, kind)), 400)
+        return _error(status, str(exc))
+    return web.Response(body=dumps({k: out[k] for k in ("pointer", "subject_ref", "snapshot")}),
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 def build_app(
-    ctx: ApiContext, mounts: Sequence[RouteMount] = (), metrics_providers: Sequence[MetricsProvider] = ()
+    ctx: ApiContext,
+    guard: Guard,
+    mounts: Sequence[RouteMount] = (),
+    metrics_providers: Sequence[MetricsProvider] = (),
+    policy: Mapping[str, Need] | None = None,
 ) -> web.Application:
-    """The sink's routes, then each of ``mounts``; ``/metrics`` also serves ``metrics_providers``."""
-    app = web.Application(client_max_size=16 << 20)
+    """The sink's routes, then each of ``mounts``; ``/metrics`` also serves ``metrics_providers``.
+
+    ``policy`` maps each mounted route's path (as registered) to what it needs; a route with no
+    rule is an error here, at startup, rather than a route open to anyone.
+    """
+    app = web.Application(client_max_size=16 << 20, middlewares=[guard.middleware])
     app[CTX] = ctx
     app[METRICS_PROVIDERS] = tuple(metrics_providers)
+    rules: dict[str, Need] = {
+        "/health": PUBLIC,
+        "/metrics": PUBLIC if ctx.settings.api.metrics_public else Action.METRICS,
+        "/api/sql": Action.QUERY,
+        "/api/query/{name}": Action.QUERY,  # and per query, see QUERY_NEEDS
+        **(policy or {}),
+    }
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/sql", sql)
     app.router.add_get("/api/query/{name}", named_query)
+    # any key: the handler checks the right itself, so a refused attempt is audited too
+    guard.protect([app.router.add_post(DECRYPT_PATH, decrypt_snapshot)], ANY_KEY)
+    guard.add_session_routes(app)
     for mount in mounts:
         mount(app)
+    for route in app.router.routes():
+        if route in guard.needs:
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        if path not in rules:
+            raise ValueError(f"route {route.method} {path} has no access rule")
+        guard.protect([route], rules[path])
     return app

@@ -62,6 +62,9 @@ class Sink(ABC):
     def discard(self, partitions: set[tuple[str, int]]) -> None:  # noqa: B027 - optional hook
         """Forget buffered messages of revoked partitions (their new owner re-reads them)."""
 
+    def maintain(self) -> None:  # noqa: B027 - optional hook
+        """Housekeeping between batches (e.g. retention), called often: the sink decides when it is due."""
+
 
 #: URL scheme -> "module:factory" building a Sink from settings.
 SCHEMES: dict[str, str] = {

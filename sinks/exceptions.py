@@ -38,3 +38,7 @@ class MigrationError(SinkError):
 
 class AccessError(SinkError):
     """An API key operation was refused (unknown or duplicate name, bad role or expiry)."""
+
+
+class AuditError(SinkError):
+    """The audit record was not acknowledged by Kafka, so the operation was refused."""

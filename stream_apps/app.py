@@ -14,7 +14,7 @@ def broker_urls(bootstrap: str) -> str:
     return ";".join(f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip())
 
 
-def create_app(settings: Settings, web_port: int | None = None, **overrides: Any) -> faust.App:
+def create_app(settings: Settings, **overrides: Any) -> faust.App:
     """The lineage pipeline app: the event path (model-lineage table + consumer loop) and the completeness windows."""
     datadir = (Path(settings.data_dir) / "faust" / settings.app_id).resolve()
     datadir.mkdir(parents=True, exist_ok=True)
@@ -27,9 +27,9 @@ def create_app(settings: Settings, web_port: int | None = None, **overrides: Any
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication,
         consumer_auto_offset_reset="earliest",
-        web_host="127.0.0.1",
-        web_port=web_port if web_port is not None else settings.worker_web_port,
-        web_in_thread=False,
+        # no web server: a worker serves nothing (its counters are in Redis, read through the
+        # sink's authenticated API), so it opens no port that would need its own access control
+        web_enabled=False,
         producer_acks=-1,
         stream_buffer_maxsize=16_384,
         broker_commit_every=5_000,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -64,3 +65,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def api_token(settings: Settings, role: str = "admin") -> str:
+    """A real API key of ``role`` for this deployment (created once per key space and role).
+
+    The admin key is also stored as the deployment's CLI key (``<data_dir>/credentials``, 0600),
+    so `lineage` commands run by a test authenticate like a user's would after ``make demo``.
+    """
+    import redis
+
+    from lineage.keyspace import KeySpace
+    from sinks.access.credentials import write_api_key
+    from sinks.access.keys import ApiKeys
+
+    space = KeySpace.of(settings)
+    cached = _TOKENS.get((space.prefix, role))
+    if cached is None:
+        client = redis.Redis.from_url(settings.redis_url)
+        try:
+            cached, _ = ApiKeys(client, space).create(f"test-{role}-{uuid.uuid4().hex[:6]}", role)
+        finally:
+            client.close()
+        _TOKENS[(space.prefix, role)] = cached
+    if role == "admin" and not settings.credentials_path.exists():
+        write_api_key(settings.credentials_path, cached)
+    return cached
+
+
+def auth_headers(settings: Settings, role: str = "admin", reason: str = "") -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {api_token(settings, role)}"}
+    if reason:
+        headers["X-Lineage-Reason"] = reason
+    return headers

@@ -23,7 +23,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from lineage.exceptions import ConfigError
 from lineage.pii.exceptions import KekError
+from lineage.private_files import require_private
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
@@ -70,9 +72,12 @@ class LocalKek:
                     fh.flush()
                     os.fsync(fh.fileno())
         try:
+            require_private(path, "KEK file")
             text = path.read_text().strip()
         except OSError as exc:
             raise KekError(f"cannot read KEK file {path}: {exc.strerror}") from None
+        except ConfigError as exc:
+            raise KekError(str(exc)) from None
         return cls(_decode_key(text if ":" in text else f"base64:{text}", str(path)), name=f"file:{path}")
 
     def wrap(self, dek: bytes, aad: bytes) -> bytes:

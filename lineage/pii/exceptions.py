@@ -34,5 +34,5 @@ class IntegrityError(PiiError):
     """Stored ciphertext does not match its digest or fails authentication."""
 
 
-class AuditError(PiiError):
-    """The audit record could not be written, so the operation was refused."""
+class ReasonRequired(PiiError):
+    """An operation that must say why (a decrypt) was asked without a reason."""

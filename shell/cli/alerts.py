@@ -1,17 +1,15 @@
-"""`lineage alerts`: active and recent alerts, read through the sink's API (ClickHouse `alerts`)."""
+"""`lineage alerts`: active and recent alerts from ClickHouse's `alerts` table (through the sink's API
+with the CLI's key, or the store directly when no sink runs)."""
 from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import typer
 
-from lineage.exceptions import LineageError
-from lineage.settings import load_settings
+from lineage.settings import Settings, load_settings
 
 SQL = """
 SELECT a.fingerprint AS fingerprint, a.alert_name AS alert_name, argMax(a.state, a.updated_at) AS state,
@@ -39,17 +37,15 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def fetch(api_url: str, since: datetime, limit: int) -> list[dict[str, Any]]:
-    body = json.dumps({"sql": SQL, "params": {"since": since.strftime("%Y-%m-%d %H:%M:%S"), "limit": limit}}).encode()
-    req = urllib.request.Request(f"{api_url}/api/sql", data=body, headers={"Content-Type": "application/json"})
+def fetch(settings: Settings, since: datetime, limit: int) -> list[dict[str, Any]]:
+    from sinks.clickhouse.backend import open_backend
+
+    backend = open_backend(settings)
     try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            res = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise LineageError(f"sink API {api_url} refused the alerts query: {exc.read().decode()[:300]}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise LineageError(f"sink API {api_url} is not answering ({exc}); is `lineage sink` running?") from None
-    return [dict(zip(res["columns"], row)) for row in res["rows"]]
+        res = backend.sql(SQL, params={"since": since.strftime("%Y-%m-%d %H:%M:%S"), "limit": limit})
+    finally:
+        backend.close()
+    return [dict(zip(res.columns, row)) for row in res.rows]
 
 
 def alerts(
@@ -60,7 +56,7 @@ def alerts(
 ) -> None:
     """List active and recent completeness and queue-depth alerts."""
     settings = load_settings()
-    rows = fetch(settings.api_url, parse_since(since), limit)
+    rows = fetch(settings, parse_since(since), limit)
     if active:
         rows = [r for r in rows if r["state"] == "firing"]
     if as_json:

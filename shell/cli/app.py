@@ -34,6 +34,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("shell.cli.query", "app", "query"),
     ("shell.cli.query", "sql", "sql"),
     ("shell.cli.query", "verify", "verify"),
+    ("shell.cli.audit", "app", "audit"),
     ("shell.cli.emit", "emit", "emit"),
     ("shell.cli.demo", "demo", "demo"),
     ("shell.cli.bench", "bench", "bench"),

@@ -66,6 +66,7 @@ def demo(
     timeout: float = typer.Option(180.0, "--timeout", min=10, help="Seconds to wait for the scenario to land."),
 ) -> None:
     """Start the local stack and pipeline, emit the lending scenario, print provenance and impact."""
+    from shell.cli.keys import ensure_local_admin
     from shell.cli.query import emit as show
     from shell.processes import start_pipeline
     from shell.stack import Stack
@@ -78,6 +79,9 @@ def demo(
     console.print("[bold]1/5[/] starting Kafka (KRaft) and Redis ...")
     Stack(settings).up()
     ensure_topics(settings)
+    admin, issued = ensure_local_admin(settings)
+    console.print(f"     admin key {admin.name!r} {'created and ' if issued else ''}kept in "
+                  f"{settings.credentials_path} (mode 0600); this checkout's CLI uses it")
     console.print(f"[bold]2/5[/] starting {workers} stream worker(s) and the ClickHouse sink ...")
     start_pipeline(settings, workers=workers)
     with closing(_sink_backend(settings, timeout)) as backend:
@@ -111,7 +115,8 @@ def demo(
     print(
         f"\nemitter: {stats['delivered']} delivered, {stats['spool_depth']} still spooled, "
         f"{stats['failed']} failed\n"
-        f"dashboard: {settings.api_url}/dashboard    metrics: {settings.api_url}/metrics\n"
+        f"dashboard: {settings.api_url}/dashboard (sign in with the key in {settings.credentials_path})\n"
+        f"more keys: `.venv/bin/lineage keys create --role analyst|auditor|investigator|emitter --name NAME`\n"
         f"The stack is still running. Query it with `.venv/bin/lineage query ...`; "
         f"stop it with `make down` (or `.venv/bin/lineage stack down`)."
     )

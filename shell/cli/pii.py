@@ -1,7 +1,10 @@
-"""`lineage flag`, `lineage snapshot get`, `lineage erase`: operator actions on PII, all audited."""
+"""`lineage flag`, `lineage snapshot get`, `lineage erase`: operator actions on PII, all audited.
+
+The audit log records the local administrator (``local:<os user>``) as who acted: on this path who
+acts is the person at the store's machine, never a name typed on the command line.
+"""
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Any
 
@@ -12,10 +15,6 @@ from lineage.settings import load_settings
 snapshot_app = typer.Typer(help="Encrypted feature snapshots.", no_args_is_help=True)
 
 
-def _who(who: str | None) -> str:
-    return who or getpass.getuser()
-
-
 def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
 
@@ -24,27 +23,33 @@ def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
 def snapshot_get(
     pointer: str = typer.Argument(..., help="Snapshot pointer from the lineage (pii-store:v1/...)."),
     reason: str = typer.Option(..., "--reason", help="Why you need the plaintext (recorded in the audit log)."),
-    who: str = typer.Option(None, "--who", help="Who is asking (default: the OS user)."),
     sha256: str = typer.Option(None, "--sha256", help="Expected digest from the lineage; refuse on mismatch."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Decrypt one feature snapshot; writes an audit record (who, when, why) first."""
+    """Decrypt one feature snapshot; the audit record (who, when, why, outcome) is written first."""
+    from sinks.access.audit import open_trail
+    from sinks.access.roles import Actor
     from sinks.pii.operations import get_snapshot
 
-    out = get_snapshot(load_settings(), pointer, _who(who), reason, sha256)
+    settings = load_settings()
+    with open_trail(settings) as trail:
+        out = get_snapshot(settings, pointer, Actor.local(), reason, sha256, audit=trail)
     _print(out, as_json, json.dumps(out["snapshot"], indent=2, sort_keys=True))
 
 
 def flag(
     prediction: str = typer.Option(..., "--prediction", help="Prediction id to give full lineage."),
     reason: str = typer.Option("flagged for review", "--reason", help="Why (recorded in the audit log)."),
-    who: str = typer.Option(None, "--who", help="Who flags (default: the OS user)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Promote a prediction's held snapshot to full lineage; later predictions of its subject are captured in full."""
+    from sinks.access.audit import open_trail
+    from sinks.access.roles import Actor
     from sinks.pii.operations import flag_prediction
 
-    out = flag_prediction(load_settings(), prediction, _who(who), reason)
+    settings = load_settings()
+    with open_trail(settings) as trail:
+        out = flag_prediction(settings, prediction, Actor.local(), reason, audit=trail)
     state = "already flagged" if out["already_flagged"] else "flagged"
     _print(out, as_json, f"{prediction}: {state}; snapshot {out['snapshot_pointer']} sha256 {out['snapshot_sha256']}")
 
@@ -52,12 +57,15 @@ def flag(
 def erase(
     subject: str = typer.Option(..., "--subject", help="Data subject id whose snapshots must become unreadable."),
     reason: str = typer.Option("erasure request", "--reason", help="Why (recorded in the audit log)."),
-    who: str = typer.Option(None, "--who", help="Who erases (default: the OS user)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Destroy the subject's data key (crypto-shredding) and record the erasure."""
+    from sinks.access.audit import open_trail
+    from sinks.access.roles import Actor
     from sinks.pii.operations import erase_subject
 
-    out = erase_subject(load_settings(), subject, _who(who), reason)
+    settings = load_settings()
+    with open_trail(settings) as trail:
+        out = erase_subject(settings, subject, Actor.local(), reason, audit=trail)
     state = "data key destroyed" if out["key_destroyed"] else "no data key existed; erasure recorded"
     _print(out, as_json, f"subject {out['subject_ref']}: {state} at {out['erased_at']}")

@@ -18,6 +18,7 @@ from lineage.settings import load_settings
 app = typer.Typer(help="Lineage questions: provenance, impact, diff, completeness.", no_args_is_help=True)
 
 _JSON = typer.Option(False, "--json", help="Print a JSON array of row objects.")
+_REASON = typer.Option("", "--reason", help="Why you ask (recorded in the audit log; required for auditor and investigator keys).")
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,12 +59,12 @@ def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], as_json: bool, t
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
 
 
-def _run(name: str, params: dict[str, Any], as_json: bool, title: str = "") -> int:
+def _run(name: str, params: dict[str, Any], as_json: bool, title: str = "", reason: str = "") -> int:
     from sinks.clickhouse.backend import open_backend
 
     backend = open_backend(load_settings())
     try:
-        res = backend.named(name, params)
+        res = backend.named(name, params, reason)
     finally:
         backend.close()
     emit(res.columns, res.rows, as_json, title)
@@ -75,18 +76,21 @@ def prediction(
     prediction_id: str = typer.Argument(..., help="Prediction id."),
     depth: int = typer.Option(12, "--depth", min=1, max=100, help="Hops to follow upstream."),
     as_json: bool = _JSON,
+    reason: str = _REASON,
 ) -> None:
     """Backward provenance of one prediction: model version, training run, feature sets, datasets, sources."""
-    n = _run("prediction", {"prediction_id": prediction_id, "max_depth": depth}, as_json, f"provenance of prediction {prediction_id}")
+    n = _run("prediction", {"prediction_id": prediction_id, "max_depth": depth}, as_json,
+             f"provenance of prediction {prediction_id}", reason)
     if n == 0 and not as_json:
         print(f"no lineage recorded for prediction {prediction_id}", file=sys.stderr)
 
 
 def _graph(direction: str, namespace: str, name: str, node_type: str, depth: int, since: str | None,
-           until: str | None, as_of: str | None, as_json: bool) -> None:
+           until: str | None, as_of: str | None, as_json: bool, reason: str) -> None:
     params = {"namespace": namespace, "name": name, "node_type": node_type, "max_depth": depth,
               "since": since, "until": until, "as_of": as_of}
-    _run(direction, params, as_json, f"{direction} of {namespace}/{name}" if namespace else f"{direction} of {name}")
+    _run(direction, params, as_json, f"{direction} of {namespace}/{name}" if namespace else f"{direction} of {name}",
+         reason)
 
 
 _NS = typer.Option("", "--namespace", help="Node namespace (dataset source URI, job namespace; '' for models/feature sets).")
@@ -101,17 +105,17 @@ _ASOF = typer.Option(None, "--as-of", help="Answer as the graph stood at this ti
 @app.command("upstream")
 def upstream(namespace: str = _NS, name: str = _NAME, node_type: str = _TYPE, depth: int = _DEPTH,
              since: str | None = _SINCE, until: str | None = _UNTIL, as_of: str | None = _ASOF,
-             as_json: bool = _JSON) -> None:
+             as_json: bool = _JSON, reason: str = _REASON) -> None:
     """Everything a node was derived from."""
-    _graph("upstream", namespace, name, node_type, depth, since, until, as_of, as_json)
+    _graph("upstream", namespace, name, node_type, depth, since, until, as_of, as_json, reason)
 
 
 @app.command("downstream")
 def downstream(namespace: str = _NS, name: str = _NAME, node_type: str = _TYPE, depth: int = _DEPTH,
                since: str | None = _SINCE, until: str | None = _UNTIL, as_of: str | None = _ASOF,
-               as_json: bool = _JSON) -> None:
+               as_json: bool = _JSON, reason: str = _REASON) -> None:
     """Everything derived from a node (forward impact), e.g. of a table's records in a date range."""
-    _graph("downstream", namespace, name, node_type, depth, since, until, as_of, as_json)
+    _graph("downstream", namespace, name, node_type, depth, since, until, as_of, as_json, reason)
 
 
 @app.command("diff")
@@ -120,16 +124,18 @@ def diff(
     from_version: str = typer.Option(..., "--from", help="Old version."),
     to_version: str = typer.Option(..., "--to", help="New version."),
     as_json: bool = _JSON,
+    reason: str = _REASON,
 ) -> None:
     """What changed between two versions of a model: data versions, features, code, hyperparameters."""
     _run("diff", {"model": model, "from_version": from_version, "to_version": to_version}, as_json,
-         f"{model}: {from_version} -> {to_version}")
+         f"{model}: {from_version} -> {to_version}", reason)
 
 
 @app.command("completeness")
-def completeness(model: str = typer.Option(..., "--model", help="Model name."), as_json: bool = _JSON) -> None:
+def completeness(model: str = typer.Option(..., "--model", help="Model name."), as_json: bool = _JSON,
+                 reason: str = _REASON) -> None:
     """Share of a model's predictions and versions with full lineage."""
-    _run("completeness", {"model": model}, as_json, f"lineage completeness of {model}")
+    _run("completeness", {"model": model}, as_json, f"lineage completeness of {model}", reason)
 
 
 @app.command("sources")
@@ -139,44 +145,57 @@ def sources(
     until: str | None = typer.Option(None, "--until", help="Predictions until (ISO 8601, UTC)."),
     depth: int = typer.Option(12, "--depth", min=1, max=100, help="Hops to follow upstream."),
     as_json: bool = _JSON,
+    reason: str = _REASON,
 ) -> None:
     """Audit: which source datasets (and versions) contributed to a model's predictions in a window."""
     _run("sources", {"model": model, "since": since, "until": until, "max_depth": depth}, as_json,
-         f"sources behind {model} predictions")
+         f"sources behind {model} predictions", reason)
 
 
 def sql(
     statement: str = typer.Argument(..., help="One read-only statement (SELECT, WITH, SHOW TABLES, DESCRIBE, EXPLAIN), judged by the SQL sandbox."),
     as_json: bool = _JSON,
+    reason: str = _REASON,
 ) -> None:
-    """Run read-only SQL against the configured ClickHouse (embedded or server)."""
+    """Run read-only SQL against the configured ClickHouse (embedded or server), audited."""
     from sinks.clickhouse.backend import open_backend
 
     backend = open_backend(load_settings())
     try:
-        res = backend.sql(statement)
+        res = backend.sql(statement, reason)
     finally:
         backend.close()
     emit(res.columns, res.rows, as_json)
 
 
-def verify(as_json: bool = _JSON) -> None:
-    """Walk the raw log's hash chain; report altered, missing or duplicated rows (exit 1 if any)."""
+def verify(as_json: bool = _JSON, reason: str = _REASON) -> None:
+    """Walk the hash chains of the raw log and the query audit log; report altered, missing or
+    duplicated rows (exit 1 if any)."""
     from sinks.clickhouse.backend import open_backend
 
     backend = open_backend(load_settings())
     try:
-        res = backend.named("verify", {})
-        summary = backend.sql("SELECT count(), uniqExact(topic, kafka_partition) FROM raw_events")
+        res = backend.named("verify", {}, reason)
+        summary = backend.named("verify_summary", {}, reason)
     finally:
         backend.close()
-    rows, partitions = summary.rows[0]
+    chains = {str(name): {"rows": int(rows), "partitions": int(parts)} for name, rows, parts in summary.rows}
+    rows = sum(c["rows"] for c in chains.values())
+    partitions = sum(c["partitions"] for c in chains.values())
     if as_json:
         problems = [{c: _jsonable(v) for c, v in zip(res.columns, row)} for row in res.rows]
-        print(json.dumps({"ok": not res.rows, "rows": rows, "partitions": partitions, "problems": problems}, indent=2))
+        print(json.dumps({"ok": not res.rows, "rows": rows, "partitions": partitions, "chains": chains,
+                          "problems": problems}, indent=2))
     elif res.rows:
         emit(res.columns, res.rows, False, "hash chain problems")
     else:
-        print(f"hash chain intact: {rows} rows in {partitions} partitions")
+        order = sorted(chains, key=lambda name: (name != "raw_events", name))  # the raw log first
+        print("hash chains intact: " + ", ".join(_chain_line(name, chains[name]) for name in order))
     if res.rows:
         raise typer.Exit(1)
+
+
+def _chain_line(name: str, chain: dict[str, int]) -> str:
+    """``raw_events 48 rows in 3 partitions``."""
+    rows, parts = chain["rows"], chain["partitions"]
+    return f"{name} {rows} row{'s' if rows != 1 else ''} in {parts} partition{'s' if parts != 1 else ''}"

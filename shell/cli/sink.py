@@ -18,7 +18,7 @@ def sink(
     cluster: str = typer.Option("", "--cluster", help="With --render-ddl: ON CLUSTER / Replicated / Distributed DDL."),
     instance_id: str = typer.Option("", "--instance-id", help="Static consumer-group member id (default: host + store)."),
 ) -> None:
-    """Consume graph, metrics and alerts topics into ClickHouse (commit after insert) and serve queries."""
+    """Consume graph, metrics, alerts and audit topics into ClickHouse (commit after insert) and serve queries."""
     from sinks.clickhouse.cluster import render_cluster_ddl, render_single_ddl
 
     if render_ddl:

@@ -8,7 +8,6 @@ from lineage.topics import ensure_topics
 
 
 def worker(
-    web_port: int = typer.Option(None, "--web-port", help="Worker web server port (default: settings.worker_web_port)."),
     log_level: str = typer.Option(None, "--log-level", help="debug|info|warning|error (default: settings.log_level)."),
 ) -> None:
     """Validate, enrich, sample and PII-route lineage events; several workers share the load."""
@@ -18,7 +17,7 @@ def worker(
 
     settings = load_settings()
     ensure_topics(settings)
-    app = create_app(settings, web_port=web_port)
+    app = create_app(settings)
     level = (log_level or settings.log_level).lower()
     # Faust installs SIGINT/SIGTERM handlers: in-flight batches finish, acked offsets are committed.
     faust.Worker(app, loglevel=level, quiet=True).execute_from_commandline()

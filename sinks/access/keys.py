@@ -127,6 +127,42 @@ class ApiKeys:
         info = _info(raw)
         return None if info.expired(time.time() if now is None else now) else info
 
+    # -- browser sessions -------------------------------------------------------------------
+
+    def open_session(self, token: str, ttl_s: float, now: float | None = None) -> tuple[str, KeyInfo] | None:
+        """Sign in with a key: a new session secret (for a cookie) and the key, or None for a bad token.
+
+        The session lives at most ``ttl_s`` and never past the key's expiry; it ends at once when
+        the key is revoked or rotated (it is checked against the key's current token digest).
+        """
+        info = self.authenticate(token, now)
+        if info is None:
+            return None
+        now = time.time() if now is None else now
+        end = now + ttl_s if info.expires_at is None else min(now + ttl_s, info.expires_at)
+        secret = secrets.token_urlsafe(32)
+        record = {"key": token_digest(token), "expires_at": end}
+        self.redis.set(self.space.api_session(token_digest(secret)), orjson.dumps(record), px=max(1, int((end - now) * 1000)))
+        return secret, info
+
+    def session(self, secret: str, now: float | None = None) -> KeyInfo | None:
+        """The key a session secret signs in as, or None (unknown, expired, or its key revoked or rotated)."""
+        raw = self.redis.get(self.space.api_session(token_digest(secret)))
+        if raw is None:
+            return None
+        record = orjson.loads(raw)
+        now = time.time() if now is None else now
+        if now >= float(record["expires_at"]):
+            return None
+        key = self.redis.get(self.space.api_key(record["key"]))
+        if key is None:
+            return None
+        info = _info(key)
+        return None if info.expired(now) else info
+
+    def close_session(self, secret: str) -> None:
+        self.redis.delete(self.space.api_session(token_digest(secret)))
+
     def _digest(self, name: str) -> str:
         digest = self.redis.hget(self.space.api_key_names, name)
         if digest is None:

@@ -24,6 +24,7 @@ class Role(str, Enum):
 class Action(str, Enum):
     INTAKE = "intake"  # POST lineage events
     QUERY = "query"  # named queries, SQL over anonymised lineage, dashboard data
+    METRICS = "metrics"  # Prometheus exposition (unless served publicly)
     READ_ALL = "read_all"  # raw events and subject references too
     REPORTS = "reports"
     AUDIT_LOG = "audit_log"
@@ -33,10 +34,10 @@ class Action(str, Enum):
     KEYS = "keys"
 
 
-_AUDITOR = frozenset({Action.QUERY, Action.READ_ALL, Action.REPORTS, Action.AUDIT_LOG})
+_AUDITOR = frozenset({Action.QUERY, Action.METRICS, Action.READ_ALL, Action.REPORTS, Action.AUDIT_LOG})
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.EMITTER: frozenset({Action.INTAKE}),
-    Role.ANALYST: frozenset({Action.QUERY}),
+    Role.ANALYST: frozenset({Action.QUERY, Action.METRICS}),
     Role.AUDITOR: _AUDITOR,
     Role.INVESTIGATOR: _AUDITOR | {Action.DECRYPT},
     Role.ADMIN: frozenset(Action),

@@ -1,8 +1,9 @@
 """Where `lineage query/sql/verify` run: the running sink's API, or the store opened directly.
 
 Embedded chDB can be opened by one process only: when a sink owns the directory it answers on
-``settings.api_url`` and everything goes through it; when nobody owns it the CLI opens it (and
-owns it meanwhile, see ``ownership``). A ClickHouse server is always queried directly.
+``settings.api_url`` and everything goes through it, with the CLI's key; when nobody owns it the
+CLI opens it (and owns it meanwhile, see ``ownership``): the local administrator's path. A
+ClickHouse server is always queried directly. Every query is audited either way.
 """
 from __future__ import annotations
 
@@ -11,67 +12,92 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sinks.clickhouse.client import QueryResult, Store, error_line
+from sinks.access.audit import QUERY, SQL, audited_query
+from sinks.access.credentials import read_api_key
+from sinks.access.http import REASON_HEADER
+from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.ownership import Ownership, read_owner
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
-from sinks.clickhouse.sandbox import DEFAULT_ROLE, SqlSandbox
-from sinks.exceptions import QueryError, StoreLockedError
+from sinks.clickhouse.sandbox import SqlSandbox
+from sinks.exceptions import AccessError, QueryError, StoreLockedError
 
 if TYPE_CHECKING:
-    from lineage.settings import Settings, SqlSettings
+    from lineage.settings import Settings
 
 
 class QueryBackend(Protocol):
     where: str
 
-    def named(self, name: str, params: dict[str, Any]) -> QueryResult: ...
+    def named(self, name: str, params: dict[str, Any], reason: str = "") -> QueryResult: ...
 
-    def sql(self, text: str) -> QueryResult: ...
+    def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult: ...
 
     def close(self) -> None: ...
 
 
 class DirectBackend:
-    """The store opened here; SQL goes through the sandbox as ``role``."""
+    """The store opened here, by the local administrator: every query is audited as ``Actor.local()``.
 
-    def __init__(self, store: Store, limits: SqlSettings, role: str = DEFAULT_ROLE) -> None:
+    SQL still goes through the sandbox (as the auditor's table set): direct access is for reading.
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        from sinks.access.audit import open_trail
+        from sinks.access.roles import Actor
+
         self.store = store
         self.where = store.dsn
-        self.sandbox = SqlSandbox(store, limits)
-        self.role = role
+        self.sandbox = SqlSandbox(store, settings.sql)
+        self.actor = Actor.local()
+        self.audit = open_trail(settings)
 
-    def named(self, name: str, params: dict[str, Any]) -> QueryResult:
+    def named(self, name: str, params: dict[str, Any], reason: str = "") -> QueryResult:
         spec = get_query(name)
-        return _run(self.store, spec.sql, spec.bind(params))
+        bound = spec.bind(params)
+        return self._audited(QUERY, name, params, reason, lambda: self.store.query(spec.sql, bound, READONLY_SETTINGS))
 
-    def sql(self, text: str) -> QueryResult:
+    def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult:
+        return self._audited(SQL, text, params or {}, reason, lambda: self.sandbox.run(text, "auditor", params))
+
+    def _audited(self, action: str, what: str, params: dict[str, Any], reason: str,
+                 run: Callable[[], QueryResult]) -> QueryResult:
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
-        try:
-            return self.sandbox.run(text, self.role)
-        except ClickHouseError as exc:
-            raise QueryError(error_line(exc)) from None
+        def checked() -> QueryResult:
+            try:
+                return run()
+            except ClickHouseError as exc:  # an engine error is the caller's: one line, recorded
+                raise QueryError(error_line(exc)) from None
+
+        return audited_query(self.audit, self.actor, action, what, params, reason, checked)
 
     def close(self) -> None:
+        self.audit.close()
         self.store.close()
 
 
-def _run(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
-    from clickhouse_connect.driver.exceptions import ClickHouseError
-
-    try:
-        return store.query(sql, params, READONLY_SETTINGS)
-    except ClickHouseError as exc:
-        raise QueryError(error_line(exc)) from None
-
-
 class RemoteBackend:
-    def __init__(self, api_url: str, timeout: float = 120.0) -> None:
+    """The running sink's API, called with the CLI's key (see ``sinks.access.credentials``)."""
+
+    def __init__(self, api_url: str, api_key: str | None, timeout: float = 120.0) -> None:
         self.api_url = api_url.rstrip("/")
         self.where = f"{self.api_url} (lineage sink)"
+        self.api_key = api_key
         self.timeout = timeout
+
+    def _headers(self, reason: str) -> dict[str, str]:
+        if self.api_key is None:
+            raise AccessError(
+                "the sink API needs a key: set LINEAGE_API_KEY or store one in the credentials file "
+                "(`lineage keys create --role analyst --name NAME --save`)"
+            )
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        if reason:
+            headers[REASON_HEADER] = _header_safe(reason)
+        return headers
 
     def _call(self, req: urllib.request.Request) -> QueryResult:
         try:
@@ -82,25 +108,33 @@ class RemoteBackend:
                 message = json.loads(exc.read()).get("error", str(exc))
             except ValueError:
                 message = str(exc)
+            if exc.code in (401, 403):
+                raise AccessError(f"the sink refused the key ({exc.code}): {message}") from None
             raise QueryError(message) from None
         except (urllib.error.URLError, OSError) as exc:
             raise QueryError(f"the sink API at {self.api_url} did not answer: {exc}") from None
         return QueryResult(body["columns"], body["types"], [tuple(r) for r in body["rows"]])
 
-    def named(self, name: str, params: dict[str, Any]) -> QueryResult:
+    def named(self, name: str, params: dict[str, Any], reason: str = "") -> QueryResult:
         get_query(name).bind(params)  # fail fast, same message as locally
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        return self._call(urllib.request.Request(f"{self.api_url}/api/query/{name}?{query}"))
+        return self._call(urllib.request.Request(f"{self.api_url}/api/query/{name}?{query}",
+                                                 headers=self._headers(reason)))
 
-    def sql(self, text: str) -> QueryResult:
+    def sql(self, text: str, reason: str = "", params: dict[str, Any] | None = None) -> QueryResult:
         # judged by the sink's sandbox, which holds the engine that parses it
-        data = json.dumps({"sql": text}).encode()
-        return self._call(
-            urllib.request.Request(f"{self.api_url}/api/sql", data=data, headers={"Content-Type": "application/json"})
-        )
+        data = json.dumps({"sql": text, "params": params or {}}).encode()
+        headers = {"Content-Type": "application/json", **self._headers(reason)}
+        return self._call(urllib.request.Request(f"{self.api_url}/api/sql", data=data, headers=headers))
 
     def close(self) -> None:
         pass
+
+
+def _header_safe(text: str) -> str:
+    """A reason as an HTTP header value: one line of latin-1 (other characters escaped)."""
+    one_line = " ".join(text.split())
+    return one_line.encode("latin-1", "backslashreplace").decode("latin-1")
 
 
 def sink_health(api_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -122,21 +156,18 @@ def open_backend(settings: Settings, wait_s: float = 60.0) -> QueryBackend:
     """
     dsn, db = settings.clickhouse_dsn, settings.clickhouse_database
     if not dsn.startswith("chdb://"):
-        return DirectBackend(Store.open(dsn, db), settings.sql)
+        return DirectBackend(Store.open(dsn, db), settings)
     deadline = time.monotonic() + wait_s
     api_url = settings.api_url
     while True:
         health = sink_health(api_url)
         if health is not None:
-            if health.get("dsn") != dsn or health.get("database") != db:
-                raise QueryError(
-                    f"the sink at {api_url} serves {health.get('dsn')} (database {health.get('database')}), "
-                    f"not {dsn} (database {db})"
-                )
-            return RemoteBackend(api_url)
+            if health.get("store") != store_id(dsn, db):
+                raise QueryError(f"the sink at {api_url} serves another store than {dsn} (database {db})")
+            return RemoteBackend(api_url, read_api_key(settings))
         claim = Ownership.try_acquire(dsn)
         if claim is not None:
-            return DirectBackend(Store.open(dsn, db, ownership=claim), settings.sql)
+            return DirectBackend(Store.open(dsn, db, ownership=claim), settings)
         owner = read_owner(dsn)
         if owner is not None and owner.role == "sink":
             if owner.api_url is None:

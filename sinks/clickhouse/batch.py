@@ -1,5 +1,8 @@
 """The Python side of a ClickHouse sink batch: consumed messages -> staged inserts, one per table.
 
+Graph records and audit records are hash-chained per partition (``chain.row_hash``) into the raw
+log and ``query_audit``; metrics and alerts are not.
+
 Runs while the engine parses the batch's nodes and edges, so it is written for speed: one
 JSON decode per message, plain column lists, one Arrow table per target table, staged (for
 the embedded engine: written to a file) before the engine is asked to insert it.
@@ -41,18 +44,20 @@ def offset_ranges(messages: Iterable[Message]) -> list[Range]:
 
 @dataclass
 class Prepared:
-    """Staged inserts of the Python-built tables (in insert order) and of the raw log, row
-    counts and the new chain heads."""
+    """Staged inserts of the Python-built tables (in insert order), of the raw log and of the
+    audit log, row counts and the new chain heads (of both chained logs)."""
 
     inserts: list[StagedInsert]
     raw: StagedInsert | None
     counts: dict[str, int]
     heads: dict[tuple[str, int], tuple[int, str]] = field(default_factory=dict)
+    audit: StagedInsert | None = None
 
     def discard(self) -> None:
         """Release the staged data (temporary files) once inserted or abandoned."""
-        for staged in [*self.inserts, *([self.raw] if self.raw else [])]:
-            staged.discard()
+        for staged in [*self.inserts, self.raw, self.audit]:
+            if staged is not None:
+                staged.discard()
 
 
 class BatchBuilder:
@@ -65,9 +70,11 @@ class BatchBuilder:
         metrics_topics: set[str],
         alerts_topics: set[str],
         metrics: SinkMetrics,
+        audit_topics: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         self.stage = stage
         self.graph_topics = graph_topics
+        self.audit_topics = audit_topics
         self.json_topics: dict[str, tuple[str, Callable[[R.TableRows, Any], None]]] = {
             **{t: ("pipeline_metrics", R.metric_rows) for t in metrics_topics},
             **{t: ("alerts", R.alert_rows) for t in alerts_topics},
@@ -87,13 +94,17 @@ class BatchBuilder:
         raw = R.TableRows(R.RAW_COLUMNS)
         (topics, partitions, offsets, event_ids, kinds, event_types, times, correlation_ids,
          records, prev_hashes, row_hashes) = raw.data
+        audit = R.TableRows(R.AUDIT_COLUMNS)
         heads: dict[tuple[str, int], tuple[int, str]] = {}
         n_edges = n_nodes = 0
         decode = R.decode
         for m in messages:
             topic, partition, offset = m.topic, m.partition, m.offset
             if topic not in self.graph_topics:
-                self._add_json(json_rows, m)
+                if topic in self.audit_topics:
+                    self._add_audit(audit, m, prev, heads)
+                else:
+                    self._add_json(json_rows, m)
                 continue
             value = m.value
             before = prev.get((topic, partition), GENESIS)
@@ -127,7 +138,7 @@ class BatchBuilder:
 
         by_table = {"inference_lineage": graph.inference, "training_runs": graph.training, **json_rows}
         inserts: list[StagedInsert] = []
-        raw_staged = None
+        raw_staged = audit_staged = None
         try:
             for name in PYTHON_TABLES:
                 if len(by_table[name]):
@@ -139,15 +150,32 @@ class BatchBuilder:
                 else:
                     table = raw.to_arrow()
                 raw_staged = self.stage("raw_events", table)
+            if len(audit):
+                audit_staged = self.stage("query_audit", audit.to_arrow())
         except BaseException:
-            for staged in inserts:
-                staged.discard()
+            for staged in [*inserts, raw_staged]:
+                if staged is not None:
+                    staged.discard()
             raise
         counts = {s.table: s.rows for s in inserts}
-        if raw_staged is not None:
-            counts["raw_events"] = raw_staged.rows
+        for staged in (raw_staged, audit_staged):
+            if staged is not None:
+                counts[staged.table] = staged.rows
         counts.update({k: v for k, v in (("edges", n_edges), ("nodes", n_nodes)) if v})
-        return Prepared(inserts, raw_staged, counts, heads)
+        return Prepared(inserts, raw_staged, counts, heads, audit_staged)
+
+    @staticmethod
+    def _add_audit(
+        out: R.TableRows, m: Message, prev: dict[tuple[str, int], str], heads: dict[tuple[str, int], tuple[int, str]]
+    ) -> None:
+        """Chain one audit record as consumed. Its bytes are stored whatever they hold: an
+        undecodable record is kept (its readable columns are empty) and `lineage verify` covers it."""
+        key = (m.topic, m.partition)
+        before = prev.get(key, GENESIS)
+        digest = row_hash(before, m.topic, m.partition, m.offset, m.value)
+        prev[key] = digest
+        heads[key] = (m.offset, digest)
+        out.append(m.topic, m.partition, m.offset, m.value, before, digest)
 
     def _add_json(self, out: dict[str, R.TableRows], m: Message) -> None:
         table, fn = self.json_topics[m.topic]

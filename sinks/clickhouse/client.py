@@ -5,6 +5,7 @@ talks to a server. Both go through clickhouse-connect, so the SQL is the same.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -43,6 +44,12 @@ def settings_sql(settings: Mapping[str, Any]) -> str:
         literal = str(int(value)) if isinstance(value, (bool, int)) else sql_string(str(value))
         parts.append(f"{name} = {literal}")
     return f" SETTINGS {', '.join(parts)}" if parts else ""
+
+
+def store_id(dsn: str, database: str) -> str:
+    """A stable, non-reversible id of a store, so a client can tell it reached the right sink
+    without the sink publishing its DSN."""
+    return hashlib.sha256(f"{dsn}\n{database}".encode()).hexdigest()[:16]
 
 
 def is_embedded(dsn: str) -> bool:

@@ -18,6 +18,8 @@ _ENGINE = re.compile(r"ENGINE = (\w*MergeTree)(?:\(([^)]*)\))?")
 _SHARD_KEY = {
     "raw_events": "cityHash64(topic, kafka_partition)",
     "chain_heads": "cityHash64(topic, kafka_partition)",
+    "query_audit": "cityHash64(topic, kafka_partition)",
+    "chain_starts": "cityHash64(topic, kafka_partition)",
     "nodes": "cityHash64(node_id)",
     "edges": "cityHash64(dst)",
     "inference_lineage": "cityHash64(prediction_id)",

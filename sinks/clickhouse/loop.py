@@ -103,6 +103,7 @@ class SinkLoop:
         first_at: float | None = None
         try:
             while not self.stop_event.is_set():
+                self.sink.maintain()
                 want = max(1, min(cfg.fetch_max, cfg.batch_max - self.sink.pending))
                 msgs = consumer.consume(num_messages=want, timeout=0.2)
                 for msg in msgs:

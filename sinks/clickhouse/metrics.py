@@ -18,6 +18,8 @@ class SinkMetrics:
     decode_errors: int = 0
     insert_failures: int = 0
     commit_failures: int = 0
+    audit_rows_pruned: int = 0
+    prune_failures: int = 0  # failed prunes, and chains left unpruned because they do not verify
     pending_messages: int = 0
     last_batch_seconds: float = 0.0
     last_error: str = ""
@@ -40,6 +42,8 @@ class SinkMetrics:
                 "decode_errors": self.decode_errors,
                 "insert_failures": self.insert_failures,
                 "commit_failures": self.commit_failures,
+                "audit_rows_pruned": self.audit_rows_pruned,
+                "prune_failures": self.prune_failures,
                 "pending_messages": self.pending_messages,
                 "last_batch_seconds": round(self.last_batch_seconds, 4),
                 "backpressure": self.backpressure,
@@ -50,7 +54,7 @@ class SinkMetrics:
         snap = self.snapshot()
         lines = []
         for key in ("messages_consumed", "batches_written", "replayed_skipped", "decode_errors",
-                    "insert_failures", "commit_failures"):
+                    "insert_failures", "commit_failures", "audit_rows_pruned", "prune_failures"):
             lines += [f"# TYPE lineage_sink_{key}_total counter", f"lineage_sink_{key}_total {snap[key]}"]
         lines.append("# TYPE lineage_sink_rows_written_total counter")
         rows = snap["rows_written"]

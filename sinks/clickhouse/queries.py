@@ -5,9 +5,10 @@ parameters checked and converted, and run read-only against a :class:`Store`.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any
 
@@ -28,6 +29,32 @@ def parse_time(value: str) -> str:
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_AGO = re.compile(r"^([1-9][0-9]*)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> str:
+    """``30m``, ``2h``, ``7d`` (that long ago) or an ISO date/datetime -> UTC, like :func:`parse_time`."""
+    m = _AGO.match(value.strip())
+    if m is None:
+        try:
+            return parse_time(value)
+        except QueryError:
+            raise QueryError(f"bad time {value!r}: use a duration like 30m, 2h, 7d or ISO 8601, e.g. 2024-06-15T12:00:00Z") from None
+    when = (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _limit(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise QueryError(f"not a positive integer: {value!r}") from None
+    if n < 1 or n > 100_000:
+        raise QueryError(f"limit out of range 1..100000: {n}")
+    return n
 
 
 def _uint(value: str) -> int:
@@ -93,7 +120,14 @@ QUERIES: dict[str, QuerySpec] = {
             (Param("model"), Param("since", parse_time, FAR_PAST), Param("until", parse_time, FAR_FUTURE), Param("max_depth", _uint, "12")),
             "source datasets behind a model's predictions in a time window",
         ),
-        QuerySpec("verify", (), "hash-chain breaks in the raw log"),
+        QuerySpec("verify", (), "hash-chain breaks in the raw log and the query audit log"),
+        QuerySpec("verify_summary", (), "rows and partitions of each hash-chained log"),
+        QuerySpec(
+            "audit_log",
+            (Param("since", parse_since, FAR_PAST), Param("who", str, ""), Param("action", str, ""),
+             Param("limit", _limit, "100")),
+            "the query audit log, newest first",
+        ),
     )
 }
 

@@ -18,6 +18,8 @@ RAW_COLUMNS = (
     "topic", "kafka_partition", "kafka_offset", "event_id", "kind", "event_type", "event_time",
     "correlation_id", "record", "prev_hash", "row_hash",
 )
+#: query_audit's stored columns: its readable ones are ALIAS expressions of ``record``.
+AUDIT_COLUMNS = ("topic", "kafka_partition", "kafka_offset", "record", "prev_hash", "row_hash")
 NODE_COLUMNS = ("node_id", "node_type", "namespace", "name", "version", "attributes", "event_id", "event_time")
 EDGE_COLUMNS = ("src", "dst", "edge_type", "run_id", "src_version", "dst_version", "event_id", "event_time")
 INFERENCE_COLUMNS = (
@@ -55,6 +57,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "hyperparameters": _SMAP, "dataset_digests": _SMAP, "input_datasets": _SMAP,
     "metrics": pa.map_(pa.string(), pa.float64()), "labels": _SMAP, "ts": _MS, "value": pa.float64(),
     "record": pa.large_binary(), "starts_at": _MS, "ends_at": _MS, "updated_at": _MS, "last_offset": pa.uint64(),
+    "first_offset": pa.uint64(),
 }
 
 

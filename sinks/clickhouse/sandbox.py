@@ -31,12 +31,13 @@ if TYPE_CHECKING:
 #: Every table and view the migrations create.
 LINEAGE_TABLES = frozenset({
     "raw_events", "chain_heads", "nodes", "edges", "inference_lineage", "inference_lineage_anon",
-    "training_runs", "pipeline_metrics", "alerts", "schema_migrations",
+    "training_runs", "pipeline_metrics", "alerts", "schema_migrations", "query_audit", "chain_starts",
 })
-#: What each role may read. Analysts see no raw records and no pseudonymous subject references.
+#: What each role may read. Analysts see no raw records, no pseudonymous subject references and
+#: not the audit log.
 ROLES: dict[str, frozenset[str]] = {
     "auditor": LINEAGE_TABLES,
-    "analyst": LINEAGE_TABLES - {"raw_events", "inference_lineage"},
+    "analyst": LINEAGE_TABLES - {"raw_events", "inference_lineage", "query_audit", "chain_starts"},
 }
 DEFAULT_ROLE = "auditor"
 

@@ -1,4 +1,5 @@
-"""ClickHouse sink: batches of consumed messages -> graph tables, hash-chained raw log, metrics, alerts.
+"""ClickHouse sink: batches of consumed messages -> graph tables, hash-chained raw log, metrics, alerts,
+and the hash-chained query audit log.
 
 Exactly-once effect: the raw log row for (topic, partition, offset) is written after the rows
 Python computed from it and acts as the commit marker. On start (and after any failed insert) the
@@ -13,6 +14,10 @@ read from that file (the engine releases the GIL). With a server, nodes and edge
 from the raw log right after it is stored. Either way every insert of the batch has finished
 before ``flush`` returns; should the nodes and edges fail after the raw log landed, the next
 flush derives them from the raw log (``load_heads``).
+
+Audit records are their own commit marker: a ``query_audit`` row per (topic, partition, offset),
+chained like the raw log, its heads read back by ``load_heads`` and written to ``chain_heads``
+with the raw log's. Between batches (``maintain``) rows past the audit retention are pruned.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -33,6 +39,7 @@ from sinks.clickhouse.client import Store
 from sinks.clickhouse.derive import derive_from_file, derive_from_log
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.records import RecordFile, insert_raw_log
+from sinks.clickhouse.retention import prune_chain
 from sinks.exceptions import SinkBackpressureError
 
 if TYPE_CHECKING:
@@ -40,9 +47,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two prunes of the audit log (the first runs when the sink starts).
+PRUNE_INTERVAL_S = 3600.0
+
 
 class ClickHouseSink(Sink):
-    """Writes graph, metrics and alerts messages; which is which is decided by topic name."""
+    """Writes graph, metrics, alerts and audit messages; which is which is decided by topic name.
+
+    ``audit_retention``: how long ``query_audit`` rows are kept (None: for ever).
+    """
 
     def __init__(
         self,
@@ -51,30 +64,37 @@ class ClickHouseSink(Sink):
         metrics_topics: Iterable[str] = (),
         alerts_topics: Iterable[str] = (),
         metrics: SinkMetrics | None = None,
+        audit_topics: Iterable[str] = (),
+        audit_retention: timedelta | None = None,
     ) -> None:
         self.store = store
         self.graph_topics = set(graph_topics)
         self.metrics_topics = set(metrics_topics)
         self.alerts_topics = set(alerts_topics)
+        self.audit_topics = set(audit_topics)
+        self.audit_retention = audit_retention
         self.metrics = metrics or SinkMetrics()
         self._builder = BatchBuilder(
-            store.stage_arrow, self.graph_topics, self.metrics_topics, self.alerts_topics, self.metrics
+            store.stage_arrow, self.graph_topics, self.metrics_topics, self.alerts_topics, self.metrics,
+            self.audit_topics,
         )
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-graph")
         self._parser_store: Store | None = None  # the parser thread's own connection (embedded)
         self._buffer: list[Message] = []
         self._heads = ChainHeads()
         self._heads_stale = True
+        self._next_prune = 0.0  # monotonic time of the next prune (the first maintain call prunes)
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> ClickHouseSink:
         t = settings.topics
         store = store or Store.open(settings.clickhouse_dsn, settings.clickhouse_database)
-        return cls(store, [t.graph], [t.metrics], [t.alerts])
+        return cls(store, [t.graph], [t.metrics], [t.alerts], audit_topics=[t.audit],
+                   audit_retention=timedelta(days=settings.audit.retention_days))
 
     @property
     def topics(self) -> list[str]:
-        return sorted(self.graph_topics | self.metrics_topics | self.alerts_topics)
+        return sorted(self.graph_topics | self.metrics_topics | self.alerts_topics | self.audit_topics)
 
     @property
     def pending(self) -> int:
@@ -93,28 +113,54 @@ class ClickHouseSink(Sink):
         self.store.close()  # and its sibling, the parser's connection
 
     def load_heads(self) -> None:
-        """Read the chain head of every partition from the raw log itself, and finish any batch
-        whose raw rows landed but whose graph rows were not derived yet (crash in between)."""
-        res = self.store.query(
-            "SELECT topic, kafka_partition, max(kafka_offset), argMax(row_hash, kafka_offset) "
-            "FROM raw_events GROUP BY topic, kafka_partition"
-        )
-        heads = {(str(t), int(p)): (int(o), str(h)) for t, p, o, h in res.rows}
+        """Read the chain head of every partition from the chained logs themselves (raw log and
+        audit log), and finish what a crash interrupted: graph rows not yet derived from stored
+        raw-log rows, and ``chain_heads`` behind either log."""
+        raw, audit = self._log_heads("raw_events"), self._log_heads("query_audit")
         done = {
             (str(t), int(p)): int(o)
             for t, p, o in self.store.query(
                 "SELECT topic, kafka_partition, max(last_offset) FROM chain_heads GROUP BY topic, kafka_partition"
             ).rows
         }
-        unfinished = [
-            (t, p, done.get((t, p), -1) + 1, o) for (t, p), (o, _) in sorted(heads.items()) if o > done.get((t, p), -1)
-        ]
+        behind = {tp: head for tp, head in {**raw, **audit}.items() if head[0] > done.get(tp, -1)}
+        # only raw-log rows have graph rows to derive (audit records are stored as they are)
+        unfinished = [(t, p, done.get((t, p), -1) + 1, o) for (t, p), (o, _) in sorted(raw.items()) if (t, p) in behind]
         if unfinished:
             log.warning("deriving graph rows for %d partition range(s) stored before a crash", len(unfinished))
             derive_from_log(self.store, unfinished, token=None)
-            self._insert_heads({(t, p): heads[(t, p)] for t, p, _, _ in unfinished})
-        self._heads = ChainHeads(heads)
+        if behind:
+            self._insert_heads(behind)
+        self._heads = ChainHeads({**raw, **audit})
         self._heads_stale = False
+
+    def _log_heads(self, table: str) -> dict[tuple[str, int], tuple[int, str]]:
+        """(last offset, its row_hash) per partition of a chained log."""
+        res = self.store.query(
+            f"SELECT topic, kafka_partition, max(kafka_offset), argMax(row_hash, kafka_offset) "
+            f"FROM {table} GROUP BY topic, kafka_partition"
+        )
+        return {(str(t), int(p)): (int(o), str(h)) for t, p, o, h in res.rows}
+
+    def maintain(self) -> None:
+        """Prune the audit log past its retention: when the sink starts, then at most hourly.
+
+        A failed prune is logged and counted (``prune_failures``) and tried again an hour later;
+        it never holds up the batches.
+        """
+        if self.audit_retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
+        try:
+            result = prune_chain(self.store, datetime.now(timezone.utc) - self.audit_retention)
+        except (ClickHouseError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.metrics.prune_failures += 1
+            self.metrics.last_error = reason
+            log.error("pruning query_audit failed (retried in %.0f s): %s", PRUNE_INTERVAL_S, reason)
+            return
+        self.metrics.audit_rows_pruned += result.deleted
+        self.metrics.prune_failures += len(result.broken)
 
     def flush(self) -> BatchResult:
         if not self._buffer:
@@ -195,6 +241,8 @@ class ClickHouseSink(Sink):
                     insert_raw_log(self.store, prepared.raw, records, token=f"raw_events:{token}")
                 elif prepared.raw is not None:
                     self.store.insert_staged(prepared.raw, token=f"raw_events:{token}")
+                if prepared.audit is not None:  # its own commit marker, like the raw log
+                    self.store.insert_staged(prepared.audit, token=f"query_audit:{token}")
             finally:
                 prepared.discard()
         finally:

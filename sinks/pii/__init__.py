@@ -1,1 +1,1 @@
-"""Encrypted PII sink: per-subject data keys (envelope encryption), the segment store, the audit log."""
+"""Operator actions on the encrypted PII (decrypt, flag, erase), each recorded in the query audit log."""

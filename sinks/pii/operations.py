@@ -1,9 +1,19 @@
-"""Operator actions on PII: read a snapshot (audited), flag a prediction (promote its held
-snapshot), erase a subject (crypto-shredding). Used by ``lineage snapshot get|flag|erase``."""
+"""Operator actions on PII: read a snapshot, flag a prediction (promote its held snapshot), erase a
+subject (crypto-shredding). Used by ``lineage snapshot get|flag|erase``.
+
+Every attempt is recorded in the query audit log (:mod:`sinks.access.audit`) with who acted (an
+:class:`~sinks.access.roles.Actor`, never self-declared), why and the outcome, refused and failed
+attempts too; a successful one is recorded before its result is returned. A decrypt releases
+nothing unless its record was acknowledged; an erasure or a flag has taken effect when its record
+is written, so an unacknowledged record makes the command fail loudly (AuditError) after the fact.
+"""
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -15,11 +25,12 @@ from lineage.graph import build_record
 from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import kek_provider
-from lineage.pii.exceptions import PiiError, SubjectErased
+from lineage.pii.exceptions import PiiError, ReasonRequired, SubjectErased
 from lineage.pii.keys import DataKeys
 from lineage.pii.store import SnapshotStore, open_snapshot, sealed_subject
 from lineage.settings import Settings
-from sinks.pii.audit import AuditLog
+from sinks.access.audit import DECRYPT, ERASE, FLAG, AuditTrail
+from sinks.access.roles import Actor
 
 FLAG_NS = uuid.UUID("2c7d8f4a-91b3-5e0f-8d6a-3f1e2b4c5d70")
 
@@ -28,33 +39,54 @@ def _keys(settings: Settings) -> DataKeys:
     return DataKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), kek_provider(settings), KeySpace.of(settings))
 
 
-def get_snapshot(settings: Settings, pointer: str, who: str, why: str, sha256: str | None = None) -> dict[str, Any]:
-    """Decrypt one stored snapshot. Writes an audit record for every attempt, refused ones too."""
-    if not why.strip():
-        raise PiiError("a reason is required to decrypt a snapshot (--reason)")
-    store, audit = SnapshotStore.from_settings(settings), AuditLog.from_settings(settings)
-    blob = store.read(pointer, sha256)
-    ref = sealed_subject(blob)
-    try:
-        snapshot = open_snapshot(_keys(settings), blob)
-    except SubjectErased:
-        audit.record("decrypt", who, why, pointer=pointer, subject_ref=ref, outcome="refused: subject erased")
-        raise
-    except PiiError as exc:
-        audit.record("decrypt", who, why, pointer=pointer, subject_ref=ref, outcome=f"failed: {type(exc).__name__}")
-        raise
-    entry = audit.record("decrypt", who, why, pointer=pointer, subject_ref=ref, outcome="ok")
-    return {"pointer": pointer, "subject_ref": ref, "snapshot": snapshot, "audit": entry}
+@contextmanager
+def _trail(settings: Settings, audit: AuditTrail | None) -> Iterator[AuditTrail]:
+    """The caller's audit trail, or one made (and closed) for this operation."""
+    if audit is not None:
+        yield audit
+        return
+    with AuditTrail.from_settings(settings) as made:
+        yield made
 
 
-def erase_subject(settings: Settings, subject_id: str, who: str, why: str) -> dict[str, Any]:
-    """Destroy the subject's data key; from now on their snapshots cannot be decrypted."""
-    keys = _keys(settings)
-    ref = keys.subject_ref(subject_id)
-    existed = keys.erase(ref)
-    keys.redis.delete(keys.space.flagged_subject(ref))
-    entry = AuditLog.from_settings(settings).record("erase", who, why, subject_ref=ref, key_destroyed=existed)
-    return {"subject_ref": ref, "key_destroyed": existed, "erased_at": entry["ts"], "audit": entry}
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def get_snapshot(
+    settings: Settings, pointer: str, actor: Actor, why: str, sha256: str | None = None,
+    audit: AuditTrail | None = None,
+) -> dict[str, Any]:
+    """Decrypt one stored snapshot, if ``why`` gives a reason; the audit record comes first."""
+    with _trail(settings, audit) as trail:
+        with trail.attempt(actor, DECRYPT, pointer, params={"sha256": sha256} if sha256 else {}, reason=why,
+                           refusals=(ReasonRequired, SubjectErased)) as attempt:
+            if not why.strip():
+                raise ReasonRequired("a reason is required to decrypt a snapshot (--reason)")
+            blob = SnapshotStore.from_settings(settings).read(pointer, sha256)
+            ref = attempt.details["subject_ref"] = sealed_subject(blob)
+            snapshot = open_snapshot(_keys(settings), blob)
+            attempt.rows = 1
+    return {"pointer": pointer, "subject_ref": ref, "snapshot": snapshot, "audit": attempt.entry}
+
+
+def erase_subject(
+    settings: Settings, subject_id: str, actor: Actor, why: str, audit: AuditTrail | None = None
+) -> dict[str, Any]:
+    """Destroy the subject's data key; from now on their snapshots cannot be decrypted.
+
+    The audit record names the subject by its pseudonymous reference, never by ``subject_id``.
+    """
+    with _trail(settings, audit) as trail:
+        with trail.attempt(actor, ERASE, "", reason=why) as attempt:
+            keys = _keys(settings)
+            ref = attempt.what = keys.subject_ref(subject_id)
+            existed = keys.erase(ref)
+            keys.redis.delete(keys.space.flagged_subject(ref))
+            attempt.details["key_destroyed"] = existed
+            attempt.rows = int(existed)
+    entry = attempt.entry
+    return {"subject_ref": ref, "key_destroyed": existed, "erased_at": _iso(entry["ts"]), "audit": entry}
 
 
 def _held(settings: Settings, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
@@ -86,8 +118,21 @@ def _held(settings: Settings, keys: DataKeys, prediction_id: str) -> dict[str, A
     raise PiiError(f"held snapshot of {prediction_id} not readable within 30s (retention passed?)")
 
 
-def flag_prediction(settings: Settings, prediction_id: str, who: str, why: str) -> dict[str, Any]:
+def flag_prediction(
+    settings: Settings, prediction_id: str, actor: Actor, why: str, audit: AuditTrail | None = None
+) -> dict[str, Any]:
     """Promote a prediction's held snapshot to the store, publish its full lineage, mark the subject."""
+    with _trail(settings, audit) as trail:
+        with trail.attempt(actor, FLAG, prediction_id, reason=why, refusals=(SubjectErased,)) as attempt:
+            result = _flag(settings, prediction_id, actor, why)
+            attempt.details.update(
+                {k: result[k] for k in ("subject_ref", "snapshot_pointer", "already_flagged") if k in result}
+            )
+            attempt.rows = 0 if result["already_flagged"] else 1
+    return {**result, "audit": attempt.entry}
+
+
+def _flag(settings: Settings, prediction_id: str, actor: Actor, why: str) -> dict[str, Any]:
     keys = _keys(settings)
     marker = keys.space.flagged_prediction(prediction_id)
     done = keys.redis.get(marker)
@@ -99,13 +144,10 @@ def flag_prediction(settings: Settings, prediction_id: str, who: str, why: str) 
         raise SubjectErased(ref)
     store = SnapshotStore.from_settings(settings, writer_id=f"flag-{uuid.uuid4().hex[:8]}")
     (stored,) = store.append_many([held["sealed"].encode()])
-    AuditLog.from_settings(settings).record(
-        "promote", who, why, prediction_id=prediction_id, subject_ref=ref, pointer=stored.pointer
-    )
     info = dict(held["inference"])
     info.update(
         tier="flagged",
-        tier_reason=f"flagged by {who}: {why}"[:500],
+        tier_reason=f"flagged by {actor.name}: {why}"[:500],
         snapshot_pointer=stored.pointer,
         snapshot_sha256=stored.sha256,
         snapshot_status="stored",
@@ -123,7 +165,7 @@ def flag_prediction(settings: Settings, prediction_id: str, who: str, why: str) 
     result = {"prediction_id": prediction_id, "subject_ref": ref, "event_id": record.event_id,
               "snapshot_pointer": stored.pointer, "snapshot_sha256": stored.sha256}
     pipe = keys.redis.pipeline()
-    pipe.set(keys.space.flagged_subject(ref), orjson.dumps({"by": who, "prediction_id": prediction_id}))
+    pipe.set(keys.space.flagged_subject(ref), orjson.dumps({"by": actor.name, "prediction_id": prediction_id}))
     pipe.set(marker, orjson.dumps(result))
     pipe.execute()
     return {**result, "already_flagged": False}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from lineage.keyspace import KeySpace
 from lineage.metric_records import PROM_TYPE
 from stream_apps.dashboard.data import alerts_json, dashboard_data, metrics_text
 from stream_apps.monitor.service import Monitor
@@ -37,13 +38,20 @@ async def alerts(request: web.Request) -> web.Response:
     return web.json_response(await alerts_json(_monitor(request), int(request.query.get("limit", "200"))))
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Counters of the deployment's workers: accepted per class, dead-lettered per reason, tiers."""
+    mon = _monitor(request)
+    raw = await mon.redis.hgetall(KeySpace.of(mon.settings).stats(mon.settings.app_id))
+    return web.json_response({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = await metrics_text(_monitor(request))
     return web.Response(body=body, headers={"Content-Type": PROM_TYPE})
 
 
 def add_routes(app: web.Application, monitor: Monitor) -> None:
-    """Add the dashboard, its data feed, the alert list and ``/metrics/pipeline`` (the monitor's figures).
+    """Add the dashboard, its data feed, the alert list, the workers' counters and ``/metrics/pipeline``.
 
     The monitor is built, started and stopped by the process that owns it, whether or not it
     serves these pages.
@@ -54,4 +62,5 @@ def add_routes(app: web.Application, monitor: Monitor) -> None:
     app.router.add_static("/dashboard/static", STATIC)
     app.router.add_get("/api/dashboard/data", data)
     app.router.add_get("/api/alerts", alerts)
+    app.router.add_get("/api/pipeline/stats", stats)
     app.router.add_get("/metrics/pipeline", metrics)

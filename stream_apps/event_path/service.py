@@ -14,9 +14,7 @@ from typing import Any, cast
 
 import faust
 import mode
-import redis.asyncio
 
-from lineage.keyspace import KeySpace
 from lineage.settings import Settings
 from stream_apps.event_path.consumer import ConsumerLoop
 
@@ -24,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, settings: Settings) -> None:
-    """Declare the model-lineage table, the counters page and the event path service on ``app``."""
+    """Declare the model-lineage table and the event path service on ``app``."""
     table = app.GlobalTable(
         "model_lineage",
         default=None,
@@ -33,16 +31,6 @@ def register(app: faust.App, settings: Settings) -> None:
         recovery_buffer_size=1,
         help="model@version -> training run + feature sets (changelog-backed)",
     )
-
-    @app.page("/lineage/stats")
-    async def stats(web: Any, request: Any) -> Any:
-        """Counters of this deployment (all workers): accepted per class, dead-lettered per reason, tiers."""
-        client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=5)
-        try:
-            raw = await client.hgetall(KeySpace.of(settings).stats(settings.app_id))
-        finally:
-            await client.aclose()
-        return web.json({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})
 
     changelog = table.changelog_topic.get_topic_name()
 

@@ -80,7 +80,7 @@ def test_broker_outage_100k_events_all_arrive_once(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     s = Settings(data_dir=tmp_path / "data", kafka_bootstrap=private_cluster.bootstrap, redis_url=stack.redis_url,
-                 app_id=f"outage-{tag}", api_port=free_port(), worker_web_port=free_port(),
+                 app_id=f"outage-{tag}", api_port=free_port(),
                  topics=TopicSettings(prefix=f"o{tag}"),
                  producer=ProducerSettings(queue_size=5_000, spool_fsync="batch"))
     make_topics(s)

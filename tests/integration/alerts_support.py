@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from helpers import make_topics, wait_until
+from helpers import auth_headers, make_topics, wait_until
 from shell.processes import sink_process
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from shell.stack.process import ManagedProcess
@@ -81,11 +81,12 @@ class Pipeline:
 
 
 def worker_proc(settings: Settings, env: dict[str, str], name: str = "worker-0") -> ManagedProcess:
-    argv = [sys.executable, "-m", "shell", "worker", "--web-port", str(free_port()), "--log-level", "info"]
+    argv = [sys.executable, "-m", "shell", "worker", "--log-level", "info"]
     return ManagedProcess.in_data_dir(Path(settings.data_dir), name, argv, env=env, cwd=Path.cwd())
 
 
-def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_overrides: Any) -> Iterator[Pipeline]:
+def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, settings_overrides: dict[str, Any] | None = None,
+                   **alert_overrides: Any) -> Iterator[Pipeline]:
     hook = WebhookReceiver()
     cfg = AlertSettings(**{"webhook_url": hook.url, **alert_overrides})
     tag = uuid.uuid4().hex[:8]
@@ -94,9 +95,9 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_over
         "app_id": f"test-{tag}",
         "topics": TopicSettings(prefix=f"t{tag}", openlineage=f"t{tag}.openlineage.events"),
         "api_port": free_port(),
-        "worker_web_port": free_port(),
     }
     overrides["alerts"] = cfg
+    overrides.update(settings_overrides or {})
     settings = stack.settings(**overrides)
     make_topics(settings)
     env = {**os.environ, **settings_to_env(settings)}
@@ -119,15 +120,18 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, **alert_over
         hook.close()
 
 
-def http_json(settings: Settings, path: str, body: dict[str, Any] | None = None) -> Any:
+def http_json(settings: Settings, path: str, body: dict[str, Any] | None = None, role: str | None = "admin") -> Any:
+    """GET (or POST ``body``) the sink API with a key of ``role`` (None: anonymous)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(settings.api_url + path, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(auth_headers(settings, role) if role else {})}
+    req = urllib.request.Request(settings.api_url + path, data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
-def http_text(settings: Settings, path: str) -> tuple[str, str]:
-    with urllib.request.urlopen(settings.api_url + path, timeout=10) as resp:
+def http_text(settings: Settings, path: str, role: str | None = "admin") -> tuple[str, str]:
+    req = urllib.request.Request(settings.api_url + path, headers=auth_headers(settings, role) if role else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read().decode(), resp.headers.get("Content-Type", "")
 
 

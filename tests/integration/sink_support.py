@@ -1,19 +1,20 @@
 """Helpers for the sink/query/verify integration tests: run `lineage` as a subprocess, produce records."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from helpers import free_port, wait_until
+from helpers import api_token, auth_headers, free_port, wait_until
 from lineage.graph import GraphRecord
 from lineage.settings import Settings, settings_to_env
 
@@ -86,13 +87,16 @@ def api_sql(settings: Settings, sql: str) -> list[list[Any]]:
     import urllib.request
 
     req = urllib.request.Request(
-        f"{settings.api_url}/api/sql", data=json.dumps({"sql": sql}).encode(), headers={"Content-Type": "application/json"}
+        f"{settings.api_url}/api/sql", data=json.dumps({"sql": sql}).encode(),
+        headers={"Content-Type": "application/json", **auth_headers(settings)},
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())["rows"]
 
 
 def run_cli(settings: Settings, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `lineage ARGS` as a user of this deployment would: with its CLI key (an admin's) in place."""
+    api_token(settings)
     res = subprocess.run([LINEAGE, *args], env=env_for(settings), capture_output=True, text=True, cwd=REPO, timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"lineage {' '.join(args)} exited {res.returncode}: {res.stderr}{res.stdout}")
@@ -121,3 +125,41 @@ def sink_group(settings: Settings) -> str:
 
 
 _ = (sys, time)
+
+
+def deployment(stack: Any, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a private deployment on the session stack (own topics, key space, data dir), topics made."""
+    import uuid
+
+    from helpers import make_topics
+    from lineage.settings import TopicSettings
+
+    tag = uuid.uuid4().hex[:8]
+    settings = stack.settings(data_dir=data_dir, app_id=f"test-{tag}",
+                              topics=TopicSettings(prefix=f"t{tag}", openlineage=f"t{tag}.openlineage.events"),
+                              **overrides)
+    make_topics(settings)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, store: Any) -> AsyncIterator[Any]:
+    """The sink's own API (real key checks in Redis, real audit trail on Kafka) on ``store``, in process."""
+    import redis
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from lineage.keyspace import KeySpace
+    from sinks.access.audit import AuditTrail
+    from sinks.access.http import Guard
+    from sinks.access.keys import ApiKeys
+    from sinks.api_server import ApiContext, build_app
+
+    audit = AuditTrail.from_settings(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        app = build_app(ApiContext(settings, store, audit), Guard(ApiKeys(client, KeySpace.of(settings)), settings))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+            yield http
+    finally:
+        client.close()
+        audit.close()

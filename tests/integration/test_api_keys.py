@@ -1,17 +1,21 @@
 """API keys against the real Redis: a token works once created, only its SHA-256 is stored, and
-rotation, revocation and expiry each stop the old token; the CLI prints the token once."""
+rotation, revocation and expiry each stop the old token; the CLI prints the token once and records
+every key operation (refused ones too, never a token) in the audit log."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import redis
 
+from integration.worker_support import read_to_end
 from lineage.keyspace import KeySpace
 from lineage.settings import Settings, settings_to_env
 from sinks.access.keys import ApiKeys
@@ -98,3 +102,19 @@ def test_cli_prints_the_token_once_and_list_never(test_settings: Settings) -> No
     assert [k["name"] for k in json.loads(listed.stdout)] == [name]
     bad = run("create", "--role", "auditor", "--name", name)
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    rotated = run("rotate", name, "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    assert run("revoke", name).returncode == 0
+
+    # the audit topic (what the sink stores in query_audit) holds each operation, never a token
+    values = [m.value() for m in read_to_end(test_settings, test_settings.topics.audit)]
+    tokens = [out["token"], json.loads(rotated.stdout)["token"]]
+    assert not [t for t in tokens for v in values if t.encode() in v or t[3:].encode() in v]
+    records = [orjson.loads(v) for v in values]
+    assert [(r["action"], r["what"], r["who"].startswith("local:"), r["via"]) for r in records] == [
+        (a, name, True, "cli") for a in ("key.create", "key.create", "key.rotate", "key.revoke")
+    ]
+    assert [r["outcome"] for r in records][::2] == ["ok", "ok"] and records[3]["outcome"] == "ok"
+    assert records[1]["outcome"].startswith("refused: ") and "exists" in records[1]["outcome"]
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(out["expires_at"]))
+    assert records[0]["params"] == {"role": "auditor", "expires": expires} and records[0]["rows"] == 1

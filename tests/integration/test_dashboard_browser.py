@@ -1,5 +1,7 @@
 """The SRE dashboard in headless Chromium while traffic flows: the lag chart and the alert list
-show the live values; a screenshot is saved to test-artifacts/dashboard.png."""
+show the live values once signed in with an analyst key (an HttpOnly, SameSite=Strict session
+cookie); before that, and after signing out, the page shows a sign-in form and no data. A
+screenshot is saved to test-artifacts/dashboard.png."""
 from __future__ import annotations
 
 import os
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import api_token, wait_until
 from integration.alerts_support import http_json, start_pipeline
 from factories import inference_event
 from integration.worker_support import encode_many, produce_all
@@ -65,6 +67,28 @@ def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
             driver.get(f"{s.api_url}/dashboard")
             from selenium.webdriver.common.by import By
 
+            # Not signed in: the sign-in form, no data on the page, no data request made.
+            wait_until(lambda: driver.find_element(By.ID, "signin").is_displayed(), 30, "the sign-in form")
+            assert not driver.find_element(By.ID, "panels").is_displayed()
+            assert not driver.find_elements(By.CSS_SELECTOR, "#lag-legend li, #alerts-active li, #lag-chart path")
+            assert driver.execute_script(
+                "return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/dashboard/')).length") == 0
+            driver.find_element(By.ID, "signin-token").send_keys("lk_wrong")
+            driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+            wait_until(lambda: "not valid" in driver.find_element(By.ID, "signin-error").text, 10, "a refused sign-in")
+            assert not driver.get_cookies() and not driver.find_element(By.ID, "panels").is_displayed()
+
+            # Sign in with an analyst key: an HttpOnly, SameSite=Strict session cookie the page cannot read.
+            token = api_token(s, "analyst")
+            driver.find_element(By.ID, "signin-token").send_keys(token)
+            driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+            wait_until(lambda: "(analyst)" in driver.find_element(By.ID, "whoami").text, 10, "the signed-in key's name")
+            (cookie,) = driver.get_cookies()
+            assert cookie["name"] == "lineage_session" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert token not in cookie["value"] and "lineage_session" not in driver.execute_script("return document.cookie")
+            assert driver.find_element(By.ID, "signin-token").get_attribute("value") == ""
+            assert token not in driver.current_url and token not in driver.page_source
+
             def page_shows_live_values() -> bool:
                 d = http_json(s, "/api/dashboard/data")
                 live = {f"{x['labels']['group']} {x['labels']['topic']}[{x['labels']['partition']}]": x["points"][-1][1]
@@ -87,6 +111,13 @@ def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
                     driver.find_elements(By.CSS_SELECTOR, "script[src], link[href]")]
             assert srcs and all(u.startswith(s.api_url) for u in srcs)
             assert data["thresholds"]["lag"] == 300
+            # Signing out ends the session: the panels empty and the cookie is no longer accepted.
+            driver.find_element(By.ID, "signout").click()
+            wait_until(lambda: driver.find_element(By.ID, "signin").is_displayed(), 10, "the form after signing out")
+            assert not driver.find_elements(By.CSS_SELECTOR, "#lag-legend li, #alerts-active li")
+            status = driver.execute_script(
+                "return fetch('/api/dashboard/data', {credentials: 'same-origin'}).then(r => r.status)")
+            assert status == 401
         finally:
             stop.set()
             pipe.worker.signal(signal.SIGCONT)

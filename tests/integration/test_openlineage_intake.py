@@ -1,5 +1,5 @@
 """Unmodified openlineage-python clients feed the pipeline: its Kafka transport (JSON on the
-``openlineage`` topic) and its HTTP transport (``url: <api.url>``) both end as graph edges in
+``openlineage`` topic) and its HTTP transport (``url: <api.url>`` with ``auth: {type: api_key}``; refused without a key) both end as graph edges in
 ClickHouse; invalid OpenLineage input gets a 400 with a reason; the batch endpoint works."""
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from factories import openlineage_client_event
-from helpers import wait_until
+from helpers import api_token, wait_until
 from integration.sink_support import api_sql, free_port, start_sink, stop_sink, wait_healthy
 from integration.worker_support import running_workers, worker_logs
 from lineage.settings import Settings
@@ -23,8 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PG, LAKE = "postgres://db:5432", "s3://lake"
 
 
-def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+def post(url: str, body: bytes, token: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=body, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -57,10 +59,19 @@ def test_openlineage_python_kafka_and_http_transports_land_as_edges(
                 config={"bootstrap.servers": s.kafka_bootstrap}, topic=s.topics.openlineage, flush=True)))
             kafka.emit(openlineage_client_event(kafka_run, "START"))
             kafka.emit(openlineage_client_event(kafka_run, "COMPLETE"))
-            # (b) the stock HTTP transport, pointed at api.url as is
-            http = OpenLineageClient(transport=HttpTransport(HttpConfig(url=s.api_url)))
+            # (b) the stock HTTP transport, pointed at api.url with its own api_key auth (an emitter key)
+            token = api_token(s, "emitter")
+            http = OpenLineageClient(transport=HttpTransport(HttpConfig.from_dict(
+                {"url": s.api_url, "auth": {"type": "api_key", "apiKey": token}})))
             http.emit(openlineage_client_event(http_run, source=(PG, "shop.public.customers"),
                                                target=(LAKE, "customers/clean")))
+            # without a key, or with a revoked-looking one, the same client is refused and nothing is emitted
+            refused_run = str(uuid.uuid4())
+            for auth in ({}, {"auth": {"type": "api_key", "apiKey": "lk_not-a-key"}}):
+                anonymous = OpenLineageClient(transport=HttpTransport(HttpConfig.from_dict({"url": s.api_url, **auth})))
+                with pytest.raises(requests.HTTPError) as refused:
+                    anonymous.emit(openlineage_client_event(refused_run))
+                assert refused.value.response.status_code == 401
 
             run_node = f"run:{kafka_run}"
             expect_kafka = {
@@ -74,11 +85,12 @@ def test_openlineage_python_kafka_and_http_transports_land_as_edges(
                            (f"run:{http_run}", "dataset:s3://lake/customers/clean", "produced")}
             wait_until(lambda: expect_http <= edges_of(s, http_run), 120,
                        "edges of the HTTP-transport run in ClickHouse")
+            assert not edges_of(s, refused_run)  # landed behind the accepted run: the refused ones never will
 
             # invalid input: 400 with a machine-readable reason, nothing emitted
-            status, body = post(f"{s.api_url}/api/v1/lineage", b'{"eventType": "START"}')
+            status, body = post(f"{s.api_url}/api/v1/lineage", b'{"eventType": "START"}', token)
             assert status == 400 and body["error"] == "not_a_run_event"
-            status, body = post(f"{s.api_url}/api/v1/lineage", b"{not json")
+            status, body = post(f"{s.api_url}/api/v1/lineage", b"{not json", token)
             assert status == 400 and body["error"] == "invalid_json"
             # batch: all-or-nothing validation, then accepted
             from openlineage.client.serde import Serde
@@ -86,9 +98,9 @@ def test_openlineage_python_kafka_and_http_transports_land_as_edges(
             batch_run = str(uuid.uuid4())
             batch_event = openlineage_client_event(batch_run, source=(PG, "a.b.c"), target=(LAKE, "d/e"))
             good = json.loads(Serde.to_json(batch_event))
-            status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, {"run": {}}]).encode())
+            status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, {"run": {}}]).encode(), token)
             assert status == 400 and body["rejected"][0]["index"] == 1
-            status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, good]).encode())
+            status, body = post(f"{s.api_url}/api/v1/lineage/batch", json.dumps([good, good]).encode(), token)
             assert status == 200 and body["accepted"] == 2
             assert body["event_ids"][0] == body["event_ids"][1]  # a re-sent OpenLineage event keeps its id
             wait_until(lambda: edges_of(s, batch_run), 120, "edges of the batch run")

@@ -14,9 +14,13 @@ import pytest
 import urllib.request
 from confluent_kafka.admin import AdminClient
 
+from helpers import wait_until
 from lineage.settings import settings_to_env
 from shell.stack.process import ManagedProcess
+from helpers import auth_headers
+from sinks.clickhouse.client import Store
 from factories import inference_event, openlineage_event, training_event
+from integration.sink_support import env_for
 from integration.worker_support import (
     LINEAGE_BIN,
     encode_many,
@@ -32,15 +36,36 @@ pytestmark = [pytest.mark.integration]
 
 
 def _sql(settings, text: str) -> dict:
-    req = urllib.request.Request(f"{settings.api_url}/api/sql", data=text.encode(), headers={"Content-Type": "text/plain"})
+    req = urllib.request.Request(f"{settings.api_url}/api/sql", data=text.encode(), headers={"Content-Type": "text/plain", **auth_headers(settings)})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
 
+#: Tables the SQL sandbox does not serve: read from the store itself once the sink stopped.
+_AUDIT_TABLES = {"query_audit", "chain_starts"}
+
+
 def _clickhouse_dump(settings) -> str:
     tables = _sql(settings, "SHOW TABLES")["rows"]  # every table and view of the store's database
-    assert len(tables) >= 9, tables
-    return "\n".join(json.dumps(_sql(settings, f"SELECT * FROM {settings.clickhouse_database}.`{t[0]}`")) for t in tables)
+    assert len(tables) >= 9 and _AUDIT_TABLES <= {t[0] for t in tables}, tables
+    return "\n".join(json.dumps(_sql(settings, f"SELECT * FROM {settings.clickhouse_database}.`{t[0]}`"))
+                     for t in tables if t[0] not in _AUDIT_TABLES)
+
+
+def _store_dump(settings, tables) -> str:
+    store = Store.open(settings.clickhouse_dsn, settings.clickhouse_database)
+    try:
+        return "\n".join(repr(store.query(f"SELECT * FROM `{t}`").rows) for t in tables)
+    finally:
+        store.close()
+
+
+def _audit_log(env: dict[str, str], expect: int, actions: tuple[str, ...]) -> list[dict] | None:
+    """The records of ``actions`` in `lineage audit log --json`, once there are ``expect`` of them."""
+    res = subprocess.run([LINEAGE_BIN, "audit", "log", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    records = [r for r in json.loads(res.stdout) if r["action"] in actions]
+    return records if len(records) >= expect else None
 
 
 def _openlineage_inference(pid: str, subject: str, value: str) -> bytes:
@@ -116,7 +141,7 @@ def test_no_plaintext_pii_anywhere_and_erasure(settings_factory, make_topics):
     # decrypt (audited), erase, then decryption fails clearly
     rows = {orjson.loads(m.value())["inference"]["prediction_id"]: orjson.loads(m.value())["inference"]
             for m in graph if orjson.loads(m.value())["kind"] == "inference"}
-    env = settings_to_env(s)
+    env = env_for(s)
 
     def get(pid: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([LINEAGE_BIN, "snapshot", "get", rows[pid]["snapshot_pointer"], "--reason", "test", "--json"],
@@ -131,7 +156,25 @@ def test_no_plaintext_pii_anywhere_and_erasure(settings_factory, make_topics):
     after = get(first)
     assert after.returncode == 1 and "was erased" in after.stderr and "can no longer be decrypted" in after.stderr
     assert get(second).returncode == 0  # other subjects unaffected
-    audit = [json.loads(line) for line in (Path(s.data_dir) / "pii" / "audit.jsonl").read_text().splitlines()]
-    assert [a["action"] for a in audit].count("decrypt") == 4 and any(a["action"] == "erase" for a in audit)
-    assert any(a.get("outcome") == "refused: subject erased" for a in audit)
+
+    # every attempt, the refused one too, reaches the query audit log through the sink; no PII does
+    # (the test's own SQL through the API above is in the log too, as its admin key's)
+    pii_actions = ("decrypt", "erase")
+    sink.start()
+    try:
+        audit = wait_until(lambda: _audit_log(env, 5, pii_actions), 90, "5 PII audit records in query_audit")
+    finally:
+        sink.stop()
+    assert len(audit) == 5 and sorted(a["action"] for a in audit) == ["decrypt"] * 4 + ["erase"]
+    assert all(a["who"].startswith("local:") and (a["role"], a["via"]) == ("admin", "cli") for a in audit)
+    erasure = next(a for a in audit if a["action"] == "erase")
+    assert erasure["reason"] == "gdpr art. 17" and erasure["details"] == {"key_destroyed": True}
+    assert erasure["what"] == json.loads(erased.stdout)["subject_ref"]
+    refused = [a for a in audit if a["outcome"].startswith("refused: subject") and "was erased" in a["outcome"]]
+    assert len(refused) == 1 and refused[0]["what"] == rows[first]["snapshot_pointer"] and refused[0]["rows"] == 0
+    assert sorted(a["outcome"] for a in audit).count("ok") == 4
     assert not [p for p in planted if p in json.dumps(audit)]
+    stored = _store_dump(s, sorted(_AUDIT_TABLES))
+    assert stored.count('"action":"decrypt"') == 4 and not [p for p in planted if p in stored]
+    on_topic = [m.value() for m in read_to_end(s, t.audit)]
+    assert sum(orjson.loads(v)["action"] in pii_actions for v in on_topic) == 5 and not [p for p in planted for v in on_topic if p.encode() in v]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from datetime import datetime
 
 import pytest
@@ -306,15 +308,16 @@ def test_inference_rows_keep_no_pii(store: Store) -> None:
     assert row == ("subj-20", "enc://snap/p1", {})
 
 
-def test_api_sql_is_read_only_and_named_queries_work(store: Store) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+def test_api_sql_is_read_only_and_named_queries_work(store: Store, stack: Any, tmp_path: Path) -> None:
+    from helpers import auth_headers
+    from integration.sink_support import api_client, deployment
 
-    from lineage.settings import Settings
-    from sinks.api_server import ApiContext, build_app
+    settings = deployment(stack, tmp_path)
+    headers = auth_headers(settings, "admin")
 
     async def scenario() -> None:
-        app = build_app(ApiContext(Settings(), store))
-        async with TestClient(TestServer(app)) as client:
+        async with api_client(settings, store) as http:
+            client = _Authed(http, headers)
             ok = await client.post("/api/sql", json={"sql": "SELECT count() AS n FROM raw_events"})
             assert ok.status == 200 and (await ok.json())["rows"] == [[16]]
             for bad in ("DROP TABLE edges", "INSERT INTO edges (src) VALUES ('x')", "SELECT 1; DROP TABLE edges"):
@@ -329,7 +332,20 @@ def test_api_sql_is_read_only_and_named_queries_work(store: Store) -> None:
             missing = await client.get("/api/query/prediction")
             assert missing.status == 400 and "prediction_id" in (await missing.json())["error"]
             health = await (await client.get("/health")).json()
-            assert health["status"] == "ok" and health["embedded"] is True
+            assert health["status"] == "ok" and "embedded" not in health
 
     asyncio.run(scenario())
     assert store.query("SELECT count() FROM edges").rows[0][0] > 0
+
+
+class _Authed:
+    """A test client that sends one key with every request."""
+
+    def __init__(self, http: Any, headers: dict[str, str]) -> None:
+        self.http, self.headers = http, headers
+
+    async def post(self, path: str, **kw: Any) -> Any:
+        return await self.http.post(path, headers=self.headers, **kw)
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return await self.http.get(path, headers=self.headers, **kw)

@@ -10,8 +10,8 @@ import time
 import orjson
 import pytest
 
-from lineage.settings import settings_to_env
 from factories import inference_event, training_event
+from integration.sink_support import env_for
 from integration.worker_support import (
     LINEAGE_BIN,
     encode_many,
@@ -102,18 +102,19 @@ def test_tiered_sampling_100k_identical_across_runs_and_workers(settings_factory
 
     # flag a routine (not sampled) prediction later: its held snapshot is promoted and decryptable
     target = next(r for r in routine if one[r["prediction_id"]]["tier"] == "routine")
-    env = {**settings_to_env(s1)}
+    env = env_for(s1)
     flagged = subprocess.run([LINEAGE_BIN, "flag", "--prediction", target["prediction_id"], "--reason", "appeal", "--json"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert flagged.returncode == 0, flagged.stderr
     info = json.loads(flagged.stdout)
     got = subprocess.run([LINEAGE_BIN, "snapshot", "get", info["snapshot_pointer"], "--reason", "appeal review",
-                          "--sha256", info["snapshot_sha256"], "--who", "auditor-1", "--json"],
+                          "--sha256", info["snapshot_sha256"], "--json"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert got.returncode == 0, got.stderr
     snap = json.loads(got.stdout)
     assert snap["snapshot"]["values"] == target["feature_snapshot"]["values"]
-    assert snap["audit"]["who"] == "auditor-1" and snap["audit"]["why"] == "appeal review"
+    assert snap["audit"]["who"].startswith("local:") and snap["audit"]["reason"] == "appeal review"
+    assert snap["audit"]["outcome"] == "ok" and snap["audit"]["what"] == info["snapshot_pointer"]
     promoted = [orjson.loads(m.value()) for m in read_to_end(s1, s1.topics.graph) if m.key() == info["event_id"].encode()]
     assert promoted and promoted[0]["inference"]["tier"] == "flagged"
     assert promoted[0]["payload"]["supersedes_event_id"] == target["event_id"]

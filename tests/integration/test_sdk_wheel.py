@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from helpers import free_port, wait_until
+from helpers import api_token, free_port, wait_until
 from integration.sink_support import env_for, start_sink, stop_sink, wait_healthy
 from integration.worker_support import running_workers
 from lineage.settings import Settings
@@ -128,6 +128,7 @@ def test_sdk_wheel_alone_emits_into_the_pipeline(
     # emit with the minimal config form to this test's private topics
     settings = settings_factory(api_port=free_port())
     make_topics(settings)
+    api_token(settings)  # the checkout's CLI key, as `make demo` leaves it
     tag = uuid.uuid4().hex[:8]
     source, target = f"shop.public.orders_{tag}", f"wheel/{tag}"
     args = {"bootstrap": settings.kafka_bootstrap, "prefix": settings.topics.prefix, "spool": str(outside / "spool"),

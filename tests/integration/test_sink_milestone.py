@@ -11,6 +11,7 @@ from integration.sink_support import (
     api_sql, committed, end_offsets, free_port, produce, run_cli, sink_group, start_sink, stop_sink, wait_healthy,
 )
 from helpers import wait_until
+from sinks.clickhouse.client import store_id
 
 pytestmark = [pytest.mark.integration]
 
@@ -24,7 +25,7 @@ def test_sink_consumes_graph_topic_and_serves_queries(settings_factory, make_top
     proc = start_sink(settings, log, "--linger", "0.2")
     try:
         health = wait_healthy(settings, proc, log)
-        assert health["embedded"] is True and health["dsn"] == settings.clickhouse_dsn
+        assert health["store"] == store_id(settings.clickhouse_dsn, settings.clickhouse_database) and "dsn" not in health
         wait_until(lambda: api_sql(settings, "SELECT count() FROM raw_events")[0][0] == len(records), 60, "13 raw rows")
 
         # the CLI goes through the sink's API (the chDB directory is locked by the sink)

@@ -4,16 +4,20 @@ Needs chDB only (no Kafka): the store is filled with the June 2024 scenario.
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
+import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from integration.lineage_scenario import scenario_store
-from lineage.settings import Settings, SqlSettings
+from helpers import auth_headers
+from integration.sink_support import api_client, deployment
+from lineage.settings import ApiSettings, Settings, SqlSettings
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.sandbox import SqlSandbox
 from sinks.exceptions import QueryRefused
@@ -146,17 +150,119 @@ def test_mixed_texts_never_write_or_read_files(store: Store, sandbox: SqlSandbox
     assert store.query("SELECT count() FROM edges WHERE src = 'fz'").rows[0][0] == 0
 
 
-def test_api_refuses_file_with_a_one_line_400(store: Store) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+# -- the same through the sink's API, with real keys per role ----------------------------------
 
-    from sinks.api_server import ApiContext, build_app
+
+@pytest.fixture(scope="module")
+def api_settings(stack: Any, data_dir: Path) -> Settings:
+    return deployment(stack, data_dir)
+
+
+def _tables(store: Store) -> set[str]:
+    return {r[0] for r in store.query("SELECT name FROM system.tables WHERE database = 'lineage'").rows}
+
+
+async def _post_sql(http: Any, sql: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    resp = await http.post("/api/sql", json={"sql": sql}, headers=headers)
+    return resp.status, await resp.json()
+
+
+@pytest.mark.parametrize("role", ["analyst", "auditor"])
+def test_api_refuses_attacks_for_keys_and_leaves_no_trace(api_settings: Settings, store: Store, data_dir: Path,
+                                                         role: str) -> None:
+    before = tables(store)
+    edges = store.query("SELECT count() FROM edges").rows[0][0]
+    headers = auth_headers(api_settings, role, reason="access test")
 
     async def scenario() -> None:
-        async with TestClient(TestServer(build_app(ApiContext(Settings(), store)))) as client:
-            resp = await client.post("/api/sql", json={"sql": "SELECT file('/etc/hostname')"})
-            error = (await resp.json())["error"]
-            assert resp.status == 400 and "file" in error and "\n" not in error
-            ok = await client.post("/api/sql", json={"sql": "SELECT count() AS n FROM nodes"})
-            assert ok.status == 200 and (await ok.json())["rows"][0][0] > 0
+        async with api_client(api_settings, store) as http:
+            for sql in attacks(data_dir):
+                status, body = await _post_sql(http, sql, headers)
+                assert status == 400, (sql, body)
+                assert "\n" not in body["error"] and SECRET not in body["error"]
+            status, body = await _post_sql(http, "SELECT count() AS n FROM nodes", headers)
+            assert status == 200 and body["rows"][0][0] > 0
+
+    asyncio.run(scenario())
+    assert not (data_dir / "x").exists()
+    assert store.query("EXISTS TABLE t").rows[0][0] == 0
+    assert tables(store) == before
+    assert store.query("SELECT count() FROM edges").rows[0][0] == edges
+
+
+def test_raw_records_are_for_auditors_not_analysts(api_settings: Settings, store: Store) -> None:
+    async def scenario() -> None:
+        async with api_client(api_settings, store) as http:
+            status, body = await _post_sql(http, "SELECT record FROM raw_events LIMIT 1", auth_headers(api_settings, "analyst"))
+            assert status == 400 and "raw_events" in body["error"]
+            status, body = await _post_sql(http, "SELECT subject_ref FROM inference_lineage LIMIT 1",
+                                           auth_headers(api_settings, "analyst"))
+            assert status == 400
+            status, body = await _post_sql(http, "SELECT count() FROM inference_lineage_anon", auth_headers(api_settings, "analyst"))
+            assert status == 200
+            status, body = await _post_sql(http, "SELECT count() FROM raw_events",
+                                           auth_headers(api_settings, "auditor", reason="raw log review"))
+            assert status == 200 and body["rows"][0][0] > 0
+
+    asyncio.run(scenario())
+
+
+def test_anonymous_401_wrong_role_403(api_settings: Settings, store: Store) -> None:
+    async def scenario() -> None:
+        async with api_client(api_settings, store) as http:
+            for method, path in (("POST", "/api/sql"), ("GET", "/api/query/prediction?prediction_id=p3"),
+                                 ("GET", "/metrics")):
+                for headers in ({}, {"Authorization": "Bearer lk_forged"}, {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+                    resp = await http.request(method, path, json={"sql": "SELECT 1"}, headers=headers)
+                    assert resp.status == 401, (path, headers)
+                    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            emitter = auth_headers(api_settings, "emitter")
+            status, _ = await _post_sql(http, "SELECT 1", emitter)
+            assert status == 403
+            resp = await http.get("/api/query/verify", headers=auth_headers(api_settings, "analyst"))
+            assert resp.status == 403  # the raw log's chain is for auditors
+            resp = await http.get("/api/query/prediction", params={"prediction_id": "p3"},
+                                  headers=auth_headers(api_settings, "analyst"))
+            assert resp.status == 200 and (await resp.json())["rows"]
+
+    asyncio.run(scenario())
+
+
+def test_health_is_public_and_says_nothing_internal(api_settings: Settings, store: Store, data_dir: Path) -> None:
+    async def scenario() -> None:
+        async with api_client(api_settings, store) as http:
+            resp = await http.get("/health")
+            text = await resp.text()
+            assert resp.status == 200 and json.loads(text)["status"] == "ok"
+            assert str(data_dir) not in text and "chdb" not in text and "dsn" not in text
+
+    asyncio.run(scenario())
+
+
+def test_metrics_need_a_key_unless_made_public(api_settings: Settings, store: Store) -> None:
+    public = api_settings.model_copy(update={"api": ApiSettings(metrics_public=True)})
+
+    async def scenario() -> None:
+        async with api_client(api_settings, store) as http:
+            assert (await http.get("/metrics")).status == 401
+            assert (await http.get("/metrics", headers=auth_headers(api_settings, "emitter"))).status == 403
+            ok = await http.get("/metrics", headers=auth_headers(api_settings, "analyst"))
+            assert ok.status == 200 and "lineage_sink_" in await ok.text()
+        async with api_client(public, store) as http:
+            assert (await http.get("/metrics")).status == 200
+            assert (await http.post("/api/sql", json={"sql": "SELECT 1"})).status == 401
+
+    asyncio.run(scenario())
+
+
+def test_auditors_give_a_reason(api_settings: Settings, store: Store) -> None:
+    async def scenario() -> None:
+        async with api_client(api_settings, store) as http:
+            status, body = await _post_sql(http, "SELECT 1", auth_headers(api_settings, "auditor"))
+            assert status == 400 and "reason" in body["error"]
+            status, _ = await _post_sql(http, "SELECT 1", auth_headers(api_settings, "auditor", reason="quarterly review"))
+            assert status == 200
+            status, _ = await _post_sql(http, "SELECT 1", auth_headers(api_settings, "analyst"))
+            assert status == 200  # analysts are not asked
 
     asyncio.run(scenario())

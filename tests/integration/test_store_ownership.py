@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import api_token, wait_until
 from integration.sink_support import free_port, start_sink, stop_sink, wait_healthy
 from sinks.clickhouse.backend import DirectBackend, RemoteBackend, open_backend, sink_health
 from sinks.clickhouse.ownership import read_owner
+from sinks.clickhouse.client import store_id
 
 pytestmark = [pytest.mark.integration]
 
 
 def test_a_starting_sink_waits_for_a_command_holding_the_store(settings_factory, tmp_path: Path) -> None:
     settings = settings_factory(api_port=free_port())
+    api_token(settings)  # the CLI key of this deployment (credentials file), as after `make demo`
     held = open_backend(settings, wait_s=5)  # no sink yet: the command opens the store itself
     assert isinstance(held, DirectBackend)
     log = tmp_path / "sink.log"
@@ -32,7 +34,7 @@ def test_a_starting_sink_waits_for_a_command_holding_the_store(settings_factory,
         assert held.sql("SELECT count() AS n FROM raw_events").rows == [(0,)]
         held.close()
         health = wait_healthy(settings, proc, log)
-        assert health["dsn"] == settings.clickhouse_dsn
+        assert health["store"] == store_id(settings.clickhouse_dsn, settings.clickhouse_database)
         owner = read_owner(settings.clickhouse_dsn)
         assert owner is not None and (owner.pid, owner.role, owner.api_url) == (proc.pid, "sink", settings.api_url)
     finally:
@@ -42,6 +44,7 @@ def test_a_starting_sink_waits_for_a_command_holding_the_store(settings_factory,
 
 def test_a_command_waits_for_a_starting_sink_instead_of_racing_it(settings_factory, tmp_path: Path) -> None:
     settings = settings_factory(api_port=free_port())
+    api_token(settings)  # the CLI key of this deployment (credentials file), as after `make demo`
     log = tmp_path / "sink.log"
     proc = start_sink(settings, log, "--linger", "0.2")
     try:

@@ -25,15 +25,13 @@ LINEAGE_BIN = str(Path(sys.executable).parent / "lineage")
 
 
 @contextmanager
-def running_workers(settings: Settings, count: int = 1, name: str = "worker",
-                    web_ports: list[int] | None = None) -> Iterator[list[ManagedProcess]]:
+def running_workers(settings: Settings, count: int = 1, name: str = "worker") -> Iterator[list[ManagedProcess]]:
     """``count`` `lineage worker` subprocesses for ``settings``; stopped (SIGTERM) on exit."""
     procs = []
     env = settings_to_env(settings)
     try:
         for i in range(count):
-            port = web_ports[i] if web_ports else free_port()
-            argv = [LINEAGE_BIN, "worker", "--web-port", str(port), "--log-level", "info"]
+            argv = [LINEAGE_BIN, "worker", "--log-level", "info"]
             proc = ManagedProcess.in_data_dir(Path(settings.data_dir), f"{name}-{i}", argv, env=env)
             proc.start()
             procs.append(proc)

@@ -1,4 +1,4 @@
-"""Envelope crypto, the segment store and the audit log (no Redis: data keys are passed in)."""
+"""Envelope crypto and the segment store (no Redis: data keys are passed in)."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import SecretStr
 
-from sinks.pii.audit import AuditLog
 from lineage.pii.crypto import LocalKek, kek_provider, open_sealed, seal
-from lineage.pii.exceptions import AuditError, IntegrityError, KekError, PointerError
+from lineage.pii.exceptions import IntegrityError, KekError, PointerError
 from lineage.pii.store import SnapshotStore, digest, seal_snapshot, sealed_subject
 from stream_apps.deadletter import open_dead_letter, seal_aad
 
@@ -81,21 +80,18 @@ def test_store_append_read_and_digest(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / stored[0].pointer.split("/")[1]).st_mode) == 0o600
 
 
-def test_audit_log_appends_and_refuses_when_unwritable(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.jsonl")
-    log.record("decrypt", "ann", "appeal 7", pointer="p")
-    log.record("erase", "bob", "gdpr", subject_ref="r")
-    entries = list(log.entries())
-    assert [e["action"] for e in entries] == ["decrypt", "erase"] and entries[0]["who"] == "ann"
-    (tmp_path / "ro").mkdir(mode=0o500)
-    if os.geteuid() != 0:  # root ignores directory permissions
-        with pytest.raises(AuditError):
-            AuditLog(tmp_path / "ro" / "sub" / "audit.jsonl").record("decrypt", "x", "y")
-
-
 def test_sealed_dead_letter_round_trip() -> None:
     key = os.urandom(32)
     nonce, ct = seal(key, b"original", seal_aad("t.inference", 3, 17))
     headers = {"dlq.topic": b"t.inference", "dlq.partition": b"3", "dlq.offset": b"17"}
     assert open_dead_letter(key, nonce + ct, headers) == b"original"
     assert open_sealed(key, nonce, ct, seal_aad("t.inference", 3, 17)) == b"original"
+
+
+def test_a_kek_file_open_to_other_users_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kek.key"
+    LocalKek.from_file(path)  # created 0600
+    assert (path.stat().st_mode & 0o777) == 0o600
+    path.chmod(0o640)
+    with pytest.raises(KekError, match="chmod 600"):
+        LocalKek.from_file(path)

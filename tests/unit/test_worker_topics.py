@@ -10,7 +10,7 @@ from stream_apps.app import create_app
 
 def test_changelog_and_window_topics_are_pre_created(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, app_id="probe-app")
-    app = create_app(settings, web_port=65_000)  # never started
+    app = create_app(settings)  # never started
     app.finalize()
     table = app.tables["model_lineage"]
     assert table.changelog_topic.get_topic_name() == model_lineage_changelog(settings)

@@ -1,4 +1,5 @@
-// SRE dashboard: polls /api/dashboard/data every 2 s and draws plain SVG charts (no libraries).
+// SRE dashboard: signs in with an API key (an HttpOnly session cookie; the key itself is never kept),
+// then polls /api/dashboard/data every 2 s and draws plain SVG charts (no libraries).
 "use strict";
 (function () {
   const POLL_MS = 2000;
@@ -153,16 +154,83 @@
     document.body.dataset.updated = String(d.now);
   }
 
+  let timer = null;
+
+  // Signed out: no data on the page and no data requests until a key signs in again.
+  function signedOut(message) {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    $("panels").hidden = true;
+    for (const id of ["lag-chart", "throughput-chart", "dlq-chart", "latency-chart"]) {
+      const svg = $(id);
+      while (svg.firstChild) svg.removeChild(svg.firstChild);
+    }
+    for (const id of ["lag-legend", "alerts-active", "alerts-recent", "throughput-legend", "latency-legend", "tiers"]) $(id).textContent = "";
+    document.querySelector("#completeness tbody").textContent = "";
+    delete document.body.dataset.updated;
+    $("whoami").textContent = "";
+    $("signout").hidden = true;
+    $("signin").hidden = false;
+    $("signin-error").textContent = message || "";
+    $("status").textContent = "signed out";
+    $("signin-token").focus();
+  }
+
+  function signedIn(who) {
+    $("signin").hidden = true;
+    $("panels").hidden = false;
+    $("whoami").textContent = who.name + " (" + who.role + ")";
+    $("signout").hidden = false;
+    $("status").textContent = "connecting...";
+    if (timer === null) poll();
+  }
+
   async function poll() {
+    timer = null;
     try {
-      const resp = await fetch("/api/dashboard/data", { cache: "no-store" });
+      const resp = await fetch("/api/dashboard/data", { cache: "no-store", credentials: "same-origin" });
+      if (resp.status === 401) return signedOut("The session ended (expired, or its key was revoked); sign in again.");
+      if (resp.status === 403) return signedOut("This key's role may not read the dashboard; use an analyst key or above.");
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       render(await resp.json());
     } catch (err) {
       $("status").textContent = "update failed: " + err.message + " (retrying)";
-    } finally {
-      setTimeout(poll, POLL_MS);
     }
+    if (!$("panels").hidden) timer = setTimeout(poll, POLL_MS);
   }
-  poll();
+
+  $("signin-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("signin-token");
+    const token = input.value.trim();
+    input.value = "";  // the key is sent once and not kept by the page
+    try {
+      const resp = await fetch("/api/session", {
+        method: "POST", credentials: "same-origin", cache: "no-store",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: token }),
+      });
+      if (resp.ok) return signedIn(await resp.json());
+      $("signin-error").textContent = resp.status === 401 ? "That key is not valid (unknown, revoked or expired)." : "Sign-in refused (HTTP " + resp.status + ").";
+    } catch (err) {
+      $("signin-error").textContent = "Sign-in failed: " + err.message;
+    }
+  });
+
+  $("signout").addEventListener("click", async () => {
+    try {
+      await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
+    } finally {
+      signedOut("Signed out.");
+    }
+  });
+
+  (async function start() {
+    try {
+      const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
+      if (resp.ok) return signedIn(await resp.json());
+    } catch (err) {
+      // fall through to the form
+    }
+    signedOut("");
+  })();
 })();
