@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -58,8 +59,8 @@ def _tamper(settings: Settings, *statements: str) -> None:
         store.close()
 
 
-def test_verify_detects_modified_and_deleted_rows(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+def test_verify_detects_modified_and_deleted_rows(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     ids = _fill(settings)
     ok = run_cli(settings, "verify")
     assert "hash chains intact: raw_events 48 rows in 3 partitions, query_audit 0 rows in 0 partitions" in ok.stdout
@@ -89,9 +90,9 @@ def test_verify_detects_modified_and_deleted_rows(tmp_path: Path) -> None:
     assert table.returncode == 1 and "altered" in table.stdout and "missing_before" in table.stdout
 
 
-def test_rewriting_a_row_hash_breaks_the_next_link(tmp_path: Path) -> None:
+def test_rewriting_a_row_hash_breaks_the_next_link(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
     """A forger who also recomputes row_hash is caught by the next row's prev_hash."""
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     ids = _fill(settings)
     _tamper(
         settings,
@@ -138,8 +139,8 @@ def _report(settings: Settings) -> dict:
     return json.loads(run_cli(settings, "verify", "--json", check=False).stdout)
 
 
-def test_verify_detects_changed_and_deleted_audit_rows(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+def test_verify_detects_changed_and_deleted_audit_rows(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     _fill(settings)
     ids = _fill_audit(settings, _audit_entries(8))
     ok = run_cli(settings, "verify")
@@ -159,8 +160,8 @@ def test_verify_detects_changed_and_deleted_audit_rows(tmp_path: Path) -> None:
     assert got == [(AUDIT, 2, ids[2], "altered", -1), (AUDIT, 6, ids[6], "missing_before", 4)]
 
 
-def test_replayed_audit_records_are_stored_once_and_the_chain_continues(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+def test_replayed_audit_records_are_stored_once_and_the_chain_continues(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     values = _audit_entries(6)
     _fill_audit(settings, values[:4])
     # a replay of offsets 2..3 (after a crash before the commit) followed by new ones, in a new sink
@@ -185,8 +186,8 @@ def test_replayed_audit_records_are_stored_once_and_the_chain_continues(tmp_path
     assert [(p["kafka_offset"], p["problem"]) for p in _report(settings)["problems"]] == [(5, "missing_tail")]
 
 
-def test_pruned_audit_log_still_verifies(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+def test_pruned_audit_log_still_verifies(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     old = _audit_entries(5, days_old=40)  # 40 days ago, a minute apart
     recent = _audit_entries(3)
     ids = _fill_audit(settings, old + recent)
@@ -208,8 +209,8 @@ def test_pruned_audit_log_still_verifies(tmp_path: Path) -> None:
     assert got == [(6, ids[6], "missing_before", 4)]
 
 
-def test_prune_keeps_the_newest_row_and_skips_a_broken_chain(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+def test_prune_keeps_the_newest_row_and_skips_a_broken_chain(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     _fill_audit(settings, _audit_entries(4, days_old=40))
     _tamper(settings, "ALTER TABLE query_audit UPDATE record = replaceOne(record, 'check', 'other') "
                       "WHERE kafka_offset = 1")
@@ -228,8 +229,8 @@ def test_prune_keeps_the_newest_row_and_skips_a_broken_chain(tmp_path: Path) -> 
     assert _report(settings)["ok"] is True
 
 
-def test_the_sink_prunes_at_start_with_its_retention(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, api_port=free_port())
+def test_the_sink_prunes_at_start_with_its_retention(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory(data_dir=tmp_path, api_port=free_port())
     _fill_audit(settings, _audit_entries(3, days_old=10) + _audit_entries(2))
     store = Store.open(settings.clickhouse_dsn, settings.clickhouse_database)
     try:
