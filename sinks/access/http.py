@@ -6,7 +6,9 @@ registered with nothing is refused to everyone (fail closed). A request authenti
 ``Authorization: Bearer <token>`` (what scripts, the CLI and the OpenLineage HTTP transport's
 ``api_key`` auth send) or with the session cookie a browser gets by signing in with a key
 (``POST /api/session``; HttpOnly, SameSite=Strict, never a token in a URL). Browser requests are
-also checked for their ``Host`` (DNS rebinding) and ``Origin`` (cross-site requests).
+also checked for their ``Host`` (DNS rebinding) and ``Origin`` (cross-site requests); an ``https``
+origin with the request's own host is accepted over plain HTTP, which is how a TLS-terminating
+proxy in front of the API forwards it.
 
 Answers: 401 without a valid key, 403 for a role without the right, 421 for a browser request
 to a host name the API does not serve. A refused request runs no handler and changes nothing.
@@ -88,6 +90,17 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def _allowed_host(name: str) -> str:
+    """A configured host name as :func:`_hostname` gives it: no port, an IPv6 address bracketed."""
+    host = _hostname(name)
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _no_store(response: web.Response) -> web.Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class Guard:
     """Authenticates and authorises every request of one app (see the module docstring)."""
 
@@ -96,7 +109,7 @@ class Guard:
         self.settings = settings
         self.needs: dict[AbstractRoute, Need] = {}
         hosts = settings.api.allowed_hosts or (settings.api_host, "localhost", "127.0.0.1", "[::1]")
-        self.hosts = frozenset(h.lower() for h in hosts)
+        self.hosts = frozenset(_allowed_host(h) for h in hosts)
 
     def protect(self, routes: Iterable[AbstractRoute], need: Need) -> None:
         for route in routes:
@@ -110,14 +123,14 @@ class Guard:
         if match.http_exception is not None:  # 404 / 405: nothing to protect
             raise match.http_exception
         need = self.needs.get(match.route)
+        if need is None:  # a route nobody gave a rule: refused to every caller, whatever key
+            log.error("route %s %s has no access rule; refused", request.method, request.path)
+            return _json(403, "this route has no access rule")
         if need is PUBLIC:
             return await handler(request)
         actor = await self._authenticate(request)
         if isinstance(actor, web.Response):
             return actor
-        if need is None:
-            log.error("route %s %s has no access rule; refused", request.method, request.path)
-            return forbidden(actor, Access.ANY_KEY)
         if isinstance(need, Action) and not allows(actor.role, need):
             return forbidden(actor, need)
         request[ACTOR] = actor
@@ -145,7 +158,7 @@ class Guard:
         if _hostname(request.host) not in self.hosts:
             return _json(421, "this API does not serve that host name")
         origin = request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/").lower() != f"{request.scheme}://{request.host}".lower():
+        if origin is not None and not _same_origin(request, origin):
             return _json(403, "cross-origin request refused")
         if request.method not in ("GET", "HEAD", "OPTIONS") and origin is None \
                 and request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
@@ -155,7 +168,10 @@ class Guard:
     # -- signing in ----------------------------------------------------------------------------
 
     async def sign_in(self, request: web.Request) -> web.Response:
-        """``POST /api/session`` with ``{"token": ...}``: a session cookie for this browser."""
+        """``POST /api/session`` with ``{"token": ...}``: a session cookie for this browser.
+
+        A session the browser already had ends here, so one browser holds one session.
+        """
         refused = self.browser_check(request)
         if refused is not None:
             return refused
@@ -168,28 +184,48 @@ class Guard:
         if opened is None:
             return unauthorized()
         secret, info = opened
-        response = web.Response(body=orjson.dumps(_who(info)), content_type="application/json")
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:
+            await asyncio.to_thread(self.keys.close_session, previous)
+        response = _no_store(web.Response(body=orjson.dumps(_who(info)), content_type="application/json"))
+        # An https Origin means the browser reached us over TLS, through a proxy if not directly.
+        secure = request.secure or request.headers.get("Origin", "").lower().startswith("https://")
         response.set_cookie(SESSION_COOKIE, secret, max_age=self.settings.api.session_ttl_s, path="/",
-                            httponly=True, samesite="Strict", secure=request.secure)
+                            httponly=True, samesite="Strict", secure=secure)
         return response
 
     async def whoami(self, request: web.Request) -> web.Response:
         actor = actor_of(request)
-        return web.Response(body=orjson.dumps({"name": actor.name, "role": actor.role.value}),
-                            content_type="application/json")
+        return _no_store(web.Response(body=orjson.dumps({"name": actor.name, "role": actor.role.value}),
+                                      content_type="application/json"))
 
     async def sign_out(self, request: web.Request) -> web.Response:
+        """``DELETE /api/session``: end this browser's session and drop its cookie.
+
+        Needs no live session, so a browser whose session already ended can still clear the cookie.
+        """
         secret = request.cookies.get(SESSION_COOKIE)
         if secret:
+            refused = self.browser_check(request)
+            if refused is not None:
+                return refused
             await asyncio.to_thread(self.keys.close_session, secret)
         response = web.Response(status=204)
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 
     def add_session_routes(self, app: web.Application) -> None:
-        self.protect([app.router.add_post(SESSION_PATH, self.sign_in)], PUBLIC)
-        self.protect([app.router.add_get(SESSION_PATH, self.whoami, allow_head=False),
-                      app.router.add_delete(SESSION_PATH, self.sign_out)], ANY_KEY)
+        self.protect([app.router.add_post(SESSION_PATH, self.sign_in),
+                      app.router.add_delete(SESSION_PATH, self.sign_out)], PUBLIC)
+        self.protect([app.router.add_get(SESSION_PATH, self.whoami, allow_head=False)], ANY_KEY)
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    """``Origin`` names this request's own host and port, and is not plain HTTP sent to TLS."""
+    scheme, sep, netloc = origin.strip().rstrip("/").lower().partition("://")
+    if not sep or netloc != request.host.strip().lower():
+        return False
+    return scheme == "https" or (scheme == "http" and not request.secure)
 
 
 def _who(info: KeyInfo) -> dict[str, object]:

@@ -10,10 +10,12 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
+from redis.exceptions import WatchError
 
 from lineage.keyspace import KeySpace
 from sinks.access.roles import Role
@@ -84,27 +86,48 @@ class ApiKeys:
 
     def rotate(self, name: str, now: float | None = None) -> tuple[str, KeyInfo]:
         """A new token for the key ``name`` (same role, expiry restarted from now); the old one stops working."""
-        old = self.get(name)
-        life = None if old.expires_at is None else old.expires_at - old.created_at
-        created = time.time() if now is None else now
-        info = KeyInfo(name, old.role, created, None if life is None else created + life)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = token_digest(token)
-        old_digest = self._digest(name)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.space.api_key(digest), orjson.dumps(info.to_json()))
-        pipe.hset(self.space.api_key_names, name, digest)
-        pipe.delete(self.space.api_key(old_digest))
-        pipe.execute()
-        return token, info
+        created = time.time() if now is None else now
+
+        def swap(pipe: Any, old_digest: str, old: KeyInfo) -> KeyInfo:
+            life = None if old.expires_at is None else old.expires_at - old.created_at
+            info = KeyInfo(name, old.role, created, None if life is None else created + life)
+            pipe.set(self.space.api_key(digest), orjson.dumps(info.to_json()))
+            pipe.hset(self.space.api_key_names, name, digest)
+            pipe.delete(self.space.api_key(old_digest))
+            return info
+
+        return token, self._change(name, swap)
 
     def revoke(self, name: str) -> KeyInfo:
-        info = self.get(name)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.space.api_key(self._digest(name)))
-        pipe.hdel(self.space.api_key_names, name)
-        pipe.execute()
-        return info
+        def drop(pipe: Any, digest: str, old: KeyInfo) -> KeyInfo:
+            pipe.delete(self.space.api_key(digest))
+            pipe.hdel(self.space.api_key_names, name)
+            return old
+
+        return self._change(name, drop)
+
+    def _change(self, name: str, change: Callable[[Any, str, KeyInfo], KeyInfo]) -> KeyInfo:
+        """Queue ``change`` to the key ``name`` (its pipeline, current digest and record) and run it
+        as one transaction, retried if the names change meanwhile: a rotation and a revocation of
+        one key never interleave, so a revoked key cannot come back and a rotated one cannot be
+        left working but nameless. "No such key" is also only answered from an unchanged read."""
+        names = self.space.api_key_names
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(names)
+                    digest = _text(pipe.hget(names, name))
+                    raw = None if digest is None else pipe.get(self.space.api_key(digest))
+                    pipe.multi()
+                    result = None if digest is None or raw is None else change(pipe, digest, _info(raw))
+                    pipe.execute()  # WatchError if the names changed since they were read
+                except WatchError:
+                    continue
+                if result is None:
+                    raise AccessError(f"no key named {name!r}")
+                return result
 
     def get(self, name: str) -> KeyInfo:
         raw = self.redis.get(self.space.api_key(self._digest(name)))
@@ -113,9 +136,10 @@ class ApiKeys:
         return _info(raw)
 
     def list(self) -> list[KeyInfo]:
-        digests = self.redis.hgetall(self.space.api_key_names)
-        names = sorted((k.decode() if isinstance(k, bytes) else k) for k in digests)
-        return [self.get(n) for n in names]
+        """Every key, by name (one revoked meanwhile is left out rather than failing the list)."""
+        digests = [str(_text(d)) for d in self.redis.hvals(self.space.api_key_names)]
+        raws = self.redis.mget([self.space.api_key(d) for d in digests]) if digests else []
+        return sorted((_info(raw) for raw in raws if raw is not None), key=lambda info: info.name)
 
     def authenticate(self, token: str, now: float | None = None) -> KeyInfo | None:
         """The key a presented token belongs to, or None (unknown, revoked, rotated away or expired)."""
@@ -164,10 +188,14 @@ class ApiKeys:
         self.redis.delete(self.space.api_session(token_digest(secret)))
 
     def _digest(self, name: str) -> str:
-        digest = self.redis.hget(self.space.api_key_names, name)
+        digest = _text(self.redis.hget(self.space.api_key_names, name))
         if digest is None:
             raise AccessError(f"no key named {name!r}")
-        return digest.decode() if isinstance(digest, bytes) else str(digest)
+        return digest
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _info(raw: bytes) -> KeyInfo:

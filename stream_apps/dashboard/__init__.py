@@ -25,8 +25,20 @@ def _monitor(request: web.Request) -> Monitor:
     return request.app[MONITOR_KEY]
 
 
+#: The page loads only its own script and stylesheet, talks only to this API, cannot be framed
+#: (its sign-in form) and its form cannot post anywhere by itself (the script sends the key).
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 async def page(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
 async def data(request: web.Request) -> web.Response:

@@ -3,10 +3,12 @@ rotation, revocation and expiry each stop the old token; the CLI prints the toke
 every key operation (refused ones too, never a token) in the audit log."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,6 +68,37 @@ def test_rotate_and_revoke_stop_the_old_token(keys: ApiKeys) -> None:
     assert [i.name for i in keys.list()] == []
     with pytest.raises(AccessError, match="no key named"):
         keys.revoke("ingest")
+
+
+def test_a_revocation_racing_a_rotation_leaves_no_working_token(keys: ApiKeys) -> None:
+    """Whichever runs first, after both no token of the key works and no record is left nameless
+    (a rotation that read the key before a revocation must not write it back)."""
+    for i in range(100):
+        name = f"race{i}"
+        tokens = [keys.create(name, "analyst")[0]]
+        failures: list[AccessError] = []
+        start = threading.Barrier(2)
+
+        def rotate() -> None:
+            start.wait()
+            with contextlib.suppress(AccessError):  # the revocation came first
+                tokens.append(keys.rotate(name)[0])
+
+        def revoke() -> None:
+            start.wait()
+            try:
+                keys.revoke(name)
+            except AccessError as exc:  # the key exists whichever runs first: a revocation never misses it
+                failures.append(exc)
+
+        threads = [threading.Thread(target=rotate), threading.Thread(target=revoke)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not failures and [t for t in tokens if keys.authenticate(t) is not None] == [], f"round {i}"
+    assert keys.list() == []
+    assert list(keys.redis.scan_iter(keys.space.api_key("*"))) == []
 
 
 def test_bad_names_and_roles_are_refused(keys: ApiKeys) -> None:

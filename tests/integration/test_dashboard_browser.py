@@ -1,7 +1,9 @@
 """The SRE dashboard in headless Chromium while traffic flows: the lag chart and the alert list
 show the live values once signed in with an analyst key (an HttpOnly, SameSite=Strict session
-cookie); before that, and after signing out, the page shows a sign-in form and no data. A
-screenshot is saved to test-artifacts/dashboard.png."""
+cookie the page cannot read). Before that the page shows a sign-in form, no data, and requests
+none; a wrong key and a key whose role may not read the dashboard are refused; after signing out,
+or once the key is revoked, the page empties and returns to the form. A screenshot is saved to
+test-artifacts/dashboard.png."""
 from __future__ import annotations
 
 import os
@@ -9,20 +11,31 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from helpers import api_token, wait_until
 from integration.alerts_support import http_json, start_pipeline
 from factories import inference_event
 from integration.worker_support import encode_many, produce_all
+from lineage.keyspace import KeySpace
+from sinks.access.keys import ApiKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+POLL_S = 2.0  # the page's polling interval (dashboard.js POLL_MS)
+
+
+#: Resource entries (performance API) for every data request the page made: anything under
+#: /api/ or /metrics except the session route itself.
+DATA_REQUESTS = """return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)
+    .filter(p => (p.startsWith('/api/') || p.startsWith('/metrics')) && p !== '/api/session')"""
 
 
 def _driver(profile: str):  # type: ignore[no-untyped-def]
@@ -37,7 +50,23 @@ def _driver(profile: str):  # type: ignore[no-untyped-def]
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 f"--user-data-dir={profile}", "--window-size=1400,1100"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+def _sign_in(driver, token: str) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "signin-token").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+
+
+def _shows_no_data(driver) -> bool:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    return (driver.find_element(By.ID, "signin").is_displayed() and not driver.find_element(By.ID, "panels").is_displayed()
+            and not driver.find_elements(By.CSS_SELECTOR, "#lag-legend li, #alerts-active li, #alerts-recent li, #lag-chart path")
+            and driver.find_element(By.ID, "whoami").text == "" and not driver.find_element(By.ID, "signout").is_displayed())
 
 
 def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
@@ -67,27 +96,37 @@ def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
             driver.get(f"{s.api_url}/dashboard")
             from selenium.webdriver.common.by import By
 
-            # Not signed in: the sign-in form, no data on the page, no data request made.
-            wait_until(lambda: driver.find_element(By.ID, "signin").is_displayed(), 30, "the sign-in form")
-            assert not driver.find_element(By.ID, "panels").is_displayed()
-            assert not driver.find_elements(By.CSS_SELECTOR, "#lag-legend li, #alerts-active li, #lag-chart path")
-            assert driver.execute_script(
-                "return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/dashboard/')).length") == 0
-            driver.find_element(By.ID, "signin-token").send_keys("lk_wrong")
-            driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+            # Not signed in: the sign-in form, no data on the page, and no data request made, even
+            # after more than one polling interval.
+            wait_until(lambda: _shows_no_data(driver), 30, "the sign-in form and no data")
+            time.sleep(POLL_S * 1.5)
+            assert _shows_no_data(driver)
+            sessions = driver.execute_script(
+                "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/api/session')).length")
+            assert sessions == 1 and driver.execute_script(DATA_REQUESTS) == []  # it asked who it is, nothing more
+            assert driver.find_element(By.ID, "signin-token").get_attribute("type") == "password"
+
+            _sign_in(driver, "lk_wrong")
             wait_until(lambda: "not valid" in driver.find_element(By.ID, "signin-error").text, 10, "a refused sign-in")
-            assert not driver.get_cookies() and not driver.find_element(By.ID, "panels").is_displayed()
+            assert not driver.get_cookies() and _shows_no_data(driver) and driver.execute_script(DATA_REQUESTS) == []
+
+            # A valid key whose role may not read the dashboard: a one-line refusal, its session ended.
+            _sign_in(driver, api_token(s, "emitter"))
+            wait_until(lambda: "(emitter) may not read the dashboard" in driver.find_element(By.ID, "signin-error").text,
+                       10, "the refusal of an emitter key")
+            assert _shows_no_data(driver) and not driver.get_cookies()
 
             # Sign in with an analyst key: an HttpOnly, SameSite=Strict session cookie the page cannot read.
             token = api_token(s, "analyst")
-            driver.find_element(By.ID, "signin-token").send_keys(token)
-            driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+            _sign_in(driver, token)
             wait_until(lambda: "(analyst)" in driver.find_element(By.ID, "whoami").text, 10, "the signed-in key's name")
+            assert driver.find_element(By.ID, "signout").is_displayed() and not driver.find_element(By.ID, "signin").is_displayed()
             (cookie,) = driver.get_cookies()
             assert cookie["name"] == "lineage_session" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             assert token not in cookie["value"] and "lineage_session" not in driver.execute_script("return document.cookie")
             assert driver.find_element(By.ID, "signin-token").get_attribute("value") == ""
             assert token not in driver.current_url and token not in driver.page_source
+            assert driver.execute_script("return localStorage.length + sessionStorage.length") == 0
 
             def page_shows_live_values() -> bool:
                 d = http_json(s, "/api/dashboard/data")
@@ -106,18 +145,39 @@ def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
             assert int(driver.find_element(By.ID, "alert-count").text) >= 1
             ARTIFACTS.mkdir(exist_ok=True)
             assert driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
-            # Offline: every script/style the page loads comes from this server.
+            # Offline: every script/style the page loads comes from this server, and its policy says so.
             srcs = [e.get_attribute("src") or e.get_attribute("href") for e in
                     driver.find_elements(By.CSS_SELECTOR, "script[src], link[href]")]
             assert srcs and all(u.startswith(s.api_url) for u in srcs)
+            policy = driver.execute_script(
+                "return fetch('/dashboard').then(r => r.headers.get('content-security-policy'))")
+            assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
             assert data["thresholds"]["lag"] == 300
+
             # Signing out ends the session: the panels empty and the cookie is no longer accepted.
             driver.find_element(By.ID, "signout").click()
-            wait_until(lambda: driver.find_element(By.ID, "signin").is_displayed(), 10, "the form after signing out")
-            assert not driver.find_elements(By.CSS_SELECTOR, "#lag-legend li, #alerts-active li")
+            wait_until(lambda: _shows_no_data(driver), 10, "the form and no data after signing out")
+            assert not driver.get_cookies()
             status = driver.execute_script(
                 "return fetch('/api/dashboard/data', {credentials: 'same-origin'}).then(r => r.status)")
             assert status == 401
+
+            # A session whose key is revoked meanwhile: the next poll gets 401 and the page empties.
+            client = redis.Redis.from_url(s.redis_url)
+            try:
+                keys = ApiKeys(client, KeySpace.of(s))
+                temporary, info = keys.create(f"dash-{uuid.uuid4().hex[:6]}", "analyst")
+                _sign_in(driver, temporary)
+                wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#lag-legend li"), 10, "data for the second key")
+                keys.revoke(info.name)
+            finally:
+                client.close()
+            wait_until(lambda: _shows_no_data(driver) and "session ended" in driver.find_element(By.ID, "signin-error").text,
+                       10, "the form after the key was revoked")
+            time.sleep(POLL_S * 1.5)  # polling stopped: the page stays empty
+            assert _shows_no_data(driver)
+            violations = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+            assert violations == []
         finally:
             stop.set()
             pipe.worker.signal(signal.SIGCONT)

@@ -1,5 +1,6 @@
 // SRE dashboard: signs in with an API key (an HttpOnly session cookie; the key itself is never kept),
-// then polls /api/dashboard/data every 2 s and draws plain SVG charts (no libraries).
+// then polls /api/dashboard/data every 2 s and draws plain SVG charts (no libraries). Signed out,
+// it shows only the sign-in form and requests no data.
 "use strict";
 (function () {
   const POLL_MS = 2000;
@@ -154,20 +155,38 @@
     document.body.dataset.updated = String(d.now);
   }
 
+  // Signed-in state. `generation` changes on every sign-in and sign-out, so a poll answered for an
+  // earlier session draws nothing and schedules nothing.
+  let generation = 0;
   let timer = null;
+  let who = null;
 
-  // Signed out: no data on the page and no data requests until a key signs in again.
-  function signedOut(message) {
+  function stopPolling() {
+    generation += 1;
     if (timer !== null) clearTimeout(timer);
     timer = null;
+  }
+
+  function clearPanels() {
     $("panels").hidden = true;
     for (const id of ["lag-chart", "throughput-chart", "dlq-chart", "latency-chart"]) {
       const svg = $(id);
       while (svg.firstChild) svg.removeChild(svg.firstChild);
     }
-    for (const id of ["lag-legend", "alerts-active", "alerts-recent", "throughput-legend", "latency-legend", "tiers"]) $(id).textContent = "";
+    $("lag-chart").dataset.maxLag = "0";
+    for (const id of ["lag-legend", "alerts-active", "alerts-recent", "throughput-legend", "latency-legend", "tiers",
+                      "lag-threshold", "dlq-total"]) $(id).textContent = "";
+    $("alert-count").textContent = "0";
+    $("alert-count").className = "badge";
     document.querySelector("#completeness tbody").textContent = "";
     delete document.body.dataset.updated;
+  }
+
+  // Signed out: no data on the page and no data requests until a key signs in again.
+  function showSignIn(message) {
+    stopPolling();
+    who = null;
+    clearPanels();
     $("whoami").textContent = "";
     $("signout").hidden = true;
     $("signin").hidden = false;
@@ -176,61 +195,98 @@
     $("signin-token").focus();
   }
 
-  function signedIn(who) {
+  function signedIn(key) {
+    stopPolling();
+    who = key;
     $("signin").hidden = true;
-    $("panels").hidden = false;
-    $("whoami").textContent = who.name + " (" + who.role + ")";
+    $("signin-error").textContent = "";
+    $("whoami").textContent = key.name + " (" + key.role + ")";
     $("signout").hidden = false;
     $("status").textContent = "connecting...";
-    if (timer === null) poll();
+    poll(generation);
   }
 
-  async function poll() {
+  // The server's one-line reason for a refusal, else the status.
+  async function reasonOf(resp) {
+    try {
+      const body = await resp.json();
+      if (body && body.error) return body.error + " (HTTP " + resp.status + ")";
+    } catch (err) {
+      // not JSON
+    }
+    return "HTTP " + resp.status;
+  }
+
+  async function endSession() {
+    try {
+      await fetch("/api/session", { method: "DELETE", credentials: "same-origin", cache: "no-store" });
+    } catch (err) {
+      // the cookie stays until it expires; the page shows no data either way
+    }
+  }
+
+  async function poll(mine) {
     timer = null;
     try {
       const resp = await fetch("/api/dashboard/data", { cache: "no-store", credentials: "same-origin" });
-      if (resp.status === 401) return signedOut("The session ended (expired, or its key was revoked); sign in again.");
-      if (resp.status === 403) return signedOut("This key's role may not read the dashboard; use an analyst key or above.");
-      if (!resp.ok) throw new Error("HTTP " + resp.status);
-      render(await resp.json());
+      if (mine !== generation) return;
+      if (resp.status === 401) return showSignIn("The session ended (expired, signed out elsewhere, or its key was revoked or rotated); sign in again.");
+      if (resp.status === 403) {  // a valid key of a role without the right: its session is of no use here
+        const role = who ? who.role : "?";
+        stopPolling();
+        await endSession();
+        return showSignIn("This key's role (" + role + ") may not read the dashboard; sign in with an analyst key or above.");
+      }
+      if (!resp.ok) throw new Error(await reasonOf(resp));
+      const d = await resp.json();
+      if (mine !== generation) return;
+      render(d);
+      $("panels").hidden = false;
     } catch (err) {
+      if (mine !== generation) return;
       $("status").textContent = "update failed: " + err.message + " (retrying)";
     }
-    if (!$("panels").hidden) timer = setTimeout(poll, POLL_MS);
+    timer = setTimeout(() => poll(mine), POLL_MS);
   }
 
   $("signin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const input = $("signin-token");
+    const button = $("signin-form").querySelector("button[type=submit]");
     const token = input.value.trim();
     input.value = "";  // the key is sent once and not kept by the page
+    if (!token) return;
+    button.disabled = true;
+    $("signin-error").textContent = "";
     try {
       const resp = await fetch("/api/session", {
         method: "POST", credentials: "same-origin", cache: "no-store",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: token }),
       });
       if (resp.ok) return signedIn(await resp.json());
-      $("signin-error").textContent = resp.status === 401 ? "That key is not valid (unknown, revoked or expired)." : "Sign-in refused (HTTP " + resp.status + ").";
+      $("signin-error").textContent = resp.status === 401
+        ? "That key is not valid (unknown, revoked or expired)."
+        : "Sign-in refused: " + (await reasonOf(resp));
     } catch (err) {
       $("signin-error").textContent = "Sign-in failed: " + err.message;
+    } finally {
+      button.disabled = false;
     }
   });
 
   $("signout").addEventListener("click", async () => {
-    try {
-      await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
-    } finally {
-      signedOut("Signed out.");
-    }
+    stopPolling();
+    await endSession();
+    showSignIn("Signed out.");
   });
 
   (async function start() {
     try {
       const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
       if (resp.ok) return signedIn(await resp.json());
+      showSignIn(resp.status === 401 ? "" : "Cannot check the session: " + (await reasonOf(resp)));
     } catch (err) {
-      // fall through to the form
+      showSignIn("Cannot reach the API: " + err.message);
     }
-    signedOut("");
   })();
 })();
