@@ -83,7 +83,7 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(settings_factory, make_t
         (preds, pred_ids), = api_sql(settings, "SELECT count(), uniqExact(prediction_id) FROM inference_lineage FINAL")
         assert (edges, edge_ids, nodes, preds, pred_ids) == (TOTAL, TOTAL, 2 * TOTAL, TOTAL, TOTAL)
         report = json.loads(run_cli(settings, "verify", "--json").stdout)
-        assert report["ok"] is True and report["rows"] == TOTAL
+        assert report["ok"] is True and report["chains"]["raw_events"]["rows"] == TOTAL
     finally:
         assert stop_sink(proc) == 0, log.read_text()[-3000:]
     parts = settings.topics.partitions
