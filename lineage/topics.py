@@ -39,12 +39,21 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     specs[window_counts_topic(settings)] = TopicSpec(n, {"retention.ms": str(window_counts_retention_ms(settings))})
     # The model-lineage table's changelog, for the same reason: a global table has one partition.
     specs[model_lineage_changelog(settings)] = TopicSpec(1, {"cleanup.policy": "compact"})
+    # The alert tables' changelogs too: a worker assigned before they exist never restores them.
+    specs[table_changelog(settings, "alert-window-counts")] = TopicSpec(
+        n, {"cleanup.policy": "compact,delete", "retention.ms": str(window_counts_retention_ms(settings))})
+    specs[table_changelog(settings, "alert-open-runs")] = TopicSpec(n, {"cleanup.policy": "compact"})
     return specs
 
 
+def table_changelog(settings: Settings, table: str) -> str:
+    """Changelog topic of the workers' Faust table ``table`` (Faust's naming)."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
 def model_lineage_changelog(settings: Settings) -> str:
-    """Changelog topic of the workers' ``model_lineage`` global table (Faust's naming)."""
-    return f"{settings.app_id}-model_lineage-changelog"
+    """Changelog topic of the workers' ``model_lineage`` global table."""
+    return table_changelog(settings, "model_lineage")
 
 
 def window_counts_retention_ms(settings: Settings) -> int:

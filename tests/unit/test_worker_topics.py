@@ -17,3 +17,12 @@ def test_changelog_and_window_topics_are_pre_created(tmp_path: Path) -> None:
     specs = topic_specs(settings)
     assert model_lineage_changelog(settings) in specs
     assert specs[model_lineage_changelog(settings)] == TopicSpec(1, {"cleanup.policy": "compact"})
+
+
+def test_every_table_changelog_is_pre_created(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, app_id="probe-app")
+    app = create_app(settings)  # never started
+    app.finalize()
+    specs = topic_specs(settings)
+    for table in app.tables.values():
+        assert table.changelog_topic.get_topic_name() in specs, table.name
