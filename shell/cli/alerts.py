@@ -3,8 +3,6 @@ with the CLI's key, or the store directly when no sink runs)."""
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import typer
@@ -17,32 +15,21 @@ SELECT a.fingerprint AS fingerprint, a.alert_name AS alert_name, argMax(a.state,
        a.starts_at AS starts_at, max(a.ends_at) AS ended_at
 FROM alerts AS a FINAL
 GROUP BY a.fingerprint, a.alert_name, a.starts_at
-HAVING a.starts_at >= {since:DateTime64(3, 'UTC')} OR state = 'firing'
+HAVING a.starts_at >= {since:DateTime64(6, 'UTC')} OR state = 'firing'
 ORDER BY a.starts_at DESC
 LIMIT {limit:UInt32}
 """
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """`30m`, `2h`, `7d` (ago) or an ISO timestamp."""
-    now = now or datetime.now(timezone.utc)
-    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return now - timedelta(**{unit: int(m.group(1))})
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"--since: {text!r} is neither like 30m/2h/7d nor an ISO timestamp") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def fetch(settings: Settings, since: datetime, limit: int) -> list[dict[str, Any]]:
+def fetch(settings: Settings, since: str, limit: int) -> list[dict[str, Any]]:
+    """Alerts started at or after ``since`` (``30m``, ``2h``, ``7d`` ago or an ISO time) or still firing."""
     from sinks.clickhouse.backend import open_backend
+    from sinks.clickhouse.queries import parse_since
 
+    when = parse_since(since)  # a bad value is a one-line error before anything is opened
     backend = open_backend(settings)
     try:
-        res = backend.sql(SQL, params={"since": since.strftime("%Y-%m-%d %H:%M:%S"), "limit": limit})
+        res = backend.sql(SQL, params={"since": when, "limit": limit})
     finally:
         backend.close()
     return [dict(zip(res.columns, row)) for row in res.rows]
@@ -56,7 +43,7 @@ def alerts(
 ) -> None:
     """List active and recent completeness and queue-depth alerts."""
     settings = load_settings()
-    rows = fetch(settings, parse_since(since), limit)
+    rows = fetch(settings, since, limit)
     if active:
         rows = [r for r in rows if r["state"] == "firing"]
     if as_json:
