@@ -150,3 +150,48 @@ def test_a_keyed_query_is_in_the_audit_log_with_statement_reason_and_rows(pipe: 
     assert (ok["who"], ok["role"], ok["action"], ok["reason"], ok["outcome"], ok["rows"]) == \
         (name, "auditor", "sql", "ticket AUD-7 sample", "ok", rows) and rows == 3
     assert by_what["SELECT file('/etc/hostname')"]["outcome"].startswith("refused: function file()")
+
+
+def _decrypt(settings: Settings, pointer: str, token: str | None, reason: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    body = json.dumps({"reason": reason} if reason is not None else {}).encode()
+    req = urllib.request.Request(f"{settings.api_url}/api/snapshots/{pointer}:decrypt", data=body, headers=headers,
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())
+
+
+def test_investigators_decrypt_a_snapshot_over_http_and_every_attempt_is_audited(pipe: Pipeline) -> None:
+    from factories import inference_event
+
+    s = pipe.settings
+    pid, secret = f"dec-{uuid.uuid4().hex[:8]}", f"VAL{uuid.uuid4().hex[:8]}"
+    event = inference_event(pid, subject_id=f"subj-{pid}", snapshot={"income": secret}, risk=0.95)
+    produce_all(s, [(s.topics.inference, pid.encode(), encode_many(s, "inference", [event])[0], None)])
+
+    def pointer() -> str:
+        status, body = _sql(s, f"SELECT snapshot_pointer FROM inference_lineage FINAL WHERE prediction_id = '{pid}'")
+        return str(body["rows"][0][0]) if status == 200 and body["rows"] and body["rows"][0][0] else ""
+
+    ptr = wait_until(pointer, 90, f"the prediction's stored snapshot\n{pipe.logs()}", 0.5)
+    investigator = api_token(s, "investigator")
+    assert _decrypt(s, ptr, None, "case 1")[0] == 401
+    assert _decrypt(s, ptr, api_token(s, "analyst"), "case 1")[0] == 403
+    status, body = _decrypt(s, ptr, investigator, None)
+    assert status == 400 and "reason" in body["error"]
+    assert _decrypt(s, "pii-store:v1/nope/0/1", investigator, "case 1")[0] == 404
+    status, body = _decrypt(s, ptr, investigator, "case 1")
+    assert status == 200 and body["pointer"] == ptr and body["snapshot"]["values"]["income"] == secret
+
+    def decrypts() -> list[dict[str, Any]]:
+        out = run_cli(s, "audit", "log", "--action", "decrypt", "--since", "1h", "--json").stdout
+        entries = [e for e in json.loads(out) if e["what"] in (ptr, "pii-store:v1/nope/0/1")]
+        return entries if len(entries) >= 4 else []
+
+    entries = wait_until(decrypts, 60, "the decrypt attempts in the audit log", 0.5)
+    outcomes = sorted(e["outcome"].split(":")[0] for e in entries)
+    assert outcomes == ["failed", "ok", "refused", "refused"], entries  # 401 never reaches the handler
+    assert all(e["via"] == "api" for e in entries) and not [e for e in entries if secret in json.dumps(e)]
