@@ -47,24 +47,23 @@ def parse_since(value: str, now: datetime | None = None) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _limit(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise QueryError(f"not a positive integer: {value!r}") from None
-    if n < 1 or n > 100_000:
-        raise QueryError(f"limit out of range 1..100000: {n}")
-    return n
+def _int_in(low: int, high: int, what: str, name: str = "") -> Callable[[str], int]:
+    """A parameter parser: an integer in ``low..high``, else a one-line QueryError."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise QueryError(f"not {what}: {value!r}") from None
+        if n < low or n > high:
+            raise QueryError(f"{name + ' ' if name else ''}out of range {low}..{high}: {n}")
+        return n
+
+    return parse
 
 
-def _uint(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise QueryError(f"not a non-negative integer: {value!r}") from None
-    if n < 0 or n > 1000:
-        raise QueryError(f"out of range 0..1000: {n}")
-    return n
+_limit = _int_in(1, 100_000, "a positive integer", "limit")
+_uint = _int_in(0, 1000, "a non-negative integer")
 
 
 @dataclass(frozen=True, slots=True)
