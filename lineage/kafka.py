@@ -6,10 +6,12 @@ bootstrap servers plus ``LINEAGE_KAFKA_CONFIG``, e.g. SASL/SSL), then the caller
 """
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from lineage.exceptions import DeliveryError
 
@@ -69,3 +71,30 @@ def produce_and_wait(
     if errors:
         raise DeliveryError(f"{len(errors)} of {sent} records failed: {errors[0]}")
     return sent
+
+
+def read_record(common: Mapping[str, Any], topic: str, partition: int, offset: int, timeout: float = 30.0) -> Message | None:
+    """The one record at ``topic``/``partition``/``offset`` (a confluent_kafka Message), or None if it
+    is not there (past the end, or removed by retention); raises ``KafkaException`` on a read error."""
+    consumer = Consumer(client_config(common, {
+        "group.id": f"lineage-read-{uuid.uuid4().hex}", "enable.auto.commit": False, "auto.offset.reset": "error",
+        "enable.partition.eof": True}))
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        if not low <= offset < high:
+            return None
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return None
+                raise KafkaException(err)
+            return msg if msg.offset() == offset else None
+        return None
+    finally:
+        consumer.close()

@@ -198,6 +198,19 @@ class AuditSettings(_Group):
     ack_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class PiiSettings(_Group):
+    """How PII enters and leaves: sealing at the source, dead-letter keys."""
+
+    #: Accept inference events whose subject id and snapshot arrive in the clear (not sealed at
+    #: the source). Off by default: such events are dead-lettered (``unsealed_pii``, sealed).
+    #: Turn on only while migrating emitters; each one is counted (``unsealed.inference``).
+    accept_unsealed: bool = False
+    #: Dead letters whose subject is unknown are sealed with a dead-letter key renewed this often.
+    deadletter_key_days: int = Field(default=1, ge=1)
+    #: Dead-letter keys older than this are destroyed, and their dead letters with them.
+    deadletter_key_retention_days: int = Field(default=30, ge=1)
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -222,6 +235,9 @@ class Settings(BaseSettings):
     api_key_file: Path | None = None
     kek: SecretStr | None = None
     kek_file: Path | None = None
+    #: The pipeline's public key emitters seal PII for (``x25519:<base64>``); by default read
+    #: from ``<data_dir>/keys/seal.pub`` (created with the first seal key).
+    seal_public_key: str | None = None
     log_level: str = "INFO"
 
     stack: StackSettings = StackSettings()
@@ -232,6 +248,7 @@ class Settings(BaseSettings):
     sql: SqlSettings = SqlSettings()
     api: ApiSettings = ApiSettings()
     audit: AuditSettings = AuditSettings()
+    pii: PiiSettings = PiiSettings()
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -254,6 +271,11 @@ class Settings(BaseSettings):
     @property
     def kek_path(self) -> Path:
         return self.kek_file or (self.data_dir / "keys" / "kek.key")
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where the pipeline's own key files live (KEK, seal keys, ...)."""
+        return self.data_dir / "keys"
 
     @property
     def events_group(self) -> str:

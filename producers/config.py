@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lineage.pii.sealing import KeyRing
 from lineage.settings import Settings, TopicSettings, load_settings
 
 
@@ -37,6 +38,10 @@ class EmitterConfig(BaseModel):
     queue_size: int = Field(default=100_000, gt=0)
     linger_ms: int = Field(default=20, ge=0)
     compression: str = "lz4"
+    #: The pipeline's public key (``x25519:<base64>``, from ``lineage seal public-key``). Subject ids
+    #: and feature snapshots of inference events are sealed for it in ``emit()``, before they touch
+    #: the spool; without it, emitting an inference event is refused.
+    seal_public_key: str | None = None
     #: Seconds between reports of the emitter's figures to the metrics topic; 0 turns them off.
     metrics_interval_s: float = Field(default=10.0, ge=0)
 
@@ -56,6 +61,7 @@ class EmitterConfig(BaseModel):
             "linger_ms": p.linger_ms,
             "compression": p.compression,
             "metrics_interval_s": p.metrics_interval_s,
+            "seal_public_key": settings.seal_public_key or KeyRing.under(settings.keys_dir).published(),
         }
         return cls(**{**fields, **changes})
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import dataclasses
 import logging
 import os
 import signal
@@ -39,8 +40,9 @@ from lineage.exceptions import EncodeError
 from lineage.kafka import ACKED_PRODUCER, client_config
 from lineage.registry import RegistryError
 from producers.config import EmitterConfig
-from producers.events import Event
-from producers.exceptions import EmitterClosedError, ProducerError
+from lineage.pii.sealing import HEADER_KEY_ID, PREFIX as SEALED_PREFIX, Sealer, seal_record
+from producers.events import Event, InferenceEvent
+from producers.exceptions import EmitterClosedError, ProducerError, SealingError
 from producers.metrics import MetricsReporter, ProducerStats, snapshot
 from producers.records import normalize, partition_key
 from producers.spool import DEFAULT_SEGMENT_BYTES, Frame, Spool
@@ -65,6 +67,7 @@ _PERMANENT = frozenset(
 )
 
 _dumps = orjson.dumps
+_INFERENCE_FIELDS = tuple(f.name for f in dataclasses.fields(InferenceEvent))
 _cid_get = ctx.correlation_id_var.get
 _tp_get = ctx.traceparent_var.get
 _ts_get = ctx.tracestate_var.get
@@ -111,6 +114,7 @@ class Emitter:
         self.on_error = on_error
         self.shutdown_timeout = shutdown_timeout
         self._topics = config.event_topics
+        self._sealer = Sealer(config.seal_public_key) if config.seal_public_key else None
         self._codec = codec or Codec.shipped(config.schema_registry_url, config.topic_prefix)
         self._client_config = producer_config(config)
         self._client_config["error_cb"] = self._on_client_error
@@ -157,8 +161,20 @@ class Emitter:
         if event.correlation_id is None:
             event.correlation_id = _cid_get()
         tp = _tp_get()
-        self._append(_dumps((event.KIND, 1, tp, _ts_get() if tp else None, event)))
+        if event.KIND == "inference":  # PII is sealed before it touches the spool
+            rec = {f: getattr(event, f) for f in _INFERENCE_FIELDS}
+            self._append(_dumps(("inference", 1, tp, _ts_get() if tp else None, seal_record(self._seal_for(), rec, True))))
+        else:
+            self._append(_dumps((event.KIND, 1, tp, _ts_get() if tp else None, event)))
         return eid
+
+    def _seal_for(self) -> Sealer:
+        if self._sealer is None:
+            raise SealingError(
+                "inference events carry PII and are sealed for the pipeline before they are written: "
+                "set EmitterConfig.seal_public_key (LINEAGE_SEAL_PUBLIC_KEY; `lineage seal public-key` prints it)"
+            )
+        return self._sealer
 
     def emit_record(self, kind: str, record: Mapping[str, Any]) -> str:
         """Accept a record already shaped like the Avro schema of ``kind`` (a copy is stamped)."""
@@ -171,6 +187,8 @@ class Emitter:
         rec["event_id"] = eid
         if rec.get("correlation_id") is None:
             rec["correlation_id"] = _cid_get()
+        if kind == "inference" and not (rec.get("sealed") and rec.get("subject_id") == "" and rec.get("feature_snapshot") is None):
+            seal_record(self._seal_for(), rec)  # already sealed upstream (OpenLineage facet, HTTP): kept
         tp = _tp_get()
         self._append(_dumps((kind, 0, tp, _ts_get() if tp else None, rec)))
         return str(eid)
@@ -320,6 +338,9 @@ class Emitter:
             cid = rec.get("correlation_id")
             if cid:
                 headers.append((ctx.HEADER_CORRELATION, cid))
+            sealed = rec.get("sealed")
+            if sealed and isinstance(sealed, str) and sealed.startswith(SEALED_PREFIX):
+                headers.append((HEADER_KEY_ID, _kid_of(sealed)))
             if tp:
                 headers.append((ctx.HEADER_TRACEPARENT, tp))
                 if ts:
@@ -416,6 +437,15 @@ class Emitter:
         self.spool.ack(fr.segment, fr.idx)
         if self.on_error is not None:
             self.on_error(ProducerError(f"{reason}: {detail}"))
+
+
+def _kid_of(envelope: str) -> str:
+    """The seal key id (hex) an envelope names, for the ``lineage.seal.kid`` header."""
+    start = len(SEALED_PREFIX)
+    try:
+        return base64.urlsafe_b64decode(envelope[start:start + 12])[:8].hex()
+    except ValueError:
+        return ""
 
 
 # --- process lifecycle: close every live emitter on exit (and on SIGTERM when asked) ----------

@@ -147,6 +147,9 @@ class InferenceEvent:
     event_time: int | datetime = field(default_factory=now_micros)
     event_id: str | None = None
     correlation_id: str | None = None
+    #: Set by ``emit()``: ``subject_id`` and ``feature_snapshot`` sealed for the pipeline (they are
+    #: then emptied in what is written; the caller's object is not changed).
+    sealed: str | None = None
 
 
 Event = DatasetEvent | FeatureEvent | TrainingEvent | InferenceEvent

@@ -45,3 +45,7 @@ class OpenLineageError(ProducerError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class SealingError(ProducerError):
+    """An inference event cannot be sealed for the pipeline (no seal public key configured)."""

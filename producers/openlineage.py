@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lineage.graph import to_micros
+from lineage.pii.sealing import Sealer, seal_pii, snapshot_record
 from producers.events import OPENLINEAGE_SCHEMA_URL
 from producers.exceptions import OpenLineageError
 
@@ -181,7 +182,10 @@ def from_openlineage(obj: Any) -> tuple[str, dict[str, Any]]:
 
     if kind == "inference":
         f = _class_facet(run_facets, job_facets, "inference", kind)
-        missing = [k for k in _INFERENCE_REQUIRED if f.get(k) is None]
+        sealed = f.get("sealed")
+        if sealed is not None and (not isinstance(sealed, str) or f.get("subject_id") is not None or f.get("feature_snapshot") is not None):
+            raise OpenLineageError("invalid_facet", "inference.sealed must be a sealed envelope string, in place of subject_id and feature_snapshot")
+        missing = [k for k in _INFERENCE_REQUIRED if f.get(k) is None and not (sealed and k == "subject_id")]
         if missing:
             raise OpenLineageError("missing_facet_field", f"inference facet lacks {', '.join(missing)}")
         try:
@@ -201,9 +205,10 @@ def from_openlineage(obj: Any) -> tuple[str, dict[str, Any]]:
             "decision_type": str(f["decision_type"]),
             "risk_score": risk,
             "regulatory_class": f.get("regulatory_class"),
-            "subject_id": str(f["subject_id"]),
+            "subject_id": "" if sealed else str(f["subject_id"]),
             "training_run_id": f.get("training_run_id"),
             "feature_snapshot": None,
+            "sealed": sealed,
         }
         if isinstance(snap, Mapping):
             values = _obj(snap.get("values") or {}, "inference.feature_snapshot.values")
@@ -268,3 +273,22 @@ def from_openlineage(obj: Any) -> tuple[str, dict[str, Any]]:
             "metrics": metrics,
         }
     return kind, record
+
+
+def seal_openlineage(event: Mapping[str, Any], public_key: str | Sealer) -> dict[str, Any]:
+    """A copy of an OpenLineage event whose ``inference`` facet carries its PII sealed.
+
+    For services that send with the stock OpenLineage client (HTTP or Kafka transport): the
+    facet's ``subject_id`` and ``feature_snapshot`` are replaced by ``sealed``, an envelope only
+    the pipeline can open, before the event leaves the process. Other events are returned as
+    they are.
+    """
+    out = json.loads(json.dumps(event))
+    sealer = Sealer(public_key) if isinstance(public_key, str) else public_key
+    for part in ("run", "job"):
+        facets = out.get(part, {}).get("facets") if isinstance(out.get(part), dict) else None
+        facet = facets.get("inference") if isinstance(facets, dict) else None
+        if isinstance(facet, dict) and ("subject_id" in facet or "feature_snapshot" in facet):
+            snap = snapshot_record(facet.pop("feature_snapshot", None), typed=True)
+            facet["sealed"] = seal_pii(sealer, str(facet.get("prediction_id")), facet.pop("subject_id", None), snap)
+    return out

@@ -16,6 +16,10 @@ class Rejected(StreamAppError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        #: Set once known: the event class and the keyed reference of its data subject, which
+        #: decide how the dead letter is sealed (never the subject id itself).
+        self.kind = ""
+        self.subject_ref = ""
 
 
 class BatchNotProcessed(StreamAppError):

@@ -27,6 +27,7 @@ import pytest
 
 from helpers import free_port
 from helpers import make_topics as _make_topics
+from lineage.pii.sealing import KeyRing
 from lineage.settings import Settings, StackSettings, TopicSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,7 +178,10 @@ def settings_factory(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory)
             "app_id": f"test-{tag}",
             "topics": topic_settings,
         }
-        return stack.settings(**{**base, **overrides})
+        settings = stack.settings(**{**base, **overrides})
+        # As `lineage stack up` does: the pipeline's seal key exists before any emitter starts.
+        KeyRing.under(settings.keys_dir).ensure()
+        return settings
 
     return make
 

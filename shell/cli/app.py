@@ -40,6 +40,8 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("shell.cli.bench", "bench", "bench"),
     ("shell.cli.alerts", "alerts", "alerts"),
     ("shell.cli.keys", "app", "keys"),
+    ("shell.cli.seal", "app", "seal"),
+    ("shell.cli.deadletters", "app", "deadletters"),
 ]
 
 

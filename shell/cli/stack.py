@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lineage.pii.sealing import KeyRing
 from lineage.settings import Settings, load_settings
 from shell.stack import Stack, unhealthy
 
@@ -78,7 +79,9 @@ def up(
     registry: bool = typer.Option(False, "--registry", help=_REGISTRY_HELP),
 ) -> None:
     """Install what is missing, start Kafka, Redis (and the registry), wait until healthy (idempotent)."""
-    report = Stack(_settings(registry), brokers).up(timeout)
+    settings = _settings(registry)
+    report = Stack(settings, brokers).up(timeout)
+    KeyRing.under(settings.keys_dir).ensure()  # the seal key emitters need before any worker runs
     _print_json(report) if as_json else _print_table(report)
 
 

@@ -34,12 +34,13 @@ SQL = "sql"  # analyst SQL; what = the statement
 QUERY = "query"  # a named query; what = its name, params = its parameters
 REPORT = "report"
 DECRYPT = "decrypt"  # what = the snapshot pointer
+DECRYPT_DEADLETTER = "decrypt.deadletter"  # what = <topic>/<partition>/<offset> of the dead letter
 ERASE = "erase"  # what = the subject reference (never the subject id)
 FLAG = "flag"  # what = the prediction id
 KEY_CREATE = "key.create"  # what = the key name (never a token)
 KEY_REVOKE = "key.revoke"
 KEY_ROTATE = "key.rotate"
-ACTIONS = frozenset({SQL, QUERY, REPORT, DECRYPT, ERASE, FLAG, KEY_CREATE, KEY_REVOKE, KEY_ROTATE})
+ACTIONS = frozenset({SQL, QUERY, REPORT, DECRYPT, DECRYPT_DEADLETTER, ERASE, FLAG, KEY_CREATE, KEY_REVOKE, KEY_ROTATE})
 
 OK = "ok"
 _MAX_OUTCOME = 200

@@ -18,9 +18,10 @@ import orjson
 
 from lineage.graph import build_record, to_micros
 from lineage.pii.crypto import seal
+from lineage.pii.sealing import SealError, Unsealer, open_pii
 from lineage.pii.store import Stored, seal_snapshot
 from lineage.settings import Settings
-from stream_apps.deadletter import DLQ_KEY_REF, dead_letter_headers, seal_aad
+from lineage.deadletters import dead_letter_headers, deadletter_key_ref, seal_aad
 from stream_apps.enrichment import correlation_id, inference_lineage, merge_lineage, model_key, training_lineage
 from stream_apps.event_path.batch import INFRA_ERRORS, BatchResult, InMessage, OutRecord
 from stream_apps.event_path.decoding import Decoder
@@ -68,7 +69,13 @@ class _Accepted:
     subject_ref: str = ""
 
 
-Rejection = tuple[InMessage, str, str]  # message, reason, detail
+@dataclass(slots=True)
+class Rejection:
+    msg: InMessage
+    reason: str
+    detail: str
+    kind: str = ""  # the event class, when the message decoded
+    subject_ref: str = ""  # the data subject's keyed reference, when known
 
 
 class BatchProcessor:
@@ -85,6 +92,7 @@ class BatchProcessor:
         model_lineage: Callable[[str], ModelLineage | None],
         policy: ValidationPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        unsealer: Unsealer | None = None,
     ) -> None:
         self.sampling = settings.sampling
         self.decoder = decoder
@@ -95,8 +103,10 @@ class BatchProcessor:
         self.model_lineage = model_lineage
         self.policy = policy or ValidationPolicy()
         self.clock = clock
+        self.unsealer = unsealer
+        self.accept_unsealed = settings.pii.accept_unsealed
+        self.deadletter_key_days = settings.pii.deadletter_key_days
         topics = settings.topics
-        self.sealed_topics = (topics.inference, topics.openlineage)  # may carry PII
         self.graph_topic, self.hold_topic, self.deadletter_topic = topics.graph, topics.pii_hold, topics.deadletter
 
     def process(self, batch: list[InMessage]) -> BatchResult:
@@ -115,7 +125,7 @@ class BatchProcessor:
     def reject(self, msg: InMessage, reason: str, detail: str) -> BatchResult:
         """Dead-letter one message without processing it."""
         result = BatchResult()
-        self._dead_letter([(msg, reason, detail)], result)
+        self._dead_letter([Rejection(msg, reason, detail)], result)
         return result
 
     def _one_by_one(self, batch: list[InMessage]) -> BatchResult:
@@ -138,30 +148,60 @@ class BatchProcessor:
         rejected: list[Rejection] = []
         for msg in batch:
             try:
-                accepted.append(self._accept(msg, now_us))
+                accepted.append(self._accept(msg, now_us, result))
             except Rejected as exc:
-                rejected.append((msg, exc.reason, exc.detail))
+                rejected.append(Rejection(msg, exc.reason, exc.detail, exc.kind, exc.subject_ref))
             except INFRA_ERRORS:
                 raise
             except Exception as exc:  # a bug must not stall the partition: dead-letter, count, go on
-                rejected.append((msg, "internal_error", f"{type(exc).__name__} while processing"))
+                rejected.append(Rejection(msg, "internal_error", f"{type(exc).__name__} while processing"))
         accepted = self._check_runs(accepted, rejected)
         self._dead_letter(rejected, result)
         self._route(accepted, result)
         return result
 
-    def _accept(self, msg: InMessage, now_us: int) -> _Accepted:
+    def _accept(self, msg: InMessage, now_us: int, result: BatchResult) -> _Accepted:
         kind, record = self.decoder.decode(msg)
         acc = _Accepted(msg, kind, record)
-        if kind == "inference":
-            # Split PII off before anything else looks at the event.
-            acc.subject_id = record.pop("subject_id", None)
-            acc.snapshot = record.pop("feature_snapshot", None)
-        validate_event(kind, record, now_us, self.policy, acc.subject_id, acc.snapshot)
-        if kind == "inference":
-            acc.subject_ref = self.keys.subject_ref(str(acc.subject_id))
-            acc.subject_id = None
+        try:
+            if kind == "inference":
+                self._split_pii(acc, result)
+            validate_event(kind, record, now_us, self.policy, acc.subject_id, acc.snapshot)
+        except Rejected as exc:
+            exc.kind, exc.subject_ref = kind, acc.subject_ref
+            raise
+        acc.subject_id = None
         return acc
+
+    def _split_pii(self, acc: _Accepted, result: BatchResult) -> None:
+        """Take the subject id and snapshot off the event (opening the seal) before anything else looks."""
+        record = acc.event
+        sealed = record.pop("sealed", None)
+        subject, snapshot = record.pop("subject_id", None), record.pop("feature_snapshot", None)
+        if sealed:
+            if subject or snapshot is not None:
+                clear = subject if isinstance(subject, str) and subject else None
+                acc.subject_ref = self.keys.subject_ref(clear) if clear else ""
+                raise Rejected("unsealed_pii", "a sealed event also carries its subject id or snapshot in the clear")
+            if self.unsealer is None:
+                raise Rejected("seal_key_unknown", "this worker holds no seal key to open sealed events with")
+            try:
+                subject, snapshot = open_pii(self.unsealer, str(record.get("prediction_id")), sealed)
+            except SealError as exc:
+                raise Rejected(exc.reason, exc.detail) from None
+        elif subject or snapshot is not None:
+            result.counters["unsealed.inference"] += 1
+            if not self.accept_unsealed:
+                if isinstance(subject, str) and subject:
+                    acc.subject_ref = self.keys.subject_ref(subject)
+                raise Rejected(
+                    "unsealed_pii",
+                    "subject id or snapshot in the clear: emitters must seal PII for the pipeline "
+                    "(accepted only while LINEAGE_PII__ACCEPT_UNSEALED=true)",
+                )
+        acc.subject_id, acc.snapshot = subject, snapshot
+        if isinstance(subject, str) and subject:
+            acc.subject_ref = self.keys.subject_ref(subject)
 
     def _check_runs(self, accepted: list[_Accepted], rejected: list[Rejection]) -> list[_Accepted]:
         runs = [a for a in accepted if a.kind != "inference"]
@@ -174,24 +214,39 @@ class BatchProcessor:
         bad = {id(a): v for a, v in zip(runs, verdicts) if v}
         for a in accepted:
             if id(a) in bad:
-                rejected.append((a.msg, "run_state", bad[id(a)]))
+                rejected.append(Rejection(a.msg, "run_state", bad[id(a)], a.kind))
         return [a for a in accepted if id(a) not in bad]
 
     def _dead_letter(self, rejected: list[Rejection], result: BatchResult) -> None:
-        dlq_key: bytes | None = None
-        for msg, reason, detail in rejected:
+        """Dead-letter records; anything that may hold PII is sealed.
+
+        Only an event that decoded as a class without PII fields (dataset, feature, training)
+        stays readable. An inference event is sealed under its subject's data key, so erasing
+        the subject erases its dead letters too; whatever else (undecodable bytes, OpenLineage
+        JSON that did not convert, an unknown subject) under the current dead-letter key, which
+        is renewed every ``pii.deadletter_key_days`` and destroyed after its retention.
+        """
+        if not rejected:
+            return
+        period_ref = deadletter_key_ref(self.clock(), self.deadletter_key_days)
+        wanted = {r.subject_ref or period_ref for r in rejected if r.kind in ("", "inference")}
+        deks = self.keys.get_or_create(wanted) if wanted else {}
+        for r in rejected:
+            msg = r.msg
             raw = msg.value or b""
-            # May hold a subject id and a feature snapshot: never plaintext on the dead-letter topic.
-            sealed = msg.topic in self.sealed_topics
-            if sealed:
-                if dlq_key is None:
-                    dlq_key = self.keys.get_or_create([DLQ_KEY_REF])[DLQ_KEY_REF]
-                    assert dlq_key is not None
-                nonce, ct = seal(dlq_key, raw, seal_aad(msg.topic, msg.partition, msg.offset))
-                raw = nonce + ct
-            headers = dead_letter_headers(msg.headers, reason, detail, msg.topic, msg.partition, msg.offset, sealed=sealed)
+            key_ref = ""
+            if r.kind in ("", "inference"):
+                key_ref = r.subject_ref or period_ref
+                dek = deks.get(key_ref)
+                if dek is None:  # the subject was erased: nothing of it is kept readable
+                    raw = b""
+                else:
+                    nonce, ct = seal(dek, raw, seal_aad(msg.topic, msg.partition, msg.offset))
+                    raw = nonce + ct
+            headers = dead_letter_headers(msg.headers, r.reason, r.detail, msg.topic, msg.partition, msg.offset,
+                                          key_ref=key_ref, erased=bool(key_ref) and deks.get(key_ref) is None)
             result.records.append(OutRecord(self.deadletter_topic, msg.key, raw, headers))
-            result.counters[f"dlq.{reason}"] += 1
+            result.counters[f"dlq.{r.reason}"] += 1
 
     def _route(self, accepted: list[_Accepted], result: BatchResult) -> None:
         """Enrich, sample and seal the accepted events; build their graph and hold records."""

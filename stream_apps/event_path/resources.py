@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -18,8 +19,10 @@ from lineage.codec import Codec
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
+from lineage.pii.sealing import KeyRing
 from lineage.pii.store import SnapshotStore
 from lineage.settings import Settings
+from lineage.deadletters import DLQ_KEY_REF, deadletter_key_day
 from stream_apps.event_path.batch import BatchResult, OutRecord
 from stream_apps.event_path.decoding import Decoder
 from stream_apps.event_path.output import OutputProducer
@@ -52,6 +55,8 @@ class ChildResources:
         writer = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.store = SnapshotStore.from_settings(settings, writer)
         policy = ValidationPolicy()
+        ring = KeyRing.under(settings.keys_dir)
+        ring.ensure()  # the first worker of a new deployment makes the pipeline's seal key
         self.processor = BatchProcessor(
             settings,
             Decoder(Codec.from_settings(settings), settings.topics, policy),
@@ -61,7 +66,10 @@ class ChildResources:
             FlaggedSubjects(self.redis, space),
             self.lookup,
             policy,
+            unsealer=ring.unsealer(),
         )
+        self._pruned_at = 0.0
+        self.prune_deadletter_keys()
         self.producer = OutputProducer(settings, client_id=writer)
         self.stats_key = space.stats(settings.app_id)
         self._index_holds = self.redis.register_script(_INDEX_HOLDS)
@@ -89,6 +97,22 @@ class ChildResources:
         for name, count in result.counters.items():
             pipe.hincrby(self.stats_key, name, count)
         pipe.execute()
+        self.prune_deadletter_keys()
+
+    def prune_deadletter_keys(self) -> int:
+        """Destroy dead-letter keys past ``pii.deadletter_key_retention_days`` (at most hourly); their dead letters become unreadable."""
+        now = time.time()
+        if now - self._pruned_at < 3600:
+            return 0
+        self._pruned_at = now
+        horizon = now - 86_400 * (self.settings.pii.deadletter_key_retention_days + self.settings.pii.deadletter_key_days)
+        destroyed = 0
+        for key in self.redis.scan_iter(match=self.keys.space.dek(DLQ_KEY_REF + ".*"), count=1000):
+            ref = key.decode().rsplit(":", 1)[-1]
+            start = deadletter_key_day(ref)
+            if start is not None and start < horizon and self.keys.erase(ref):
+                destroyed += 1
+        return destroyed
 
     def close(self) -> None:
         self.producer.close()

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from factories import sdk_event
 from integration.kafka_support import consume
 from lineage.codec import Codec
+from lineage.pii.sealing import KeyRing, open_pii
 from lineage.settings import Settings
 from producers import Dataset, DatasetEvent, Emitter, EmitterConfig, Job, Run, adopt_http_headers
 from producers.metrics import register_metrics
@@ -57,7 +58,11 @@ def test_every_class_round_trips_with_headers_and_key(ready: Settings) -> None:
         assert headers["traceparent"] == TP
         if e.KIND == "inference":
             assert m.key() == b"fraud@12"
-            assert d.record["risk_score"] == 0.93 and d.record["feature_snapshot"]["values"] == {"amount": "12.5"}
+            assert d.record["risk_score"] == 0.93 and d.record["feature_snapshot"] is None and d.record["subject_id"] == ""
+            ring = KeyRing.under(ready.keys_dir)
+            subject, snapshot = open_pii(ring.unsealer(), e.prediction_id, d.record["sealed"])  # sealed before the spool
+            assert subject == e.subject_id and snapshot["values"] == {"amount": "12.5"}
+            assert headers["lineage.seal.kid"] == ring.unsealer().key_ids[0]
         else:
             assert m.key() == e.run.runId.encode()
             assert d.record["job"]["name"] == e.job.name

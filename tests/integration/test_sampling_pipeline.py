@@ -72,12 +72,12 @@ def test_tiered_sampling_100k_identical_across_runs_and_workers(settings_factory
     routine, conseq = _events()
     train = training_event("credit", "7")
     records = routine + conseq
-    encoded = encode_many(settings_factory(), "inference", records)
-    raw = [(r["prediction_id"].encode(), b) for r, b in zip(records, encoded)]
     results = []
     for workers in (1, 2):
         s = settings_factory(topics={"partitions": 6})
         make_topics(s)
+        encoded = encode_many(s, "inference", records)  # sealed for this deployment's key
+        raw = [(r["prediction_id"].encode(), b) for r, b in zip(records, encoded)]
         results.append((s, _run(s, encode_many(s, "training", [train])[0], raw, workers)))
     (s1, one), (s2, two) = results
     assert len(one) == len(two) == ROUTINE + CONSEQUENTIAL

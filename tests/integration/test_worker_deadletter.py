@@ -15,7 +15,7 @@ from lineage.graph import GraphRecord
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
-from stream_apps.deadletter import DLQ_KEY_REF, open_dead_letter
+from lineage.deadletters import open_dead_letter
 from factories import inference_event, now_us, openlineage_event, run_event
 from integration.worker_support import (
     encode_many,
@@ -52,6 +52,7 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
         ("time_future", t.dataset, enc("dataset", run_event("dataset", eventTime=now_us() + DAY_US))),
         ("time_past", t.dataset, enc("dataset", run_event("dataset", eventTime=now_us() - 1000 * DAY_US))),
         ("out_of_range", t.inference, enc("inference", inference_event(risk=1.5, snapshot={"income": "PLANTED-DLQ-1"}))),
+        ("unsealed_pii", t.inference, encode_many(s, "inference", [inference_event(snapshot={"income": "PLANTED-DLQ-2"})], sealed=False)[0]),
         ("bad_json", t.openlineage, b"{not json"),
         ("openlineage_invalid", t.openlineage, orjson.dumps({**openlineage_event(), "run": {"runId": "not-a-uuid"}})),
     ]
@@ -78,12 +79,17 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
         assert h["dlq.detail"] and h["dlq.ts"] and int(h["dlq.offset"]) >= 0
         if origin in raw_by_reason:
             if b"dlq.sealed" in {k.encode() for k in h}:
-                assert b"PLANTED-DLQ-1" not in msg.value()
-                assert open_dead_letter(keys.get(DLQ_KEY_REF), msg.value(), h) == raw_by_reason[origin]
+                assert b"PLANTED-DLQ" not in msg.value()
+                assert open_dead_letter(keys, msg.value(), h) == raw_by_reason[origin]
             else:
                 assert msg.value() == raw_by_reason[origin]
-    assert "dlq.sealed" in header_map(by_origin["out_of_range"])
-    assert "dlq.sealed" in header_map(by_origin["bad_json"])
+    # Readable only what decoded as a class without PII fields; the rest sealed, an inference
+    # event's under its subject's key, anything else under the period's dead-letter key.
+    sealed = {o for o, m in by_origin.items() if "dlq.sealed" in header_map(m)}
+    assert sealed == {"empty", "bad_magic", "truncated", "unknown_schema", "undecodable", "wrong_topic",
+                      "out_of_range", "unsealed_pii", "bad_json", "openlineage_invalid"}
+    subject_ref = keys.subject_ref("subject-1")
+    assert {o for o in sealed if header_map(by_origin[o])["dlq.key"] == subject_ref.encode()} == {"out_of_range", "unsealed_pii"}
     stats = {k.decode(): int(v) for k, v in r.hgetall(KeySpace.of(s).stats(s.app_id)).items()}
     for origin in by_origin:
         assert stats.get(f"dlq.{origin}") == 1, stats

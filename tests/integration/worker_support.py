@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from helpers import free_port
 from integration.sink_support import committed, end_offsets
 from lineage.codec import Codec
+from lineage.pii.sealing import KeyRing, Sealer, seal_record
 from lineage.kafka import client_config, produce_and_wait
 from lineage.settings import Settings, settings_to_env
 from shell.stack.process import ManagedProcess
@@ -51,8 +52,13 @@ def produce_all(settings: Settings, items: Iterable[tuple[str, bytes | None, byt
     return produce_and_wait(producer(settings), items, 60)
 
 
-def encode_many(settings: Settings, kind: str, records: Iterable[dict[str, Any]]) -> list[bytes]:
+def encode_many(settings: Settings, kind: str, records: Iterable[dict[str, Any]], sealed: bool = True) -> list[bytes]:
+    """Avro bytes as an emitter writes them: an inference event's PII sealed for the pipeline
+    (``sealed=False``: in the clear, as an emitter that does not seal would send it)."""
     codec = Codec.from_settings(settings)
+    if kind == "inference" and sealed:
+        sealer = Sealer(KeyRing.under(settings.keys_dir).ensure())
+        return [codec.encode(kind, seal_record(sealer, dict(r))) for r in records]
     return [codec.encode(kind, r) for r in records]
 
 

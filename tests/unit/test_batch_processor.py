@@ -17,9 +17,10 @@ import redis
 
 from lineage.codec import Codec
 from lineage.graph import GraphRecord
+from lineage.pii.sealing import KeyRing, Sealer, seal_record
 from lineage.pii.store import SnapshotStore, open_snapshot
-from lineage.settings import Settings
-from stream_apps.deadletter import DLQ_KEY_REF, open_dead_letter
+from lineage.settings import PiiSettings, Settings
+from lineage.deadletters import DeadLetterErased, deadletter_key_ref, open_dead_letter
 from stream_apps.event_path.batch import BatchResult, InMessage, OutRecord
 from stream_apps.event_path.decoding import Decoder
 from stream_apps.event_path.processor import BatchProcessor
@@ -71,8 +72,10 @@ class MemoryFlags:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, lineage: dict[str, ModelLineage] | None = None) -> None:
-        self.settings = Settings(data_dir=tmp_path)
+    def __init__(self, tmp_path: Path, lineage: dict[str, ModelLineage] | None = None, accept_unsealed: bool = False) -> None:
+        self.settings = Settings(data_dir=tmp_path, pii=PiiSettings(accept_unsealed=accept_unsealed))
+        ring = KeyRing.under(tmp_path / "keys")
+        self.sealer = Sealer(ring.ensure())
         self.topics = self.settings.topics
         self.codec = Codec.from_settings(self.settings)
         self.keys = MemoryKeys()
@@ -91,6 +94,7 @@ class Harness:
             self.lookup,
             policy,
             clock=lambda: NOW_S,
+            unsealer=ring.unsealer(),
         )
         self._offset = 0
 
@@ -101,8 +105,15 @@ class Harness:
         self._offset += 1
         return InMessage(topic, 0, self._offset, None, value, headers or [])
 
-    def avro(self, kind: str, record: dict[str, Any]) -> InMessage:
+    def avro(self, kind: str, record: dict[str, Any], sealed: bool = True) -> InMessage:
+        """An event as the SDK writes it: an inference event's PII sealed for the pipeline."""
+        if kind == "inference" and sealed:
+            record = seal_record(self.sealer, dict(record))
         return self.message(self.topics.event_topics[kind], self.codec.encode(kind, record))
+
+    @property
+    def period_key(self) -> str:
+        return deadletter_key_ref(NOW_S, self.settings.pii.deadletter_key_days)
 
 
 def run_event(kind: str, event_type: str = "COMPLETE") -> dict[str, Any]:
@@ -191,7 +202,9 @@ def test_undecodable_message_is_dead_lettered_with_its_reason(tmp_path: Path, to
     assert hdr["dlq.reason"] == reason.encode()
     assert hdr["dlq.topic"] == msg.topic.encode() and hdr["dlq.offset"] == str(msg.offset).encode()
     assert hdr["dlq.detail"] and hdr["traceparent"] == b"00-abc"  # the original headers stay
-    assert dead[0].value == raw and "dlq.sealed" not in hdr  # a run-event topic: the original bytes as they came
+    # Undecodable bytes may hold anything: sealed under the dead-letter key of the period.
+    assert hdr["dlq.sealed"] == b"AES-256-GCM" and hdr["dlq.key"] == h.period_key.encode()
+    assert dead[0].value != raw and open_dead_letter(h.keys, dead[0].value, hdr) == raw
     assert result.counters[f"dlq.{reason}"] == 1 and result.counters["accepted.dataset"] == 1
     assert set(graph_records(result, h.topics.graph)) == {good["event_id"]}  # the rest of the batch flows on
 
@@ -202,15 +215,18 @@ def test_openlineage_json_that_is_not_an_object_is_dead_lettered_sealed(tmp_path
     (dead,) = h.processor.process([msg]).records
     hdr = headers_of(dead)
     assert hdr["dlq.reason"] == b"bad_json" and hdr["dlq.sealed"] == b"AES-256-GCM"
-    assert open_dead_letter(h.keys.deks[DLQ_KEY_REF], dead.value, hdr) == b"[1, 2]"
+    assert open_dead_letter(h.keys, dead.value, hdr) == b"[1, 2]"
 
 
 def test_run_state_verdict_dead_letters_the_event(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     ev = run_event("dataset", "RUNNING")
     h.runs.refuse.add(ev["run"]["runId"])
-    (dead,) = h.processor.process([h.avro("dataset", ev)]).records
+    msg = h.avro("dataset", ev)
+    (dead,) = h.processor.process([msg]).records
     assert dead.topic == h.topics.deadletter and headers_of(dead)["dlq.reason"] == b"run_state"
+    # A decoded dataset event has no PII fields: its dead letter stays readable as it came.
+    assert dead.value == msg.value and "dlq.sealed" not in headers_of(dead)
 
 
 def test_inference_subject_and_snapshot_never_leave_in_clear(tmp_path: Path) -> None:
@@ -250,7 +266,68 @@ def test_inference_subject_and_snapshot_never_leave_in_clear(tmp_path: Path) -> 
     (dead,) = [r for r in result.records if r.topic == h.topics.deadletter]
     hdr = headers_of(dead)
     assert hdr["dlq.reason"] == b"bad_id" and hdr["dlq.sealed"] == b"AES-256-GCM"
+    assert hdr["dlq.key"] == ref.encode()  # under the subject's own key: erasing the subject erases it
     assert result.counters["accepted.inference"] == 2 and result.counters["dlq.bad_id"] == 1
+
+
+def test_sealed_events_carry_no_pii_in_their_bytes(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    msg = h.avro("inference", inference_event(risk=0.95))
+    assert msg.value is not None and SUBJECT.encode() not in msg.value and SECRET.encode() not in msg.value
+    decoded = h.codec.decode(msg.value).record
+    assert decoded["subject_id"] == "" and decoded["feature_snapshot"] is None and decoded["sealed"].startswith("ls1.")
+
+
+def test_unsealed_inference_is_dead_lettered_sealed_and_counted(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    msg = h.avro("inference", inference_event(risk=0.95), sealed=False)
+    result = h.processor.process([msg])
+    (dead,) = result.records
+    hdr = headers_of(dead)
+    assert hdr["dlq.reason"] == b"unsealed_pii" and hdr["dlq.key"] == h.keys.subject_ref(SUBJECT).encode()
+    assert SUBJECT.encode() not in dead.value and open_dead_letter(h.keys, dead.value, hdr) == msg.value
+    assert result.counters["unsealed.inference"] == 1 and result.counters["dlq.unsealed_pii"] == 1
+
+
+def test_unsealed_inference_is_accepted_and_counted_while_migration_allows(tmp_path: Path) -> None:
+    h = Harness(tmp_path, accept_unsealed=True)
+    ev = inference_event(risk=0.95)
+    result = h.processor.process([h.avro("inference", ev, sealed=False)])
+    info = graph_records(result, h.topics.graph)[ev["event_id"]].inference
+    assert info is not None and info["subject_ref"] == h.keys.subject_ref(SUBJECT) and info["snapshot_status"] == "stored"
+    assert result.counters["unsealed.inference"] == 1 and result.counters["accepted.inference"] == 1
+
+
+def test_a_tampered_or_moved_envelope_is_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    moved = seal_record(h.sealer, inference_event(prediction_id="p-aaaaaaaaaaaaaaaa"))
+    moved["prediction_id"] = "p-bbbbbbbbbbbbbbbb"  # the envelope is bound to its prediction id
+    flipped = seal_record(h.sealer, inference_event())
+    flipped["sealed"] = flipped["sealed"][:-6] + ("A" if flipped["sealed"][-6] != "A" else "B") + flipped["sealed"][-5:]
+    foreign = seal_record(Sealer(KeyRing.under(tmp_path / "other").ensure()), inference_event())
+    msgs = [h.avro("inference", r, sealed=False) for r in (moved, flipped, foreign)]
+    result = h.processor.process(msgs)
+    reasons = [headers_of(r)["dlq.reason"] for r in result.records]
+    assert reasons == [b"unsealable", b"unsealable", b"seal_key_unknown"]
+    assert all(headers_of(r)["dlq.key"] == h.period_key.encode() for r in result.records)  # subject unknown
+
+
+def test_a_new_seal_key_is_picked_up_without_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    rotated = Sealer(KeyRing.under(tmp_path / "keys").create())
+    ev = inference_event(risk=0.95)
+    result = h.processor.process([h.message(h.topics.inference, h.codec.encode("inference", seal_record(rotated, dict(ev))))])
+    assert result.counters["accepted.inference"] == 1
+
+
+def test_dead_letter_of_an_erased_subject_keeps_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.keys.erased.add(h.keys.subject_ref(SUBJECT))
+    (dead,) = h.processor.process([h.avro("inference", inference_event(prediction_id="not a valid id"))]).records
+    hdr = headers_of(dead)
+    assert dead.value == b"" and hdr["dlq.erased"] == b"1" and "dlq.sealed" not in hdr
+    with pytest.raises(DeadLetterErased):
+        open_dead_letter(h.keys, dead.value, hdr)
 
 
 def test_erased_subject_keeps_lineage_without_a_snapshot(tmp_path: Path) -> None:

@@ -120,6 +120,7 @@ REALISTIC: dict[str, dict[str, Any]] = {
             "feature_set": {"name": "credit_features", "version": "v12"},
             "values": {"income": "84000", "utilization": "0.91", "delinquencies_24m": "2", "region": '"EU-W"'},
         },
+        "sealed": None,
     },
 }
 TIME_FIELD = {"dataset": "eventTime", "feature": "eventTime", "training": "eventTime", "inference": "event_time"}
@@ -331,6 +332,9 @@ def test_garbage_bodies_never_escape_as_other_errors(codec: Codec) -> None:
 # --- schema evolution ---------------------------------------------------------------------
 
 
+V1_INFERENCE = {k: v for k, v in REALISTIC["inference"].items() if k != "sealed"}
+
+
 def _evolved_dir(tmp_path: Path, with_v2: bool) -> Path:
     d = tmp_path / ("v2" if with_v2 else "v1")
     d.mkdir()
@@ -345,12 +349,13 @@ def _evolved_dir(tmp_path: Path, with_v2: bool) -> Path:
 
 
 def test_old_writer_resolves_to_new_reader(tmp_path: Path) -> None:
+    # The evolution is built from the first shipped version, which has no ``sealed`` field.
     old = Codec(SchemaRepo.load(_evolved_dir(tmp_path, False)))
     new = Codec(SchemaRepo.load(_evolved_dir(tmp_path, True)))
-    decoded = new.decode(old.encode("inference", REALISTIC["inference"]))
+    decoded = new.decode(old.encode("inference", V1_INFERENCE))
     assert decoded.version == 1
-    assert decoded.record == {**_as_decoded("inference", REALISTIC["inference"]), "explanation_uri": None}
-    written = new.encode("inference", {**REALISTIC["inference"], "explanation_uri": "s3://x/shap.json"})
+    assert decoded.record == {**_as_decoded("inference", V1_INFERENCE), "explanation_uri": None}
+    written = new.encode("inference", {**V1_INFERENCE, "explanation_uri": "s3://x/shap.json"})
     assert new.decode(written).version == 2
     assert new.decode(written).record["explanation_uri"] == "s3://x/shap.json"
     # Single-object framing can only name shipped schemas: roll readers out before writers.

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from lineage.pii.crypto import LocalKek, kek_provider, open_sealed, seal
 from lineage.pii.exceptions import IntegrityError, KekError, PointerError
 from lineage.pii.store import SnapshotStore, digest, seal_snapshot, sealed_subject
-from stream_apps.deadletter import open_dead_letter, seal_aad
+from lineage.deadletters import open_dead_letter, seal_aad
 
 
 def test_kek_file_created_0600_and_reused(tmp_path: Path) -> None:
@@ -83,8 +83,9 @@ def test_store_append_read_and_digest(tmp_path: Path) -> None:
 def test_sealed_dead_letter_round_trip() -> None:
     key = os.urandom(32)
     nonce, ct = seal(key, b"original", seal_aad("t.inference", 3, 17))
-    headers = {"dlq.topic": b"t.inference", "dlq.partition": b"3", "dlq.offset": b"17"}
-    assert open_dead_letter(key, nonce + ct, headers) == b"original"
+    headers = {"dlq.topic": b"t.inference", "dlq.partition": b"3", "dlq.offset": b"17",
+               "dlq.sealed": b"AES-256-GCM", "dlq.key": b"subject-ref-1"}
+    assert open_dead_letter({"subject-ref-1": key}, nonce + ct, headers) == b"original"
     assert open_sealed(key, nonce, ct, seal_aad("t.inference", 3, 17)) == b"original"
 
 

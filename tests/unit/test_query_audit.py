@@ -44,7 +44,8 @@ def test_entry_has_every_field_and_a_closed_action_list() -> None:
         "rows": 3, "duration_ms": 1.235}
     assert e["params"] == {"x": 1} and e["details"] == {"k": "v"}
     assert orjson.loads(orjson.dumps(e)) == e
-    assert {"sql", "query", "report", "decrypt", "erase", "flag", "key.create", "key.revoke", "key.rotate"} == ACTIONS
+    assert {"sql", "query", "report", "decrypt", "decrypt.deadletter", "erase", "flag", "key.create", "key.revoke",
+            "key.rotate"} == ACTIONS
     with pytest.raises(ValueError, match="unknown audit action"):
         build_entry(ANA, "select", "x")
 

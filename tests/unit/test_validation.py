@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from factories import inference_event, run_event, training_facet, without_pii
-from stream_apps.deadletter import dead_letter_headers
+from lineage.deadletters import dead_letter_headers
 from stream_apps.exceptions import Rejected
 from stream_apps.validation import REASONS, ValidationPolicy, check_size, validate_event
 from stream_apps.enrichment import correlation_id, merge_lineage, training_lineage
