@@ -170,7 +170,8 @@ def encode_ring(keys: Sequence[bytes]) -> bytes:
     return b"".join(base64.b64encode(k) + b"\n" for k in keys)
 
 
-def _read_private(path: Path, what: str) -> str:
+def read_private(path: Path, what: str) -> str:
+    """A key file's text; refuses one open to other users (KekError, one line)."""
     try:
         require_private(path, what)
         return path.read_text()
@@ -182,7 +183,7 @@ def _read_private(path: Path, what: str) -> str:
 
 def read_ring(path: Path) -> list[bytes]:
     """The keys of a KEK file, current first; refuses a file open to other users."""
-    lines = [ln.strip() for ln in _read_private(Path(path), "KEK file").splitlines()]
+    lines = [ln.strip() for ln in read_private(Path(path), "KEK file").splitlines()]
     return [decode_key(ln, str(path)) for ln in lines if ln and not ln.startswith("#")]
 
 
@@ -248,7 +249,7 @@ def pseudonym_key(settings: Settings) -> bytes:
     path = Path(settings.pseudonym_key_path)
     if not path.exists():
         create_private_file(path, base64.b64encode(_initial_pseudonym_key(settings)) + b"\n")
-    return decode_key(_read_private(path, "pseudonym key file").strip(), str(path))
+    return decode_key(read_private(path, "pseudonym key file").strip(), str(path))
 
 
 def _initial_pseudonym_key(settings: Settings) -> bytes:

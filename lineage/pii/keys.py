@@ -167,7 +167,8 @@ class DataKeys:
 
     def get(self, ref: str) -> bytes:
         """The subject's data key; :class:`SubjectErased` after erasure."""
-        wrapped, tomb = self.redis.mget([self._dek_key(ref), self._tomb_key(ref)])
+        wrapped, tomb, ring = self.redis.mget([self._dek_key(ref), self._tomb_key(ref), self.space.kek_ring])
+        self._follow_ring(ring)
         if tomb is not None:
             raise SubjectErased(ref, tomb.decode(errors="replace"))
         if wrapped is None:
