@@ -90,7 +90,8 @@ class DataKeys:
         """The configured KEK and pseudonym key (key-holding processes only)."""
         from lineage.pii.kek import kek_provider, pseudonym_key
 
-        return cls(redis, kek_provider(settings), KeySpace.of(settings), pseudonym_key(settings))
+        refs = pseudonym_key(settings)  # first: on a fresh install it is random, not derived from a new KEK
+        return cls(redis, kek_provider(settings), KeySpace.of(settings), refs)
 
     def subject_ref(self, subject_id: str) -> str:
         """Keyed pseudonym of a subject id (128-bit hex); the id itself is never stored."""
