@@ -3,6 +3,7 @@ held records and sealed dead letters fail to decrypt with SubjectErased, `--json
 the wrapped data key's bytes are gone from every file in Redis's data directory."""
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import uuid
@@ -20,8 +21,10 @@ from integration.worker_support import LINEAGE_BIN, encode_many, produce_all, re
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import seal
 from lineage.pii.exceptions import SubjectErased
+from lineage.pii.kek import derived_pseudonym_key, pseudonym_key, read_ring
 from lineage.pii.keys import DataKeys, unpack
-from lineage.pii.store import open_snapshot
+from lineage.pii.store import SnapshotStore, open_snapshot
+from shell.keyholder import Keyholder
 from sinks.pii.erasure import bytes_on_disk
 from stream_apps.deadletter import dead_letter_headers, open_dead_letter, seal_aad
 
@@ -63,11 +66,19 @@ def test_erase_destroys_the_key_on_disk_and_everything_sealed_under_it_fails_cle
     r = redis.Redis.from_url(s.redis_url)
     keys = DataKeys.from_settings(s, r)
     assert keys.subject_ref(gone) == ref
+    # a fresh install: the worker made a random pseudonym key of its own (0600), not one derived from the KEK
+    assert s.pseudonym_key_path.stat().st_mode & 0o777 == 0o600
+    assert pseudonym_key(s) != derived_pseudonym_key(read_ring(s.kek_path)[0])
     # a dead letter of this subject, sealed under their key (dlq.key names it, as the worker writes them)
     origin = (t.inference, 0, 12345)
     nonce, ct = seal(keys.get(ref), b"raw event of " + gone.encode(), seal_aad(*origin))
     dlq_headers = dead_letter_headers([], "bad_id", "test", *origin, sealed=True) + [("dlq.key", ref.encode())]
     produce_all(s, [(t.deadletter, b"x", nonce + ct, dlq_headers)])
+    holder = Keyholder(keys, SnapshotStore.from_settings(s))
+    dlq_request = {"op": "open_dead_letter", "value": base64.b64encode(nonce + ct).decode(),
+                   "headers": {k: base64.b64encode(v).decode() for k, v in dlq_headers}}
+    opened = holder.handle(dlq_request)
+    assert opened["ok"] and base64.b64decode(opened["value"]) == b"raw event of " + gone.encode()
 
     wrapped = r.get(KeySpace.of(s).dek(ref))
     assert wrapped is not None
@@ -106,8 +117,11 @@ def test_erase_destroys_the_key_on_disk_and_everything_sealed_under_it_fails_cle
             open_snapshot(keys, h["sealed"].encode())
     other = next(h for h in (orjson.loads(m.value()) for m in held) if h["inference"]["subject_ref"] != ref)
     assert open_snapshot(keys, other["sealed"].encode())["values"] == {"income": f"K{tok}"}
-    # the sealed dead letter: its key is gone
+    # the sealed dead letter: its key is gone, for the key holder too
     with pytest.raises(SubjectErased):
         open_dead_letter(keys.get(ref), nonce + ct, dict(dlq_headers))
+    refused = holder.handle(dlq_request)
+    assert (refused["ok"], refused["error"], refused["subject_ref"]) == (False, "SubjectErased", ref)
+    assert "was erased" in refused["message"] and "value" not in refused
     # no key is ever made again for the subject
     assert keys.get_or_create([ref]) == {ref: None}
