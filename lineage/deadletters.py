@@ -70,11 +70,13 @@ def seal_aad(topic: str, partition: int, offset: int) -> bytes:
     return f"dlq|{topic}|{partition}|{offset}".encode()
 
 
-class _KeyLookup(Protocol):
+class KeyLookup(Protocol):
+    """Finds a data key by reference (:class:`lineage.pii.keys.DataKeys`)."""
+
     def get(self, ref: str) -> bytes: ...
 
 
-def open_dead_letter(keys: _KeyLookup, value: bytes, headers: Mapping[str, bytes]) -> bytes:
+def open_dead_letter(keys: KeyLookup, value: bytes, headers: Mapping[str, bytes]) -> bytes:
     """Original bytes of a dead-letter record; a value that is not sealed is returned as it is.
 
     ``keys`` is :class:`lineage.pii.keys.DataKeys`: ``SubjectErased`` when the key was destroyed

@@ -31,6 +31,11 @@ class KeySpace:
         """Tombstone of an erased subject (no key is ever created again)."""
         return f"{self.prefix}:pii:erased:{subject_ref}"
 
+    @property
+    def kek_ring(self) -> str:
+        """Key ids of the deployment's KEK ring, current first (set by ``lineage keys rotate-kek``)."""
+        return f"{self.prefix}:pii:kek_ring"
+
     def hold(self, prediction_id: str) -> str:
         """Where a prediction's sealed snapshot sits on the hold topic (``topic/partition/offset``)."""
         return f"{self.prefix}:pii:hold:{prediction_id}"

@@ -235,6 +235,8 @@ class Settings(BaseSettings):
     api_key_file: Path | None = None
     kek: SecretStr | None = None
     kek_file: Path | None = None
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_file: Path | None = None
     #: The pipeline's public key emitters seal PII for (``x25519:<base64>``); by default read
     #: from ``<data_dir>/keys/seal.pub`` (created with the first seal key).
     seal_public_key: str | None = None
@@ -276,6 +278,11 @@ class Settings(BaseSettings):
     def keys_dir(self) -> Path:
         """Where the pipeline's own key files live (KEK, seal keys, ...)."""
         return self.data_dir / "keys"
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        """The key subject references are made with (see :mod:`lineage.pii.kek`)."""
+        return self.pseudonym_key_file or (self.data_dir / "keys" / "pseudonym.key")
 
     @property
     def events_group(self) -> str:
@@ -329,19 +336,40 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
 
 
-def settings_to_env(settings: Settings) -> dict[str, str]:
-    """The `LINEAGE_*` variables that reproduce `settings` in a child process."""
+#: Settings naming a key-holder secret (or where one is): given only to processes that wrap or
+#: unwrap data keys (stream workers, ``lineage keyholder``, the administrator's CLI), never to
+#: the sink or anything serving SQL. A new secret of that kind is added here, once.
+KEY_HOLDER_SECRETS: tuple[str, ...] = ("kek", "kek_file", "pseudonym_key", "pseudonym_key_file")
+
+
+def key_holder_env_names() -> frozenset[str]:
+    """The environment variables of :data:`KEY_HOLDER_SECRETS` (``LINEAGE_KEK``, ...)."""
+    return frozenset(f"{ENV_PREFIX}{name.upper()}" for name in KEY_HOLDER_SECRETS)
+
+
+def without_key_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` minus every key-holder secret (case-insensitive, as settings are read)."""
+    names = key_holder_env_names()
+    return {k: v for k, v in environ.items() if k.upper() not in names}
+
+
+def settings_to_env(settings: Settings, key_holder: bool = False) -> dict[str, str]:
+    """The `LINEAGE_*` variables that reproduce `settings` in a child process.
+
+    Key-holder secrets (:data:`KEY_HOLDER_SECRETS`) are included only with ``key_holder=True``:
+    by default a child gets nothing it could unwrap a data key or name a subject with.
+    """
     env: dict[str, str] = {}
     data = settings.model_dump(mode="json")
     for name, value in data.items():
-        if value is None:
+        if value is None or (name in KEY_HOLDER_SECRETS and not key_holder):
             continue
         if isinstance(value, dict) and name != "kafka_config":
             for sub, subval in value.items():
                 if subval is not None:
                     env[f"{ENV_PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = _env_value(subval)
-        elif name == "kek" and settings.kek is not None:
-            env[f"{ENV_PREFIX}KEK"] = settings.kek.get_secret_value()
+        elif name in KEY_HOLDER_SECRETS and isinstance(getattr(settings, name), SecretStr):
+            env[f"{ENV_PREFIX}{name.upper()}"] = getattr(settings, name).get_secret_value()
         else:
             env[f"{ENV_PREFIX}{name.upper()}"] = _env_value(value)
     return env

@@ -1,7 +1,9 @@
-"""Run the pipeline's own processes (stream workers and the ClickHouse sink) in the background.
+"""Run the pipeline's own processes (key holder, stream workers and the ClickHouse sink) in the background.
 
 Each is a `lineage` sub-command started detached with the caller's settings, registered under
-``<data_dir>/run/`` so `lineage stack down` stops it too.
+``<data_dir>/run/`` so `lineage stack down` stops it too. Key-holder secrets (the KEK, the
+pseudonym key: :data:`lineage.settings.KEY_HOLDER_SECRETS`) go to the key holder and the workers
+only; the sink gets neither from the settings nor from this process's own environment.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from lineage.settings import Settings, settings_to_env
+from lineage.settings import Settings, key_holder_env_names, settings_to_env, without_key_secrets
 from shell.stack.process import ManagedProcess
 
 
@@ -17,9 +19,17 @@ def _lineage_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "shell", *args]
 
 
+def keyholder_process(settings: Settings) -> ManagedProcess:
+    """The key holder: unwraps data keys for the sink over ``<data_dir>/run/keyholder.sock``."""
+    env = {**os.environ, **settings_to_env(settings, key_holder=True)}
+    return ManagedProcess.in_data_dir(
+        settings.data_dir, "keyholder", _lineage_argv("keyholder"), env=env, cwd=Path.cwd(), meta={"role": "keyholder"}
+    )
+
+
 def worker_process(settings: Settings, index: int = 0) -> ManagedProcess:
-    """Stream worker number `index`."""
-    env = {**os.environ, **settings_to_env(settings)}
+    """Stream worker number `index` (a key holder: it wraps data keys and makes subject refs)."""
+    env = {**os.environ, **settings_to_env(settings, key_holder=True)}
     return ManagedProcess.in_data_dir(
         settings.data_dir,
         f"worker-{index}",
@@ -31,15 +41,19 @@ def worker_process(settings: Settings, index: int = 0) -> ManagedProcess:
 
 
 def sink_process(settings: Settings, api: bool = True) -> ManagedProcess:
-    """The single ClickHouse sink (owner of the embedded store; serves the API and dashboard unless ``api`` is off)."""
-    env = {**os.environ, **settings_to_env(settings)}
+    """The single ClickHouse sink (owner of the embedded store; serves the API and dashboard unless ``api`` is off).
+
+    It holds no key: snapshot decrypts go to the key holder (:func:`keyholder_process`)."""
+    env = {**without_key_secrets(os.environ), **settings_to_env(settings)}
     argv = _lineage_argv("sink") if api else _lineage_argv("sink", "--no-api")
-    return ManagedProcess.in_data_dir(settings.data_dir, "sink", argv, env=env, cwd=Path.cwd(), meta={"role": "sink"})
+    proc = ManagedProcess.in_data_dir(settings.data_dir, "sink", argv, env=env, cwd=Path.cwd(), meta={"role": "sink"})
+    proc.env_drop = key_holder_env_names()
+    return proc
 
 
 def start_pipeline(settings: Settings, workers: int = 1) -> list[ManagedProcess]:
-    """Start (idempotently) `workers` stream workers and the sink."""
-    procs = [worker_process(settings, i) for i in range(workers)] + [sink_process(settings)]
+    """Start (idempotently) the key holder, `workers` stream workers and the sink."""
+    procs = [keyholder_process(settings)] + [worker_process(settings, i) for i in range(workers)] + [sink_process(settings)]
     for proc in procs:
         proc.start()
     return procs

@@ -26,7 +26,15 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from lineage.metric_records import PROM_TYPE
-from lineage.pii.exceptions import IntegrityError, PiiError, PointerError, ReasonRequired, SubjectErased
+from lineage.pii.exceptions import (
+    IntegrityError,
+    KeyholderUnavailable,
+    PiiError,
+    PointerError,
+    ReasonRequired,
+    SubjectErased,
+)
+from lineage.pii.holder import KeyholderClient, SnapshotOpener
 from sinks.access.audit import DECRYPT, QUERY, SQL, AuditTrail, audited_query
 from sinks.access.http import ANY_KEY, PUBLIC, REASON_HEADER, Guard, Need, actor_of, forbidden, reason_of, require
 from sinks.access.roles import Action, Actor, Role, allows
@@ -80,13 +88,16 @@ class ApiContext:
     """What the handlers need: settings, the store, the sink's counters, the audit log and the sandbox.
 
     Queries from the API run on connections of their own (``settings.sql.concurrency`` of them),
-    so a long statement never holds the sink's insert path, nor every other caller.
+    so a long statement never holds the sink's insert path, nor every other caller. Snapshots are
+    decrypted by ``keyholder`` (by default the key holder's socket under ``<data_dir>/run/``): the
+    sink holds no key.
     """
 
     settings: Settings
     store: Store
     audit: AuditTrail
     metrics: SinkMetrics = field(default_factory=SinkMetrics)
+    keyholder: SnapshotOpener | None = None
     readers: queue.Queue[Store] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -204,6 +215,7 @@ async def named_query(request: web.Request) -> web.Response:
 DECRYPT_PATH = "/api/snapshots/{pointer:.+}:decrypt"
 _DECRYPT_STATUS: dict[type[Exception], int] = {
     SubjectErased: 410, PointerError: 404, IntegrityError: 409, AuditError: 503, ReasonRequired: 400,
+    KeyholderUnavailable: 503,
 }
 
 
@@ -213,7 +225,7 @@ async def decrypt_snapshot(request: web.Request) -> web.Response:
     Body (optional): ``{"reason": ..., "sha256": ...}``; the reason may come as the
     ``X-Lineage-Reason`` header instead and is required. Who is the key's name. Every attempt is
     audited, refused and failed ones too, and the audit entry is durable before the plaintext
-    is released.
+    is released. The plaintext comes from the key holder, asked after the role and reason checks.
     """
     ctx: ApiContext = request.app[CTX]
     actor = actor_of(request)
@@ -233,7 +245,8 @@ async def decrypt_snapshot(request: web.Request) -> web.Response:
     sha256 = body.get("sha256")
     try:
         out = await loop.run_in_executor(None, partial(
-            get_snapshot, ctx.settings, pointer, actor, reason, str(sha256) if sha256 else None, ctx.audit))
+            get_snapshot, ctx.settings, pointer, actor, reason, str(sha256) if sha256 else None, ctx.audit,
+            opener=ctx.keyholder or KeyholderClient.from_settings(ctx.settings)))
     except (PiiError, AuditError) as exc:
         status = next((code for kind, code in _DECRYPT_STATUS.items() if isinstance(exc, kind)), 400)
         return _error(status, str(exc))

@@ -12,6 +12,18 @@ class KekError(PiiError):
     """The key-encryption key is missing, malformed or cannot unwrap a data key."""
 
 
+class UnknownKek(KekError):
+    """A data key is wrapped under a KEK this process does not hold (rotated, or not yet loaded)."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"no KEK with key id {kid!r} is loaded (rotated away, or the key file is stale)")
+        self.kid = kid
+
+
+class KeyholderUnavailable(PiiError):
+    """The key-holding process (``lineage keyholder``) does not answer on its socket."""
+
+
 class SubjectErased(PiiError):
     """The data subject's key was destroyed (crypto-shredded); their snapshots are unreadable."""
 

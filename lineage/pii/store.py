@@ -74,6 +74,18 @@ def open_snapshot(keys: DataKeys, sealed: bytes) -> Any:
         raise IntegrityError("snapshot failed authentication (tampered, or sealed under another key)") from None
 
 
+class LocalOpener:
+    """Opens stored snapshots with the data keys this process holds (key-holding processes only)."""
+
+    def __init__(self, keys: DataKeys, store: SnapshotStore) -> None:
+        self.keys = keys
+        self.store = store
+
+    def open_snapshot(self, pointer: str, sha256: str | None) -> tuple[str, Any]:
+        blob = self.store.read(pointer, sha256)
+        return sealed_subject(blob), open_snapshot(self.keys, blob)
+
+
 def digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 

@@ -31,6 +31,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("shell.cli.pii", "snapshot_app", "snapshot"),
     ("shell.cli.pii", "erase", "erase"),
     ("shell.cli.sink", "sink", "sink"),
+    ("shell.cli.keyholder", "keyholder", "keyholder"),
     ("shell.cli.query", "app", "query"),
     ("shell.cli.query", "sql", "sql"),
     ("shell.cli.query", "verify", "verify"),

@@ -52,9 +52,18 @@ def open_cmd(
     part, sep, off = at.partition("@")
     if not sep or not part.isdigit() or not off.isdigit():
         raise typer.BadParameter(f"expected PARTITION@OFFSET such as 0@42, got {at!r}", param_hint="AT")
+    import redis
+
+    from lineage.pii.keys import DataKeys
+
     settings = load_settings()
-    with open_trail(settings) as trail:
-        out = open_one(settings, int(part), int(off), Actor.local(), reason, audit=trail)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=30)
+    try:
+        with open_trail(settings) as trail:  # this process is a key holder: it reads the KEK
+            out = open_one(settings, int(part), int(off), Actor.local(), reason, audit=trail,
+                           keys=DataKeys.from_settings(settings, client))
+    finally:
+        client.close()
     value: bytes = out.pop("value")
     if output:
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,4 +1,5 @@
-"""`lineage keys create | list | revoke | rotate`: API keys with roles (the local administrator's path).
+"""`lineage keys create | list | revoke | rotate`: API keys with roles (the local administrator's path);
+`lineage keys rotate-kek`: a new key-encryption key for the PII data keys.
 
 Keys live in the deployment's Redis; the token is printed once and only its SHA-256 is kept.
 ``--save`` also stores it as the CLI's key for this checkout (``<data_dir>/credentials``, 0600).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from pathlib import Path
 
 import redis
 import typer
@@ -147,3 +149,34 @@ def rotate(
     _show(token, info, as_json)
     if save:
         _save(token, info)
+
+
+@app.command("rotate-kek")
+def rotate_kek(
+    new_key_file: Path = typer.Option(None, "--new-key-file", help="Take the new KEK from this 0600 file "
+                                      "(base64 or hex:..., 32 bytes) instead of generating one."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (counts re-wrapped, key ids)."),
+) -> None:
+    """Re-wrap every PII data key under a new KEK, then retire the old one (resumable; audited).
+
+    Subject references do not change (they come from the pseudonym key). Running workers and the
+    key holder pick up the new KEK by themselves."""
+    import redis as redis_lib
+
+    from lineage.pii.kek import decode_key, read_private
+    from shell.kek_rotation import rotate_kek as rotate
+
+    settings = load_settings()
+    new_key = decode_key(read_private(new_key_file, "new KEK file").strip(), str(new_key_file)) if new_key_file else None
+    client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=30)
+    with open_trail(settings) as trail:
+        with trail.attempt(Actor.local(), KEY_ROTATE, "KEK") as attempt:
+            out = rotate(settings, client, new_key)
+            attempt.params.update(new_kek_id=out["new_kek_id"], retired=",".join(out["retired_kek_ids"]))
+            attempt.rows = out["rewrapped"]
+    if as_json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return
+    print(f"KEK rotated to {out['new_kek_id']}{' (finished an interrupted rotation)' if out['resumed'] else ''}: "
+          f"{out['rewrapped']} data key(s) re-wrapped, {out['already_current']} already current; "
+          f"retired {', '.join(out['retired_kek_ids']) or 'nothing'}")

@@ -63,6 +63,8 @@ class ManagedProcess:
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
     meta: dict[str, object] = field(default_factory=dict)
+    #: Variables of this process's own environment the child must not inherit.
+    env_drop: frozenset[str] = frozenset()
 
     @classmethod
     def in_data_dir(
@@ -136,7 +138,7 @@ class ManagedProcess:
             return running
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **(self.env or {})}
+        env = {k: v for k, v in {**os.environ, **(self.env or {})}.items() if k.upper() not in self.env_drop}
         with open(self.log_file, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start {self.name}: {' '.join(self.argv)}\n".encode())
             log.flush()

@@ -11,15 +11,11 @@ import time
 import uuid
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from lineage.deadletters import DeadLetterErased, open_dead_letter
+from lineage.deadletters import DeadLetterErased, KeyLookup, open_dead_letter
 from lineage.kafka import client_config, read_record
-from lineage.keyspace import KeySpace
-from lineage.pii.crypto import kek_provider
 from lineage.pii.exceptions import PiiError, ReasonRequired, SubjectErased
-from lineage.pii.keys import DataKeys
 from lineage.settings import Settings
 from sinks.access.audit import DECRYPT_DEADLETTER, AuditTrail
 from sinks.access.roles import Actor
@@ -88,9 +84,12 @@ def list_dead_letters(settings: Settings, limit: int = 50, reason: str | None = 
 
 
 def open_one(
-    settings: Settings, partition: int, offset: int, actor: Actor, why: str, audit: AuditTrail,
+    settings: Settings, partition: int, offset: int, actor: Actor, why: str, audit: AuditTrail, keys: KeyLookup,
 ) -> dict[str, Any]:
-    """The original bytes of one dead letter; every attempt is in the audit log, a success before the bytes go out."""
+    """The original bytes of one dead letter; every attempt is in the audit log, a success before the bytes go out.
+
+    ``keys`` looks data keys up (:class:`lineage.pii.keys.DataKeys` in a key-holding process).
+    """
     topic = settings.topics.deadletter
     where = f"{topic}/{partition}/{offset}"
     with audit.attempt(actor, DECRYPT_DEADLETTER, where, reason=why,
@@ -105,11 +104,6 @@ def open_one(
             raise PiiError(f"no dead letter at {where} (past the end, or removed by retention)")
         headers = _headers(msg)
         attempt.details["key"] = headers.get("dlq.key", b"").decode(errors="replace")
-        keys = DataKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), kek_provider(settings),
-                        KeySpace.of(settings))
-        try:
-            original = open_dead_letter(keys, msg.value() or b"", headers)
-        finally:
-            keys.redis.close()
+        original = open_dead_letter(keys, msg.value() or b"", headers)
         attempt.rows = 1
     return {**_summary(msg), "value": original, "audit": attempt.entry}

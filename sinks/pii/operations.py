@@ -1,5 +1,9 @@
 """Operator actions on PII: read a snapshot, flag a prediction (promote its held snapshot), erase a
-subject (crypto-shredding). Used by ``lineage snapshot get|flag|erase``.
+subject (crypto-shredding). Used by ``lineage snapshot get|flag|erase`` and the sink's decrypt route.
+
+Nothing here holds a key: decrypting goes through a :class:`~lineage.pii.holder.SnapshotOpener`
+(the administrator's own keys on the CLI, the key holder's socket in the sink), and erasure is
+given the data keys by its caller.
 
 Every attempt is recorded in the query audit log (:mod:`sinks.access.audit`) with who acted (an
 :class:`~sinks.access.roles.Actor`, never self-declared), why and the outcome, refused and failed
@@ -14,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -24,19 +28,23 @@ from lineage.exceptions import DeliveryError
 from lineage.graph import build_record
 from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.keyspace import KeySpace
-from lineage.pii.crypto import kek_provider
 from lineage.pii.exceptions import PiiError, ReasonRequired, SubjectErased
-from lineage.pii.keys import DataKeys
-from lineage.pii.store import SnapshotStore, open_snapshot, sealed_subject
+from lineage.pii.holder import SnapshotOpener
+from lineage.pii.keys import unpack
+from lineage.pii.store import SnapshotStore, digest, sealed_subject
 from lineage.settings import Settings
 from sinks.access.audit import DECRYPT, ERASE, FLAG, AuditTrail
 from sinks.access.roles import Actor
+from sinks.pii.erasure import count_dead_letters, count_held, count_stored_snapshots, rewrite_persistence
+
+if TYPE_CHECKING:
+    from lineage.pii.keys import DataKeys
 
 FLAG_NS = uuid.UUID("2c7d8f4a-91b3-5e0f-8d6a-3f1e2b4c5d70")
 
 
-def _keys(settings: Settings) -> DataKeys:
-    return DataKeys(redis.Redis.from_url(settings.redis_url, socket_timeout=10), kek_provider(settings), KeySpace.of(settings))
+def _redis(settings: Settings) -> Any:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=10)
 
 
 @contextmanager
@@ -55,9 +63,12 @@ def _iso(ms: int) -> str:
 
 def get_snapshot(
     settings: Settings, pointer: str, actor: Actor, why: str, sha256: str | None = None,
-    audit: AuditTrail | None = None,
+    audit: AuditTrail | None = None, *, opener: SnapshotOpener,
 ) -> dict[str, Any]:
-    """Decrypt one stored snapshot, if ``why`` gives a reason; the audit record comes first."""
+    """Decrypt one stored snapshot through ``opener``, if ``why`` gives a reason; the audit record comes first.
+
+    The opener is handed the pointer and the digest of the very bytes read here, so it decrypts
+    exactly the snapshot that was authorised (and checks the digest itself)."""
     with _trail(settings, audit) as trail:
         with trail.attempt(actor, DECRYPT, pointer, params={"sha256": sha256} if sha256 else {}, reason=why,
                            refusals=(ReasonRequired, SubjectErased)) as attempt:
@@ -65,32 +76,45 @@ def get_snapshot(
                 raise ReasonRequired("a reason is required to decrypt a snapshot (--reason)")
             blob = SnapshotStore.from_settings(settings).read(pointer, sha256)
             ref = attempt.details["subject_ref"] = sealed_subject(blob)
-            snapshot = open_snapshot(_keys(settings), blob)
+            opened_ref, snapshot = opener.open_snapshot(pointer, digest(blob))
+            if opened_ref != ref:
+                raise PiiError(f"the key holder opened a snapshot of another subject at {pointer}; refusing")
             attempt.rows = 1
     return {"pointer": pointer, "subject_ref": ref, "snapshot": snapshot, "audit": attempt.entry}
 
 
 def erase_subject(
-    settings: Settings, subject_id: str, actor: Actor, why: str, audit: AuditTrail | None = None
+    settings: Settings, subject_id: str, actor: Actor, why: str, audit: AuditTrail | None = None,
+    *, keys: DataKeys,
 ) -> dict[str, Any]:
-    """Destroy the subject's data key; from now on their snapshots cannot be decrypted.
+    """Destroy the subject's data key, then have Redis rewrite its files so the key leaves its disk too.
 
-    The audit record names the subject by its pseudonymous reference, never by ``subject_id``.
+    Returns what became unreadable: the subject's stored snapshots (segment files), held records
+    (hold topic) and dead letters sealed under their key (``dlq.key``). The audit record names the
+    subject by its pseudonymous reference, never by ``subject_id``; it is written once the key is
+    gone, whatever happens to the rewrite after it (whose failure is then raised).
     """
     with _trail(settings, audit) as trail:
         with trail.attempt(actor, ERASE, "", reason=why) as attempt:
-            keys = _keys(settings)
             ref = attempt.what = keys.subject_ref(subject_id)
+            wrapped = keys.redis.get(keys.space.dek(ref))
             existed = keys.erase(ref)
             keys.redis.delete(keys.space.flagged_subject(ref))
             attempt.details["key_destroyed"] = existed
             attempt.rows = int(existed)
     entry = attempt.entry
-    return {"subject_ref": ref, "key_destroyed": existed, "erased_at": _iso(entry["ts"]), "audit": entry}
+    persistence = rewrite_persistence(keys.redis, gone=unpack(wrapped)[1] if wrapped is not None else None)
+    unreadable = {
+        "stored_snapshots": count_stored_snapshots(settings, ref),
+        "held_records": count_held(settings, ref),
+        "dead_letters": count_dead_letters(settings, ref),
+    }
+    return {"subject_ref": ref, "key_destroyed": existed, "erased_at": _iso(entry["ts"]),
+            "unreadable": unreadable, "persistence": persistence, "audit": entry}
 
 
-def _held(settings: Settings, keys: DataKeys, prediction_id: str) -> dict[str, Any]:
-    where = keys.redis.get(keys.space.hold(prediction_id))
+def _held(settings: Settings, r: Any, space: KeySpace, prediction_id: str) -> dict[str, Any]:
+    where = r.get(space.hold(prediction_id))
     if where is None:
         raise PiiError(
             f"no held snapshot for prediction {prediction_id} (never processed, sent without a snapshot, "
@@ -133,14 +157,14 @@ def flag_prediction(
 
 
 def _flag(settings: Settings, prediction_id: str, actor: Actor, why: str) -> dict[str, Any]:
-    keys = _keys(settings)
-    marker = keys.space.flagged_prediction(prediction_id)
-    done = keys.redis.get(marker)
+    r, space = _redis(settings), KeySpace.of(settings)
+    marker = space.flagged_prediction(prediction_id)
+    done = r.get(marker)
     if done is not None:
         return {**orjson.loads(done), "already_flagged": True}
-    held = _held(settings, keys, prediction_id)
+    held = _held(settings, r, space, prediction_id)
     ref = held["inference"]["subject_ref"]
-    if keys.erased(ref):
+    if r.exists(space.erased(ref)):
         raise SubjectErased(ref)
     store = SnapshotStore.from_settings(settings, writer_id=f"flag-{uuid.uuid4().hex[:8]}")
     (stored,) = store.append_many([held["sealed"].encode()])
@@ -164,8 +188,8 @@ def _flag(settings: Settings, prediction_id: str, actor: Actor, why: str) -> dic
         raise PiiError(f"flagged lineage not confirmed by Kafka: {exc}") from None
     result = {"prediction_id": prediction_id, "subject_ref": ref, "event_id": record.event_id,
               "snapshot_pointer": stored.pointer, "snapshot_sha256": stored.sha256}
-    pipe = keys.redis.pipeline()
-    pipe.set(keys.space.flagged_subject(ref), orjson.dumps({"by": actor.name, "prediction_id": prediction_id}))
+    pipe = r.pipeline()
+    pipe.set(space.flagged_subject(ref), orjson.dumps({"by": actor.name, "prediction_id": prediction_id}))
     pipe.set(marker, orjson.dumps(result))
     pipe.execute()
     return {**result, "already_flagged": False}

@@ -17,7 +17,6 @@ import redis
 
 from lineage.codec import Codec
 from lineage.keyspace import KeySpace
-from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
 from lineage.pii.sealing import KeyRing
 from lineage.pii.store import SnapshotStore
@@ -51,7 +50,7 @@ class ChildResources:
         self._lookup = lookup
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
         space = KeySpace.of(settings)
-        self.keys = DataKeys(self.redis, kek_provider(settings), space)
+        self.keys = DataKeys.from_settings(settings, self.redis)
         writer = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.store = SnapshotStore.from_settings(settings, writer)
         policy = ValidationPolicy()

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from helpers import auth_headers, make_topics, wait_until
-from shell.processes import sink_process
+from shell.processes import keyholder_process, sink_process
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from shell.stack.process import ManagedProcess
 from stream_apps.alerts.config import AlertSettings
@@ -103,6 +103,8 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, settings_ove
     env = {**os.environ, **settings_to_env(settings)}
     sink = sink_process(settings)
     worker = worker_proc(settings, env)
+    keyholder = keyholder_process(settings)  # the sink's snapshot decrypts go through it
+    keyholder.start()
     sink.start()
     if with_worker:
         worker.start()
@@ -114,7 +116,7 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, settings_ove
                        f"the worker to join its group\n{pipe.logs()}", 0.5)
         yield pipe
     finally:
-        for proc in (pipe.worker, sink):
+        for proc in (pipe.worker, sink, keyholder):
             proc.signal(18)  # SIGCONT in case a test left it stopped
             proc.stop(timeout=30)
         hook.close()

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from lineage.graph import GraphRecord
 from lineage.keyspace import KeySpace
-from lineage.pii.crypto import kek_provider
 from lineage.pii.keys import DataKeys
 from lineage.deadletters import open_dead_letter
 from factories import inference_event, now_us, openlineage_event, run_event
@@ -72,7 +71,7 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
     assert set(by_origin) == {c[0] for c in cases} | {"run_state"}
     raw_by_reason = {reason: raw for reason, _, raw in cases}
     r = redis.Redis.from_url(s.redis_url)
-    keys = DataKeys(r, kek_provider(s), KeySpace.of(s))
+    keys = DataKeys.from_settings(s, r)
     for origin, msg in by_origin.items():
         h = header_map(msg)
         assert h["dlq.reason"].decode() == origin, (origin, h["dlq.detail"])

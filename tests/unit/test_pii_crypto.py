@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import SecretStr
 
-from lineage.pii.crypto import LocalKek, kek_provider, open_sealed, seal
+from lineage.pii.crypto import open_sealed, seal
+from lineage.pii.kek import LocalKek, kek_provider
 from lineage.pii.exceptions import IntegrityError, KekError, PointerError
 from lineage.pii.store import SnapshotStore, digest, seal_snapshot, sealed_subject
 from lineage.deadletters import open_dead_letter, seal_aad
@@ -21,17 +22,19 @@ def test_kek_file_created_0600_and_reused(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     b = LocalKek.from_file(path)
     dek = os.urandom(32)
-    assert b.unwrap(a.wrap(dek, b"aad"), b"aad") == dek
-    assert a.pseudonym_key() == b.pseudonym_key()
+    assert b.unwrap(*a.wrap(dek, b"aad"), b"aad") == dek
+    assert a.current_id == b.current_id
 
 
 def test_wrong_kek_or_aad_cannot_unwrap(tmp_path: Path) -> None:
-    a, b = LocalKek(os.urandom(32)), LocalKek(os.urandom(32))
-    wrapped = a.wrap(os.urandom(32), b"subject-1")
+    a, b = LocalKek([os.urandom(32)]), LocalKek([os.urandom(32)])
+    kid, wrapped = a.wrap(os.urandom(32), b"subject-1")
     with pytest.raises(KekError):
-        b.unwrap(wrapped, b"subject-1")
+        b.unwrap(kid, wrapped, b"subject-1")
     with pytest.raises(KekError):
-        a.unwrap(wrapped, b"subject-2")
+        b.unwrap("", wrapped, b"subject-1")
+    with pytest.raises(KekError):
+        a.unwrap(kid, wrapped, b"subject-2")
 
 
 def test_provider_from_settings(tmp_path: Path) -> None:
