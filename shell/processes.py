@@ -37,9 +37,10 @@ def sink_process(settings: Settings, api: bool = True) -> ManagedProcess:
     return ManagedProcess.in_data_dir(settings.data_dir, "sink", argv, env=env, cwd=Path.cwd(), meta={"role": "sink"})
 
 
-def start_pipeline(settings: Settings, workers: int = 1) -> list[ManagedProcess]:
-    """Start (idempotently) `workers` stream workers and the sink."""
-    procs = [worker_process(settings, i) for i in range(workers)] + [sink_process(settings)]
+def start_pipeline(settings: Settings, workers: int = 1, sink_settings: Settings | None = None) -> list[ManagedProcess]:
+    """Start (idempotently) `workers` stream workers and the sink (with ``sink_settings`` when its
+    credentials differ from the workers', as on a secured stack)."""
+    procs = [worker_process(settings, i) for i in range(workers)] + [sink_process(sink_settings or settings)]
     for proc in procs:
         proc.start()
     return procs

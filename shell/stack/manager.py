@@ -16,6 +16,7 @@ from typing import Any
 
 from lineage.exceptions import StackError
 from lineage.settings import Settings
+from lineage.topics import ensure_topics
 from sinks.clickhouse.status import clickhouse_status, redact
 from shell.stack.install import install_kafka, install_redis, install_registry
 from shell.stack.kafka import KafkaCluster, describe, port_open
@@ -123,7 +124,7 @@ class Stack:
         """Install what is missing, start Kafka and Redis, wait until healthy; idempotent.
 
         On a secured stack this also creates each role's SCRAM user, the ACLs of the configured
-        deployment (topic prefix, app id) and the per-role env files under ``secrets/``.
+        deployment (topic prefix, app id), its topics, and the per-role env files under ``secrets/``.
         """
         self.install()
         if self.secrets is not None and not (self.kafka_managed and self.redis_managed):
@@ -135,6 +136,7 @@ class Stack:
                 admin = self.admin_settings
                 create_users(admin, self.secrets)
                 grant_deployment(admin, self.settings)
+                ensure_topics(admin)  # workers and sinks may not create topics on a secured cluster
                 self.secrets.write_env_files(self.settings)
         elif not self._external_kafka_ok():
             raise StackError(f"external kafka at {self.settings.kafka_bootstrap} does not answer")
