@@ -15,7 +15,7 @@ MASK = "***"
 _SECRET_OPTION = re.compile(r"(password|secret|token|credential|\.key\.pem|keystore\.key)", re.IGNORECASE)
 #: Query parameters of a URL that are secrets (clickhouse-connect accepts ``?password=``).
 _SECRET_PARAM = re.compile(r"(password|passwd|pwd|secret|token|key)", re.IGNORECASE)
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"]*@)")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s@:'\"]*)(?P<password>:[^/\s@'\"]*)?@")
 
 
 def redact_url(url: str) -> str:
@@ -49,9 +49,16 @@ def redact_config(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: MASK if _SECRET_OPTION.search(str(k)) else v for k, v in options.items()}
 
 
+def _mask_userinfo(m: re.Match[str]) -> str:
+    """``user:password@`` keeps the user; a lone ``token@`` is masked whole."""
+    if m.group("password") is not None:
+        return f"{m.group('scheme')}{m.group('user')}:{MASK}@"
+    return f"{m.group('scheme')}{MASK}@"
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with URL userinfo masked and each of ``secrets`` (non-empty) replaced by ``***``."""
-    out = _USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", text)
+    out = _USERINFO.sub(_mask_userinfo, text)
     for secret in secrets:
         if secret:
             out = out.replace(secret, MASK)

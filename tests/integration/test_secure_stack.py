@@ -283,3 +283,14 @@ def test_worker_with_a_wrong_redis_password_logs_no_password(roles, tmp_path):
         if (tmp_path / "logs").is_dir() else ""
     assert res.returncode != 0
     assert planted not in res.stdout + res.stderr + logs
+
+
+def test_sink_with_an_unreachable_clickhouse_server_shows_no_password(roles, tmp_path):
+    planted = f"PW{uuid.uuid4().hex}"
+    sink = roles["sink"].model_copy(update={"data_dir": tmp_path, "api_port": free_port(),
+                                            "clickhouse_url": f"http://reader:{planted}@127.0.0.1:{free_port()}/"})
+    res = subprocess.run([LINEAGE, "sink"], env=env_for(sink), capture_output=True, text=True, timeout=180)
+    logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log"))
+    assert res.returncode != 0
+    assert "reader:***@" in res.stdout + res.stderr, res.stderr[-2000:]
+    assert planted not in res.stdout + res.stderr + logs

@@ -180,6 +180,7 @@ def test_redact_url(url: str, shown: str) -> None:
 
 def test_redact_text_and_config() -> None:
     text = "cannot reach redis://admin:hunter2@10.0.0.1:6379/0 (hunter2)"
-    assert redact_text(text, ["hunter2"]) == "cannot reach redis://***@10.0.0.1:6379/0 (***)"
+    assert redact_text(text, ["hunter2"]) == "cannot reach redis://admin:***@10.0.0.1:6379/0 (***)"
+    assert redact_text("at rediss://tok@h:1 and http://u:***@h/") == "at rediss://***@h:1 and http://u:***@h/"
     shown = redact_config({"sasl.password": "x", "sasl.username": "u", "ssl.key.password": "y", "acks": "all"})
     assert shown == {"sasl.password": "***", "sasl.username": "u", "ssl.key.password": "***", "acks": "all"}
