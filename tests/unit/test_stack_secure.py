@@ -184,3 +184,28 @@ def test_redact_text_and_config() -> None:
     assert redact_text("at rediss://tok@h:1 and http://u:***@h/") == "at rediss://***@h:1 and http://u:***@h/"
     shown = redact_config({"sasl.password": "x", "sasl.username": "u", "ssl.key.password": "y", "acks": "all"})
     assert shown == {"sasl.password": "***", "sasl.username": "u", "ssl.key.password": "***", "acks": "all"}
+
+
+# -- remembered: a data directory is secured until it is wiped ---------------------------
+
+def test_a_secured_data_dir_stays_secured(tmp_path: Path) -> None:
+    from shell.stack import Stack
+
+    first = Stack(_settings(tmp_path), secure=True)  # nothing starts: only the layout and secrets
+    assert first.secure and first.secrets is not None
+    again = Stack(_settings(tmp_path))  # a later `stack status` / `down` / `demo` without --secure
+    assert again.secure and again.secrets is not None and again.secrets.kafka == first.secrets.kafka
+    assert again.role_settings("sink").kafka_config["sasl.username"] == "sink"
+    assert again.kafka.client_config["sasl.username"] == "admin"
+    assert again.redis.url.startswith("redis://admin:") and again.redis.address == "redis://127.0.0.1:39379/0"
+
+
+def test_securing_a_cluster_formatted_without_it_needs_a_wipe(tmp_path: Path) -> None:
+    from shell.stack import Stack
+
+    (tmp_path / "kafka").mkdir()
+    (tmp_path / "kafka" / "cluster.json").write_text(json.dumps({"cluster_id": "x", "brokers": 1, "version": "4.1.1"}))
+    with pytest.raises(StackError, match="--wipe"):
+        Stack(_settings(tmp_path), secure=True)
+    assert not (tmp_path / "secrets").exists()
+    assert not Stack(_settings(tmp_path)).secure
