@@ -223,10 +223,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".lineage")
     kafka_bootstrap: str = "127.0.0.1:19092"
-    kafka_config: dict[str, str] = Field(default_factory=dict)
+    # May hold passwords (sasl.password, user:password@): left out of repr(), never printed.
+    kafka_config: dict[str, str] = Field(default_factory=dict, repr=False)
     schema_registry_url: str | None = None
-    redis_url: str = "redis://127.0.0.1:16379/0"
-    clickhouse_url: str | None = None
+    redis_url: str = Field(default="redis://127.0.0.1:16379/0", repr=False)
+    clickhouse_url: str | None = Field(default=None, repr=False)
     clickhouse_database: str = "lineage"
     app_id: str = "lineage-pipeline"
     api_host: str = "127.0.0.1"

@@ -51,9 +51,12 @@ def sink_process(settings: Settings, api: bool = True) -> ManagedProcess:
     return proc
 
 
-def start_pipeline(settings: Settings, workers: int = 1) -> list[ManagedProcess]:
-    """Start (idempotently) the key holder, `workers` stream workers and the sink."""
-    procs = [keyholder_process(settings)] + [worker_process(settings, i) for i in range(workers)] + [sink_process(settings)]
+def start_pipeline(settings: Settings, workers: int = 1, sink_settings: Settings | None = None) -> list[ManagedProcess]:
+    """Start (idempotently) the key holder, `workers` stream workers and the sink (with ``sink_settings``
+    when its credentials differ from the workers', as on a secured stack; the key holder runs with
+    the workers')."""
+    procs = [keyholder_process(settings)] + [worker_process(settings, i) for i in range(workers)]
+    procs.append(sink_process(sink_settings or settings))
     for proc in procs:
         proc.start()
     return procs

@@ -1,17 +1,53 @@
 """The Faust app factory: ``create_app(settings)`` builds a fresh app (no module-level app object)."""
 from __future__ import annotations
 
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
 
+from lineage.exceptions import ConfigError
 from lineage.settings import Settings
 
 
 def broker_urls(bootstrap: str) -> str:
     """``host1:9092,host2:9092`` -> Faust's ``kafka://host1:9092;kafka://host2:9092``."""
     return ";".join(f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip())
+
+
+def broker_credentials(kafka_config: Mapping[str, str]) -> faust.types.auth.CredentialsT | None:
+    """The Faust (aiokafka) side of the librdkafka security options in ``kafka_config``.
+
+    ``security.protocol`` SASL_PLAINTEXT / SASL_SSL with ``sasl.mechanism(s)`` PLAIN or SCRAM-SHA-*,
+    ``sasl.username``/``sasl.password``, and for TLS ``ssl.ca.location`` (plus a client certificate
+    from ``ssl.certificate.location``/``ssl.key.location``), so the workers' Faust clients
+    authenticate exactly as their librdkafka clients do. None for a plaintext cluster.
+    """
+    protocol = kafka_config.get("security.protocol", "PLAINTEXT").upper()
+    if protocol == "PLAINTEXT":
+        return None
+    context = _ssl_context(kafka_config) if protocol in ("SSL", "SASL_SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol not in ("SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError(f"kafka_config security.protocol {protocol!r} is not supported by the Faust app")
+    mechanism = kafka_config.get("sasl.mechanisms", kafka_config.get("sasl.mechanism", "PLAIN")).upper()
+    if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ConfigError(f"kafka_config sasl mechanism {mechanism!r} is not supported by the Faust app")
+    return faust.SASLCredentials(username=kafka_config.get("sasl.username"), password=kafka_config.get("sasl.password"),
+                                 ssl_context=context, mechanism=mechanism)
+
+
+def _ssl_context(kafka_config: Mapping[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=kafka_config.get("ssl.ca.location"))
+    cert = kafka_config.get("ssl.certificate.location")
+    if cert:
+        context.load_cert_chain(cert, kafka_config.get("ssl.key.location"), kafka_config.get("ssl.key.password"))
+    if kafka_config.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
+        context.check_hostname = False
+    return context
 
 
 def create_app(settings: Settings, **overrides: Any) -> faust.App:
@@ -21,6 +57,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
+        broker_credentials=broker_credentials(settings.kafka_config),
         store="memory://",  # recovers from the changelog topic on start
         datadir=str(datadir),
         autodiscover=False,

@@ -131,6 +131,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 
 
 @pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A second local stack, secured like `lineage stack up --secure` (SASL/SCRAM + ACLs, Redis ACL
+    users), on free ports; started on first use, stopped and wiped at the end of the session."""
+    from integration.secure_support import secure_stack as start
+
+    yield from start(tmp_path_factory.mktemp("secure-stack"))
+
+
+@pytest.fixture(scope="session")
 def registry_url(stack: StackInfo) -> Iterator[str]:
     """A real Confluent-compatible schema registry's base URL (see module docstring)."""
     from lineage.exceptions import StackError

@@ -8,10 +8,12 @@ import importlib
 import importlib.util
 import sys
 
+import redis
 import typer
 from typer.exceptions import TyperException
 
 from lineage.exceptions import LineageError
+from lineage.redact import redact_text
 
 app = typer.Typer(
     name="lineage",
@@ -84,7 +86,10 @@ def run(argv: list[str] | None = None) -> int:
         print("lineage: interrupted", file=sys.stderr)
         return 130
     except LineageError as exc:
-        print(f"lineage: error: {exc}", file=sys.stderr)
+        print(f"lineage: error: {redact_text(str(exc))}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:  # e.g. a wrong Redis password: one line, no URL, no traceback
+        print(f"lineage: error: redis: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 

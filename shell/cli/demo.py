@@ -77,13 +77,15 @@ def demo(
     settings = load_settings()
     started = time.monotonic()
     console.print("[bold]1/5[/] starting Kafka (KRaft) and Redis ...")
-    Stack(settings).up()
+    stack = Stack(settings)  # a stack started with --secure stays so: each process gets its role's credentials
+    stack.up()
+    settings = stack.admin_settings
     ensure_topics(settings)
     admin, issued = ensure_local_admin(settings)
     console.print(f"     admin key {admin.name!r} {'created and ' if issued else ''}kept in "
                   f"{settings.credentials_path} (mode 0600); this checkout's CLI uses it")
     console.print(f"[bold]2/5[/] starting {workers} stream worker(s) and the ClickHouse sink ...")
-    start_pipeline(settings, workers=workers)
+    start_pipeline(stack.role_settings("worker"), workers=workers, sink_settings=stack.role_settings("sink"))
     with closing(_sink_backend(settings, timeout)) as backend:
         sc = lending.build(predictions=predictions)
         console.print(
@@ -91,7 +93,7 @@ def demo(
             f"(ETL {sc.count('dataset')}, features {sc.count('feature')}, training {sc.count('training')}, "
             f"predictions {sc.count('inference'):,})"
         )
-        with Emitter(EmitterConfig.from_settings(settings), name="demo") as emitter:
+        with Emitter(EmitterConfig.from_settings(stack.role_settings("emitter")), name="demo") as emitter:
             for kind, record in sc.events:
                 emitter.emit_record(kind, record)
             emitter.flush(30.0)

@@ -8,9 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lineage.pii.sealing import KeyRing
+from lineage.redact import redact_url
 from lineage.settings import Settings, load_settings
 from shell.stack import Stack, unhealthy
+from shell.stack.secrets import ROLES
 
 app = typer.Typer(help="Run the local stack: Kafka (KRaft), Redis, optionally a schema registry; "
                        "report ClickHouse health.", no_args_is_help=True)
@@ -33,7 +34,7 @@ def _print_json(report: Any) -> None:
 
 
 def _address(name: str, entry: dict[str, Any]) -> str:
-    return str(entry.get("bootstrap") or entry.get("url") or entry.get("dsn") or "")
+    return redact_url(str(entry.get("bootstrap") or entry.get("url") or entry.get("dsn") or ""))
 
 
 def _detail(name: str, entry: dict[str, Any]) -> str:
@@ -77,12 +78,33 @@ def up(
     as_json: bool = typer.Option(False, "--json", help="Print the status report as JSON."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for health."),
     registry: bool = typer.Option(False, "--registry", help=_REGISTRY_HELP),
+    secure: bool = typer.Option(
+        False, "--secure",
+        help="Kafka with SASL/SCRAM + ACLs and Redis with ACL users; passwords are generated into "
+             "<data_dir>/secrets/ (0600) with one env file per role. Remembered until `down --wipe`."),
 ) -> None:
     """Install what is missing, start Kafka, Redis (and the registry), wait until healthy (idempotent)."""
-    settings = _settings(registry)
-    report = Stack(settings, brokers).up(timeout)
-    KeyRing.under(settings.keys_dir).ensure()  # the seal key emitters need before any worker runs
+    stack = Stack(_settings(registry), brokers, secure=secure)
+    report = stack.up(timeout)
+    if stack.secrets is not None:
+        report["secrets"] = _secrets_report(stack)
     _print_json(report) if as_json else _print_table(report)
+    if stack.secrets is not None and not as_json:
+        _print_secrets(report["secrets"])
+
+
+def _secrets_report(stack: Stack) -> dict[str, Any]:
+    """Where the credentials are (paths only: a password is never printed)."""
+    assert stack.secrets is not None
+    directory = stack.secrets.directory
+    return {"dir": str(directory), "env_files": {r: str(directory / f"{r}.env") for r in ROLES}}
+
+
+def _print_secrets(entry: dict[str, Any]) -> None:
+    print(f"secured: credentials in {entry['dir']} (mode 0600, never printed). Start each component "
+          "with its role's settings, e.g.:")
+    for role, path in entry["env_files"].items():
+        print(f"  {role:8} set -a; . {path}; set +a")
 
 
 @app.command()
@@ -101,7 +123,10 @@ def status(
     check: bool = typer.Option(False, "--check", help="Exit 1 if a component is unhealthy or stopped."),
 ) -> None:
     """Each component, its address and health."""
-    report = Stack(load_settings()).status()
+    stack = Stack(load_settings())
+    report = stack.status()
+    if stack.secrets is not None:
+        report["secrets"] = _secrets_report(stack)
     _print_json(report) if as_json else _print_table(report)
     if check and unhealthy(report):
         raise typer.Exit(1)

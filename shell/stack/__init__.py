@@ -6,6 +6,7 @@ Typical use::
     from shell.stack import Stack
     stack = Stack(settings)          # layout under settings.data_dir
     stack.up()                       # install what is missing, start, wait until healthy
+    Stack(settings, secure=True)     # SASL/SCRAM + ACLs, Redis ACL users (see shell.stack.secrets, shell.stack.acl)
     stack.kafka.stop_node(2)         # fault tests: stop / kill / start one broker
     stack.down()                     # stop everything with a pid file under <data_dir>/run/
 
@@ -25,6 +26,7 @@ from shell.stack.manager import Stack, http_probe, unhealthy
 from shell.stack.process import ManagedProcess, managed_processes, stop_all
 from shell.stack.redis import RedisServer, ping
 from shell.stack.registry import RegistryServer
+from shell.stack.secrets import StackSecrets
 
 
 def install(settings: Settings) -> list[str]:
@@ -55,6 +57,7 @@ __all__ = [
     "RedisServer",
     "RegistryServer",
     "Stack",
+    "StackSecrets",
     "clickhouse_status",
     "describe",
     "down",

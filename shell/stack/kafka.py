@@ -18,6 +18,7 @@ from lineage.settings import StackSettings
 import shell.stack.kafka_config as kc
 from shell.stack.install import KAFKA_HOME, kafka_installed, kafka_libs, require_java
 from shell.stack.process import ManagedProcess
+from shell.stack.secrets import StackSecrets, write_private
 
 _quiet = logging.getLogger("lineage.stack.librdkafka")
 _quiet.addHandler(logging.NullHandler())
@@ -62,11 +63,17 @@ def describe(bootstrap: str, timeout: float = 5.0, extra: dict[str, Any] | None 
 class KafkaCluster:
     """A 1..5-node KRaft cluster under ``<data_dir>/kafka`` (layout: see :mod:`kafka_config`)."""
 
-    def __init__(self, data_dir: Path, stack: StackSettings, brokers: int | None = None) -> None:
+    def __init__(self, data_dir: Path, stack: StackSettings, brokers: int | None = None,
+                 secrets: StackSecrets | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.stack = stack
+        self.secrets = secrets
         self.kafka_dir = self.data_dir / "kafka"
         recorded = self._recorded()
+        if recorded and bool(recorded.get("secure")) != (secrets is not None):
+            kind = "a secured" if recorded.get("secure") else "an unsecured"
+            raise StackError(f"{self.kafka_dir} holds {kind} cluster: run `lineage stack down --wipe` first "
+                             "to change between `stack up` and `stack up --secure`")
         self.brokers = brokers or (recorded or {}).get("brokers") or stack.kafka_brokers
         if recorded and brokers and recorded["brokers"] != brokers:
             raise StackError(
@@ -81,8 +88,22 @@ class KafkaCluster:
         return kc.bootstrap(self.nodes)
 
     @property
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka options the stack's own admin requests need (SASL as the admin when secured)."""
+        return self.secrets.kafka_config("admin") if self.secrets is not None else {}
+
+    @property
+    def admin_password(self) -> str | None:
+        return self.secrets.kafka["admin"] if self.secrets is not None else None
+
+    @property
     def cluster_file(self) -> Path:
         return self.kafka_dir / "cluster.json"
+
+    @staticmethod
+    def formatted(data_dir: Path) -> bool:
+        """True if a cluster was ever set up under ``data_dir``."""
+        return (Path(data_dir).resolve() / "kafka" / "cluster.json").is_file()
 
     def _recorded(self) -> dict[str, Any] | None:
         try:
@@ -120,14 +141,16 @@ class KafkaCluster:
     def _write_configs(self) -> None:
         for node in self.nodes:
             node.home.mkdir(parents=True, exist_ok=True)
-            node.config_file.write_text(kc.render_properties(kc.server_properties(node, self.nodes)))
+            text = kc.render_properties(kc.server_properties(node, self.nodes, self.admin_password))
+            write_private(node.config_file, text)  # holds the admin's password when secured
 
     def _ensure_cluster_id(self) -> str:
         cid = self.cluster_id
         if cid is None:
             cid = kc.new_cluster_id()
             self.kafka_dir.mkdir(parents=True, exist_ok=True)
-            record = {"cluster_id": cid, "brokers": self.brokers, "version": self.stack.kafka_version}
+            record = {"cluster_id": cid, "brokers": self.brokers, "version": self.stack.kafka_version,
+                      "secure": self.secrets is not None}
             self.cluster_file.write_text(json.dumps(record, indent=2) + "\n")
         return cid
 
@@ -136,9 +159,13 @@ class KafkaCluster:
             return
         argv = ["java", "-cp", f"{kafka_libs()}/*", "kafka.tools.StorageTool", "format",
                 "-t", cluster_id, "-c", str(node.config_file)]
+        if self.admin_password is not None:
+            argv += ["--add-scram", kc.scram_format_argument(self.admin_password)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
         if done.returncode != 0:
             detail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+            if self.admin_password is not None:
+                detail = detail.replace(self.admin_password, "***")
             raise StackError(f"formatting kafka node {node.node_id} storage failed: {detail}")
 
     def prepare(self) -> str:
@@ -208,7 +235,8 @@ class KafkaCluster:
             addresses = [self.node(i).address for i in node_ids]
             if all(port_open(a) for a in addresses):
                 try:
-                    info = describe(",".join(addresses), timeout=min(5.0, max(1.0, deadline - time.monotonic())))
+                    info = describe(",".join(addresses), timeout=min(5.0, max(1.0, deadline - time.monotonic())),
+                                    extra=self.client_config)
                     missing = set(node_ids) - set(info.broker_ids)
                     if not missing:
                         return info

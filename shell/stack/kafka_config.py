@@ -72,8 +72,11 @@ def bootstrap(nodes: list[KafkaNode]) -> str:
     return ",".join(n.address for n in nodes)
 
 
-def server_properties(node: KafkaNode, nodes: list[KafkaNode]) -> dict[str, str]:
-    """``server.properties`` for `node` in the cluster `nodes` (combined broker + controller)."""
+def server_properties(node: KafkaNode, nodes: list[KafkaNode], admin_password: str | None = None) -> dict[str, str]:
+    """``server.properties`` for `node` in the cluster `nodes` (combined broker + controller).
+
+    With ``admin_password`` the cluster is secured: see :func:`secure_properties`.
+    """
     n = len(nodes)
     replication = str(min(n, 3))
     min_isr = "2" if n >= 3 else "1"
@@ -99,7 +102,49 @@ def server_properties(node: KafkaNode, nodes: list[KafkaNode]) -> dict[str, str]
         "log.segment.bytes": str(256 * 1024 * 1024),
         "num.network.threads": "3",
         "num.io.threads": "4",
+        **(secure_properties(node, admin_password) if admin_password is not None else {}),
     }
+
+
+#: The SASL mechanism of the client (and inter-broker) listener of a secured cluster.
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+#: The broker/admin principal: the only super user.
+ADMIN_USER = "admin"
+
+
+def secure_properties(node: KafkaNode, admin_password: str) -> dict[str, str]:
+    """SASL on every listener and ACLs enforced (the settings that replace the plaintext ones).
+
+    Clients and brokers authenticate with SCRAM-SHA-512 (credentials in the cluster metadata, the
+    admin's added when the storage is formatted); the controller listener uses PLAIN with the
+    admin's password from this file (KRaft controllers cannot use SCRAM). The StandardAuthorizer
+    refuses whatever no ACL allows; ``User:admin`` is the only super user.
+    """
+    scram = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+             f'username="{ADMIN_USER}" password="{admin_password}";')
+    plain = (f'org.apache.kafka.common.security.plain.PlainLoginModule required '
+             f'username="{ADMIN_USER}" password="{admin_password}" user_{ADMIN_USER}="{admin_password}";')
+    return {
+        "listeners": f"SASL_PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{HOST}:{node.port}",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": scram,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": plain,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN_USER}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def scram_format_argument(admin_password: str) -> str:
+    """``kafka-storage format --add-scram`` value that creates the admin's SCRAM credential."""
+    return f"{SCRAM_MECHANISM}=[name={ADMIN_USER},password={admin_password}]"
 
 
 def render_properties(props: dict[str, str]) -> str:

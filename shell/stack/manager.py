@@ -15,7 +15,9 @@ import urllib.request
 from typing import Any
 
 from lineage.exceptions import StackError
+from lineage.pii.sealing import KeyRing
 from lineage.settings import Settings
+from lineage.topics import ensure_topics
 from sinks.clickhouse.status import clickhouse_status, redact
 from shell.stack.install import install_kafka, install_redis, install_registry
 from shell.stack.kafka import KafkaCluster, describe, port_open
@@ -25,6 +27,8 @@ from shell.stack.redis import RedisServer, ping, redis_address
 from shell.stack.registry import NAME as REGISTRY_NAME
 from shell.stack.registry import RegistryServer, registry_address
 from shell.stack.registry import probe as registry_probe
+from shell.stack.acl import create_users, grant_deployment
+from shell.stack.secrets import StackSecrets
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 #: Statuses that count as healthy for ``lineage stack status --check``.
@@ -54,12 +58,37 @@ def _bootstrap_addresses(bootstrap: str) -> set[tuple[str, int]]:
 class Stack:
     """Kafka (KRaft, 1..5 nodes), Redis and the optional registry under ``settings.data_dir``; ClickHouse is probed."""
 
-    def __init__(self, settings: Settings, brokers: int | None = None) -> None:
+    def __init__(self, settings: Settings, brokers: int | None = None, secure: bool = False) -> None:
+        """``secure``: SASL/SCRAM + ACLs for Kafka, ACL users for Redis (see :mod:`shell.stack.secrets`).
+
+        A data directory that was started secured stays so (its ``secrets/`` says so) until
+        ``down --wipe``; asking to secure a cluster that was formatted without it is refused.
+        """
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
-        self.kafka = KafkaCluster(self.data_dir, settings.stack, brokers)
-        self.redis = RedisServer(self.data_dir, settings.stack.redis_port)
+        self.secrets = StackSecrets.load(self.data_dir)
+        if secure and self.secrets is None:
+            if KafkaCluster.formatted(self.data_dir):
+                raise StackError(f"{self.data_dir / 'kafka'} holds an unsecured cluster: run `lineage stack down "
+                                 "--wipe` first to start it with --secure")
+            self.secrets = StackSecrets.create(self.data_dir)
+        self.kafka = KafkaCluster(self.data_dir, settings.stack, brokers, self.secrets)
+        self.redis = RedisServer(self.data_dir, settings.stack.redis_port, self.secrets)
         self.registry = RegistryServer(self.data_dir, settings.stack.registry_port)
+
+    @property
+    def secure(self) -> bool:
+        return self.secrets is not None
+
+    def role_settings(self, role: str) -> Settings:
+        """The settings a component of ``role`` runs with on this stack (its credentials when secured)."""
+        if self.secrets is None:
+            return self.settings
+        return self.secrets.settings_for(self.settings, role)
+
+    @property
+    def admin_settings(self) -> Settings:
+        return self.role_settings("admin")
 
     @property
     def kafka_managed(self) -> bool:
@@ -93,21 +122,35 @@ class Stack:
         return done
 
     def up(self, timeout: float = 120.0) -> dict[str, Any]:
-        """Install what is missing, start Kafka and Redis, wait until healthy; idempotent."""
+        """Install what is missing, start Kafka and Redis, wait until healthy; idempotent.
+
+        On a secured stack this also creates each role's SCRAM user, the ACLs of the configured
+        deployment (topic prefix, app id), its topics, and the per-role env files under ``secrets/``.
+        """
         self.install()
+        if self.secrets is not None and not (self.kafka_managed and self.redis_managed):
+            raise StackError("--secure needs the stack's own Kafka and Redis (the bootstrap and Redis URL "
+                             "must name the stack's ports)")
         if self.kafka_managed:
             self.kafka.start(timeout)
+            if self.secrets is not None:
+                admin = self.admin_settings
+                create_users(admin, self.secrets)
+                grant_deployment(admin, self.settings)
+                ensure_topics(admin)  # workers and sinks may not create topics on a secured cluster
+                self.secrets.write_env_files(self.settings)
         elif not self._external_kafka_ok():
             raise StackError(f"external kafka at {self.settings.kafka_bootstrap} does not answer")
         if self.redis_managed:
             self.redis.start()
-        elif not ping(self.settings.redis_url):
+        elif not ping(self.settings.redis_url):  # redact(): the URL may hold a password
             raise StackError(f"external redis at {redact(self.settings.redis_url)} does not answer PING")
         url = self.settings.schema_registry_url
         if self.registry_managed:
             self.registry.start(timeout)
         elif url is not None and self.settings.stack.registry and registry_probe(url) != "up":
             raise StackError(f"external schema registry at {redact(url)} does not answer GET /subjects")
+        KeyRing.under(self.settings.keys_dir).ensure()  # the seal key emitters need before any worker runs
         return self.status()
 
     def _external_kafka_ok(self) -> bool:
@@ -132,7 +175,7 @@ class Stack:
         kafka_procs = [p for p in managed_processes(self.data_dir) if p.name.startswith("kafka-")]
         stopped += stop_all(kafka_procs, timeout)
         if wipe:
-            for sub in ("kafka", "redis", "registry"):
+            for sub in ("kafka", "redis", "registry", "secrets"):
                 shutil.rmtree(self.data_dir / sub, ignore_errors=True)
         return stopped
 
@@ -146,7 +189,7 @@ class Stack:
                 return {**report, "status": "stopped", "cluster_id": None}
             return {**report, "status": "up", "cluster_id": info.cluster_id,
                     "brokers": [{"id": b, "status": "up"} for b in info.broker_ids]}
-        report = {**self.kafka.status(), "managed": True}
+        report = {**self.kafka.status(), "managed": True, "secure": self.secure}
         states = [b["status"] for b in report["brokers"]]
         if all(s == "stopped" for s in states):
             return {**report, "status": "stopped"}
@@ -154,7 +197,7 @@ class Stack:
         if not answering:
             return {**report, "status": "starting"}
         try:
-            info = describe(",".join(answering), timeout=3.0)
+            info = describe(",".join(answering), timeout=3.0, extra=self.kafka.client_config)
         except StackError:
             return {**report, "status": "unhealthy"}
         report["cluster_id"] = info.cluster_id

@@ -19,6 +19,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from lineage.redact import redact_text, redact_url
 from sinks.clickhouse.ownership import Ownership, lock_held, store_dir
 from sinks.exceptions import QueryError, SinkBackpressureError, StoreLockedError
 
@@ -73,9 +74,9 @@ def open_client(dsn: str, database: str) -> Client:
             ) from None
         if is_embedded(dsn):
             raise QueryError(f"cannot open {dsn}: {text.splitlines()[0]}") from None
-        raise SinkBackpressureError(f"ClickHouse at {dsn} unavailable: {text.splitlines()[0]}") from None
+        raise SinkBackpressureError(f"ClickHouse at {redact_url(dsn)} unavailable: {redact_text(text.splitlines()[0])}") from None
     except OSError as exc:
-        raise SinkBackpressureError(f"ClickHouse at {dsn} unavailable: {exc}") from None
+        raise SinkBackpressureError(f"ClickHouse at {redact_url(dsn)} unavailable: {redact_text(str(exc))}") from None
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     client.database = database
     if is_embedded(dsn):

@@ -15,7 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from lineage.redact import redact_text, redact_url
 
 from sinks.clickhouse.ownership import lock_held, owner_file, store_dir
 
@@ -76,11 +78,7 @@ def embedded_status(dsn: str, timeout: float = 60.0) -> dict[str, Any]:
 
 def redact(url: str) -> str:
     """`url` with any password replaced by ``***`` (status output is shown and logged)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact_url(url)
 
 
 def server_status(url: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -90,7 +88,8 @@ def server_status(url: str, timeout: float = 2.0) -> dict[str, Any]:
     try:
         client = clickhouse_connect.get_client(dsn=url, connect_timeout=timeout, send_receive_timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure to connect is the status we report
-        return {**report, "status": "stopped", "detail": str(exc).splitlines()[0][:200]}
+        detail = redact_text(str(exc), [urlsplit(url).password or ""]).splitlines()[0][:200]
+        return {**report, "status": "stopped", "detail": detail}
     try:
         ok = client.ping()
         return {**report, "status": "up" if ok else "unhealthy", "version": client.server_version}
