@@ -47,6 +47,10 @@ def _sink_run(settings: Settings, tmp_path: Path) -> None:
     try:
         wait_healthy(settings, proc, log)
         wait_until(lambda: api_sql(settings, "SELECT count() FROM raw_events")[0][0] == ROUND, 60, "first round stored")
+        wait_until(lambda: read_records(settings), 30, "the first checkpoint")  # published right after its batch
+        # through the running sink's API: the stored hashes come from its named query `verify_hashes`
+        code, report = _verify(settings)
+        assert code == 0 and report["checkpoint"]["status"] == "valid" and report["problems"] == []
         produce(settings, scenario_records(), partition_of=_by_partition)
         wait_until(lambda: api_sql(settings, "SELECT count() FROM raw_events")[0][0] == 2 * ROUND, 60, "second round stored")
         # the API calls above are audited: their records reach query_audit through the same sink
