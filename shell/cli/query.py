@@ -169,7 +169,7 @@ def sql(
 
 
 def verify(
-    as_json: bool = _JSON,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (ok, chains, problems, checkpoint)."),
     reason: str = _REASON,
     require_checkpoint: bool = typer.Option(
         False, "--require-checkpoint", help="Also fail (exit 1) when no signed checkpoint or no public key is found."),
