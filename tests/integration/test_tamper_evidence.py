@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import stat
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from helpers import wait_until
+from helpers import auth_headers, wait_until
 from integration.lineage_scenario import scenario_records
 from integration.sink_support import api_sql, free_port, produce, run_cli, start_sink, stop_sink, wait_healthy
 from lineage.settings import Settings
@@ -48,6 +50,7 @@ def _sink_run(settings: Settings, tmp_path: Path) -> None:
         wait_healthy(settings, proc, log)
         wait_until(lambda: api_sql(settings, "SELECT count() FROM raw_events")[0][0] == ROUND, 60, "first round stored")
         wait_until(lambda: read_records(settings), 30, "the first checkpoint")  # published right after its batch
+        _key_is_out_of_sql_reach(settings)
         # through the running sink's API: the stored hashes come from its named query `verify_hashes`
         code, report = _verify(settings)
         assert code == 0 and report["checkpoint"]["status"] == "valid" and report["problems"] == []
@@ -57,6 +60,20 @@ def _sink_run(settings: Settings, tmp_path: Path) -> None:
         wait_until(lambda: api_sql(settings, "SELECT count() FROM query_audit")[0][0] >= 2, 60, "audit rows stored")
     finally:
         assert stop_sink(proc) == 0, log.read_text()[-3000:]
+
+
+def _key_is_out_of_sql_reach(settings: Settings) -> None:
+    """The sink holds the key; its SQL path refuses every way of reading the file."""
+    key = settings.checkpoint_key_path.resolve()
+    assert key.exists()
+    for sql in (f"SELECT file('{key}')", f"SELECT * FROM file('{key}', 'RawBLOB')",
+                f"SELECT * FROM (SELECT file('{key}') AS k)", f"SELECT * FROM url('file://{key}', 'RawBLOB')"):
+        req = urllib.request.Request(f"{settings.api_url}/api/sql", data=json.dumps({"sql": sql}).encode(),
+                                     headers={"Content-Type": "application/json", **auth_headers(settings)})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=30)
+        assert refused.value.code == 400, sql
+        assert b"PRIVATE KEY" not in refused.value.read()
 
 
 def _client(settings: Settings) -> Any:
