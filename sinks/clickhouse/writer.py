@@ -114,8 +114,18 @@ class ClickHouseSink(Sink):
 
     def finish(self) -> None:
         """A clean shutdown: sign and publish the heads written since the last checkpoint."""
-        if self.checkpoints is not None:
-            self.checkpoints.publish()
+        self._checkpoint(force=True)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Publish a signed checkpoint if one is due (``force``: whenever heads moved); counted."""
+        cp = self.checkpoints
+        if cp is None:
+            return
+        if cp.publish() if force else cp.maybe_publish():
+            self.metrics.checkpoints_published += 1
+        elif cp.failures > self.metrics.checkpoint_failures:
+            self.metrics.checkpoint_failures = cp.failures
+            self.metrics.last_error = cp.last_error
 
     def close(self) -> None:
         self._parser.shutdown(wait=True)
@@ -158,8 +168,7 @@ class ClickHouseSink(Sink):
         A failed prune is logged and counted (``prune_failures``) and tried again an hour later;
         it never holds up the batches.
         """
-        if self.checkpoints is not None:
-            self.checkpoints.maybe_publish()
+        self._checkpoint()
         if self.audit_retention is None or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
@@ -234,7 +243,7 @@ class ClickHouseSink(Sink):
             if self.checkpoints is not None:  # stored and committed: sign it (coalesced)
                 for chained in prepared.chained:
                     self.checkpoints.observe(*chained)
-                self.checkpoints.maybe_publish()
+                self._checkpoint()
         return BatchResult(prepared.counts, commit, skipped)
 
     def _store_batch(

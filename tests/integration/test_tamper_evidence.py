@@ -50,6 +50,7 @@ def _sink_run(settings: Settings, tmp_path: Path) -> None:
         wait_healthy(settings, proc, log)
         wait_until(lambda: api_sql(settings, "SELECT count() FROM raw_events")[0][0] == ROUND, 60, "first round stored")
         wait_until(lambda: read_records(settings), 30, "the first checkpoint")  # published right after its batch
+        wait_until(lambda: "lineage_sink_checkpoints_published_total 1\n" in _metrics(settings), 30, "the counter")
         _key_is_out_of_sql_reach(settings)
         # through the running sink's API: the stored hashes come from its named query `verify_hashes`
         code, report = _verify(settings)
@@ -60,6 +61,12 @@ def _sink_run(settings: Settings, tmp_path: Path) -> None:
         wait_until(lambda: api_sql(settings, "SELECT count() FROM query_audit")[0][0] >= 2, 60, "audit rows stored")
     finally:
         assert stop_sink(proc) == 0, log.read_text()[-3000:]
+
+
+def _metrics(settings: Settings) -> str:
+    req = urllib.request.Request(f"{settings.api_url}/metrics", headers=auth_headers(settings))
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read().decode()
 
 
 def _key_is_out_of_sql_reach(settings: Settings) -> None:
