@@ -137,32 +137,78 @@ def _problem(s: _Signed, offset: int, event_id: str, problem: str, gap_from: int
     return dict(zip(PROBLEM_KEYS, (s.topic, s.partition, offset, event_id, problem, gap_from, detail)))
 
 
+def _run_ends(valid: list[Checkpoint]) -> set[int]:
+    """Positions of the last checkpoint of each signer run (the next one does not continue its
+    sequence), and the newest: a rewrite while no sink ran must change the heads they signed."""
+    ends = {a.position for a, b in zip(valid, valid[1:]) if b.seq != a.seq + 1}
+    return ends | ({valid[-1].position} if valid else set())
+
+
+def _first_probe(s: _Signed, ends: set[int]) -> list[int]:
+    """The heads checked first: all of them while few, else the ends of signer runs and the newest."""
+    heads = sorted(s.heads)
+    if len(heads) <= RANGES_PER_CALL:
+        return heads
+    return sorted({o for o, (_, cp) in s.heads.items() if cp.position in ends} | {heads[-1]})
+
+
+def _narrow(named: Named, s: _Signed, stored: _Stored, probed: list[int], start: int) -> tuple[int, int] | None:
+    """(last signed head still as signed, first one that is not), or None when all probed match.
+
+    A consistent rewrite changes every hash from the rewritten row on, so between a matching and a
+    mismatching head the boundary is found by probing evenly spaced heads, a call per round."""
+    tp = (s.topic, s.partition)
+
+    def matches(offset: int) -> bool:
+        return stored.rows.get((*tp, offset), ("", ""))[1] == s.heads[offset][0]
+
+    checked = [o for o in probed if o >= start]
+    bad = next((o for o in checked if not matches(o)), None)
+    if bad is None:
+        return None
+    good = max((o for o in checked if o < bad), default=start - 1)
+    heads = sorted(o for o in s.heads if o >= start)
+    while True:
+        between = [o for o in heads if good < o < bad]
+        if not between:
+            return good, bad
+        step = len(between) / RANGES_PER_CALL
+        probe = between if step <= 1 else sorted({between[int(i * step)] for i in range(RANGES_PER_CALL)})
+        _fetch(named, [[s.topic, s.partition, o, o] for o in probe], stored)
+        for o in probe:
+            if not matches(o):
+                bad = o
+                break
+            good = o
+
+
 def _compare(named: Named, valid: list[Checkpoint]) -> list[dict[str, Any]]:
     signed = _signed(valid)
+    ends = _run_ends(valid)
+    probes = [_first_probe(s, ends) for s in signed]
     stored = _Stored()
-    _fetch(named, [[s.topic, s.partition, o, o] for s in signed for o in sorted(s.heads)], stored)
+    _fetch(named, [[s.topic, s.partition, o, o] for s, probe in zip(signed, probes) for o in probe], stored)
     problems: list[dict[str, Any]] = []
-    for s in signed:
+    for s, probe in zip(signed, probes):
         tp = (s.topic, s.partition)
         # pruned audit rows are gone legitimately; the raw log is never pruned (a recorded start there
         # is not trusted)
         start = stored.start.get(tp, 0) if s.chain == "query_audit" else 0
-        heads = sorted((o, h, cp) for o, (h, cp) in s.heads.items() if o >= start)
-        if not heads:
+        if max(s.heads) < start:
             continue
-        bad = [o for o, h, _ in heads if stored.rows.get((*tp, o), ("", ""))[1] != h]
-        if not bad:
-            continue
-        newest, newest_hash, newest_cp = heads[-1]
+        newest = max(s.heads)
+        newest_hash, newest_cp = s.heads[newest]
         if tp not in stored.extent:
             problems.append(_problem(s, newest, "", "partition_missing", -1,
                                      f"{s.chain} partition signed up to offset {newest} in {_where(newest_cp)} "
                                      "has no rows in the store"))
             continue
-        good = [o for o, _, _ in heads if o < bad[0]]
-        low = good[-1] + 1 if good else start
-        _fetch(named, [[s.topic, s.partition, low, bad[0]]], stored)
-        problems.append(_first_bad(s, stored, low, bad[0]))
+        span = _narrow(named, s, stored, probe, start)
+        if span is None:
+            continue
+        good, bad = span
+        _fetch(named, [[s.topic, s.partition, good + 1, bad]], stored)
+        problems.append(_first_bad(s, stored, good + 1, bad))
         at = stored.rows.get((*tp, newest))
         if at is None:
             problems.append(_problem(s, newest, "", "head_not_as_signed", stored.extent[tp][0],

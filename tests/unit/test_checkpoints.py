@@ -224,3 +224,32 @@ def test_compare_reports_deleted_rows_and_partitions(tmp_path: Path) -> None:
     truncated = {k: v for k, v in original.items() if not (k[1] == 0 and k[2] >= 4) and k[1] != 1}
     got = [(p["kafka_partition"], p["kafka_offset"], p["problem"]) for p in _compare(_Store(truncated).named, cps)]
     assert got == [(0, 4, "signed_row_missing"), (0, 5, "head_not_as_signed"), (1, 5, "partition_missing")]
+
+
+def _sign_rows(pub: CheckpointPublisher, rows: dict[tuple[str, int, int], tuple[str, str]], offsets: range) -> None:
+    """One checkpoint per row of partition 0 at ``offsets``."""
+    for o in offsets:
+        pub.observe("raw_events", ["g"], [0], [o], [rows[("g", 0, o)][1]])
+        assert pub.publish()
+
+
+def test_a_rewrite_while_no_sink_ran_is_found_among_many_checkpoints(tmp_path: Path) -> None:
+    """Run 1 signs rows 0-99 (a checkpoint each); while stopped, row 50 is rewritten with every hash
+    after it; run 2 continues the forged chain and signs rows 100-199 as it finds them. Its heads
+    all match: the end of run 1 tells, and the boundary is found in a few calls, not 200."""
+    records = [f"r{i}".encode() for i in range(200)]
+    original = _chain(0, records)
+    forged_records = [*records]
+    forged_records[50] = b"changed"
+    forged = _chain(0, forged_records)
+    key = SigningKey.load_or_create(tmp_path / "k.key")
+    sent: list[bytes] = []
+    _sign_rows(CheckpointPublisher(key, lambda k, v: sent.append(v), interval_s=0), original, range(0, 100))
+    _sign_rows(CheckpointPublisher(key, lambda k, v: sent.append(v), interval_s=0), forged, range(100, 200))
+    cps = [open_checkpoint(v, i, key.public) for i, v in enumerate(sent)]
+    assert [c.seq for c in cps[99:101]] == [100, 1]
+    assert _compare(_Store(original).named, cps[:100]) == []
+    store = _Store(forged)
+    got = [(p["kafka_offset"], p["problem"], p["gap_from_offset"]) for p in _compare(store.named, cps)]
+    assert got == [(50, "not_as_signed", 49)]  # the newest head is as signed: run 2 signed the forgery
+    assert store.calls <= 5
