@@ -27,6 +27,8 @@ Named = Callable[[str, dict[str, Any]], QueryResult]
 PROBLEM_KEYS = ("topic", "kafka_partition", "kafka_offset", "event_id", "problem", "gap_from_offset", "detail")
 #: Ranges per `verify_hashes` call: the API takes them in a URL.
 RANGES_PER_CALL = 60
+#: Signed heads per partition checked one by one; past this, a sample first (see ``_first_probe``).
+ALL_HEADS = 10 * RANGES_PER_CALL
 
 
 def build_report(named: Named, settings: Settings) -> dict[str, Any]:
@@ -145,11 +147,13 @@ def _run_ends(valid: list[Checkpoint]) -> set[int]:
 
 
 def _first_probe(s: _Signed, ends: set[int]) -> list[int]:
-    """The heads checked first: all of them while few, else the ends of signer runs and the newest."""
+    """The heads checked first: all of them while at most ``ALL_HEADS``, else the ends of signer
+    runs, the newest and evenly spaced others."""
     heads = sorted(s.heads)
-    if len(heads) <= RANGES_PER_CALL:
+    if len(heads) <= ALL_HEADS:
         return heads
-    return sorted({o for o, (_, cp) in s.heads.items() if cp.position in ends} | {heads[-1]})
+    spaced = {heads[i * len(heads) // RANGES_PER_CALL] for i in range(RANGES_PER_CALL)}
+    return sorted({o for o, (_, cp) in s.heads.items() if cp.position in ends} | spaced | {heads[-1]})
 
 
 def _narrow(named: Named, s: _Signed, stored: _Stored, probed: list[int], start: int) -> tuple[int, int] | None:

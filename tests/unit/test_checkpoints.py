@@ -233,14 +233,14 @@ def _sign_rows(pub: CheckpointPublisher, rows: dict[tuple[str, int, int], tuple[
         assert pub.publish()
 
 
-def test_a_rewrite_while_no_sink_ran_is_found_among_many_checkpoints(tmp_path: Path) -> None:
-    """Run 1 signs rows 0-99 (a checkpoint each); while stopped, row 50 is rewritten with every hash
-    after it; run 2 continues the forged chain and signs rows 100-199 as it finds them. Its heads
-    all match: the end of run 1 tells, and the boundary is found in a few calls, not 200."""
+def _rewrite_while_stopped(tmp_path: Path, row: int = 50) -> tuple[list[tuple[int, str, int]], int]:
+    """Run 1 signs rows 0-99 (a checkpoint each); while stopped, ``row`` is rewritten with every hash
+    after it; run 2 continues the forged chain and signs rows 100-199 as it finds them, so its
+    heads all match. Returns the problems found and the store calls it took."""
     records = [f"r{i}".encode() for i in range(200)]
     original = _chain(0, records)
     forged_records = [*records]
-    forged_records[50] = b"changed"
+    forged_records[row] = b"changed"
     forged = _chain(0, forged_records)
     key = SigningKey.load_or_create(tmp_path / "k.key")
     sent: list[bytes] = []
@@ -251,5 +251,22 @@ def test_a_rewrite_while_no_sink_ran_is_found_among_many_checkpoints(tmp_path: P
     assert _compare(_Store(original).named, cps[:100]) == []
     store = _Store(forged)
     got = [(p["kafka_offset"], p["problem"], p["gap_from_offset"]) for p in _compare(store.named, cps)]
+    return got, store.calls
+
+
+def test_a_rewrite_while_no_sink_ran_is_named(tmp_path: Path) -> None:
+    got, calls = _rewrite_while_stopped(tmp_path)
     assert got == [(50, "not_as_signed", 49)]  # the newest head is as signed: run 2 signed the forgery
-    assert store.calls <= 5
+    assert calls <= 6
+
+
+def test_past_the_per_head_budget_run_ends_still_tell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more heads than are checked one by one, evenly spaced ones (0, 50, 100, 150) all match
+    a rewrite of row 95; run 1's last head (99) does not, and the boundary is narrowed down."""
+    import sinks.clickhouse.verify_report as vr
+
+    monkeypatch.setattr(vr, "ALL_HEADS", 10)
+    monkeypatch.setattr(vr, "RANGES_PER_CALL", 4)
+    got, calls = _rewrite_while_stopped(tmp_path, row=95)
+    assert got == [(95, "not_as_signed", 94)]
+    assert calls <= 12
