@@ -270,3 +270,13 @@ def test_past_the_per_head_budget_run_ends_still_tell(tmp_path: Path, monkeypatc
     got, calls = _rewrite_while_stopped(tmp_path, row=95)
     assert got == [(95, "not_as_signed", 94)]
     assert calls <= 12
+
+
+def test_a_full_checkpoint_fits_a_kafka_record(tmp_path: Path) -> None:
+    """The most pins, with large offsets, in many partitions: under Kafka's default 1 MB."""
+    sent: list[bytes] = []
+    pub, _, _ = _publisher(tmp_path, sent, interval_s=0)  # max_pins: the default
+    for p in range(24):
+        pub.observe("raw_events", *_rows("lineage.graph", p, 10**12, 5_000))
+    assert pub.publish()
+    assert len(sent[0]) < 900_000
