@@ -278,3 +278,17 @@ def test_no_checkpoint_is_said_plainly(settings_factory: Callable[..., Settings]
     assert "no signed checkpoint on " + settings.topics.checkpoints in text.stdout
     code, report = _verify(settings, "--require-checkpoint")
     assert code == 1
+
+
+def test_the_sink_refuses_a_signing_key_others_can_read(settings_factory: Callable[..., Settings],
+                                                        make_topics: Callable[[Settings], list[str]]) -> None:
+    settings = settings_factory(api_port=free_port())
+    make_topics(settings)
+    SigningKey.load_or_create(settings.checkpoint_key_path)
+    settings.checkpoint_key_path.chmod(0o644)
+    res = run_cli(settings, "sink", "--linger", "0.2", check=False, timeout=90)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"lineage: error: checkpoint signing key {settings.checkpoint_key_path} is open to other users (mode 644); "
+        f"run: chmod 600 {settings.checkpoint_key_path}"]
+    assert "PRIVATE KEY" not in res.stderr + res.stdout
