@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import stat
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ def _sink_run(settings: Settings, tmp_path: Path) -> None:
         wait_until(lambda: read_records(settings), 30, "the first checkpoint")  # published right after its batch
         wait_until(lambda: "lineage_sink_checkpoints_published_total 1\n" in _metrics(settings), 30, "the counter")
         _key_is_out_of_sql_reach(settings)
+        _hashes_are_for_auditors(settings)
         # through the running sink's API: the stored hashes come from its named query `verify_hashes`
         code, report = _verify(settings)
         assert code == 0 and report["checkpoint"]["status"] == "valid" and report["problems"] == []
@@ -67,6 +69,18 @@ def _metrics(settings: Settings) -> str:
     req = urllib.request.Request(f"{settings.api_url}/metrics", headers=auth_headers(settings))
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read().decode()
+
+
+def _hashes_are_for_auditors(settings: Settings) -> None:
+    query = urllib.parse.urlencode({"ranges": json.dumps([[settings.topics.graph, 0, 0, 100]])})
+    url = f"{settings.api_url}/api/query/verify_hashes?{query}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, headers=auth_headers(settings, "analyst")), timeout=30)
+    assert refused.value.code == 403
+    req = urllib.request.Request(url, headers=auth_headers(settings, "auditor", reason="tamper check"))
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        rows = json.loads(resp.read())["rows"]
+    assert [r[0] for r in rows].count("row") >= 1
 
 
 def _key_is_out_of_sql_reach(settings: Settings) -> None:
