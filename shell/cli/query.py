@@ -203,8 +203,8 @@ def verify(
             latest = checkpoint["latest"]
             verdict = "rows differ from them" if report["problems"] else "rows match"
             print(f"signed checkpoints: {checkpoint['message']}, latest {latest['seq']} at {latest['time']}; {verdict}")
-        elif status == "refused":
-            print(f"signed checkpoints REFUSED: {checkpoint['message']}")
+        elif status in ("refused", "unverifiable"):
+            print(f"signed checkpoints {status.upper()}: {checkpoint['message']}")
         else:
             print(f"signed checkpoints: {checkpoint['message']}")
     if failed:

@@ -50,13 +50,16 @@ def check_checkpoints(named: Named, settings: Settings) -> tuple[dict[str, Any],
     topic = settings.topics.checkpoints
     info: dict[str, Any] = {"topic": topic, "status": "none", "key_id": None, "checkpoints": 0, "refused": []}
     trusted = trusted_key(settings)
+    records = read_records(settings) or []
     if trusted is None:
-        info["status"] = "no_public_key"
-        info["message"] = ("no checkpoint public key: set LINEAGE_CHECKPOINTS__PUBLIC_KEY (the sink writes it to "
-                           f"{settings.checkpoint_public_key_path}); rows are checked only against the store's own chain")
+        # checkpoints nobody can check are a failure: removing the public key must not turn them off
+        info["status"] = "unverifiable" if records else "no_public_key"
+        found = f"{len(records)} checkpoint(s) on {topic} but " if records else ""
+        info["message"] = (f"{found}no checkpoint public key: set LINEAGE_CHECKPOINTS__PUBLIC_KEY (the sink writes "
+                           f"it to {settings.checkpoint_public_key_path}); rows are checked only against the store's "
+                           "own chain")
         return info, []
     info["key_id"] = key_id(trusted)
-    records = read_records(settings) or []
     opened = [open_checkpoint(value, position, trusted) for position, value in records]
     valid = [c for c in opened if c.valid]
     refused = [c for c in opened if not c.valid]

@@ -28,7 +28,7 @@ from lineage.settings import Settings
 from sinks.base import Message
 from sinks.clickhouse.chain import row_hash
 from sinks.clickhouse.checkpoints import (
-    FORMAT, SigningKey, open_checkpoint, publisher_from_settings, read_records, seal, trusted_key,
+    FORMAT, SigningKey, open_checkpoint, public_key_text, publisher_from_settings, read_records, seal, trusted_key,
 )
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.writer import ClickHouseSink
@@ -292,6 +292,24 @@ def test_no_checkpoint_is_said_plainly(settings_factory: Callable[..., Settings]
     assert "no signed checkpoint on " + settings.topics.checkpoints in text.stdout
     code, report = _verify(settings, "--require-checkpoint")
     assert code == 1
+
+
+
+def test_checkpoints_without_a_public_key_fail(settings_factory: Callable[..., Settings],
+                                               make_topics: Callable[[Settings], list[str]]) -> None:
+    """Deleting the published public key does not turn the signature check off."""
+    settings = settings_factory(api_port=free_port())
+    make_topics(settings)
+    _fill_with_checkpoints(settings)
+    settings.checkpoint_public_key_path.unlink()
+    code, report = _verify(settings)
+    assert code == 1 and report["ok"] is False and report["checkpoint"]["status"] == "unverifiable"
+    assert "no checkpoint public key" in report["checkpoint"]["message"]
+    # the key pinned in the configuration instead
+    pinned = settings.model_copy(update={"checkpoints": settings.checkpoints.model_copy(update={
+        "public_key": public_key_text(SigningKey.load_or_create(settings.checkpoint_key_path).public)})})
+    code, report = _verify(pinned)
+    assert code == 0 and report["checkpoint"]["status"] == "valid"
 
 
 def test_the_sink_refuses_a_signing_key_others_can_read(settings_factory: Callable[..., Settings],
