@@ -92,6 +92,11 @@ class TopicSettings(_Group):
         return self.name("audit")
 
     @property
+    def checkpoints(self) -> str:
+        """Signed checkpoints of the hash chains' heads: one partition, kept for ever."""
+        return self.name("checkpoints")
+
+    @property
     def event_topics(self) -> dict[str, str]:
         """Input topic per event class."""
         return {k: self.name(k) for k in ("dataset", "feature", "training", "inference")}
@@ -211,6 +216,25 @@ class PiiSettings(_Group):
     deadletter_key_retention_days: int = Field(default=30, ge=1)
 
 
+class CheckpointSettings(_Group):
+    """Signed checkpoints of the hash chains (see README, "Tamper evidence")."""
+
+    #: At most one checkpoint per this many seconds while batches move the chains (always one
+    #: at a clean shutdown); 0: one after every batch.
+    interval_s: float = Field(default=10.0, ge=0)
+    #: The sink's Ed25519 signing key (PEM, mode 0600); default ``<data_dir>/keys/checkpoint-signing.key``.
+    signing_key_file: Path | None = None
+    #: The public key ``lineage verify`` trusts, base64 of its 32 raw bytes; when unset, read from
+    #: ``public_key_file`` (default ``<data_dir>/keys/checkpoint-signing.pub``, written with the key).
+    public_key: str | None = None
+    public_key_file: Path | None = None
+    #: Row hashes pinned per checkpoint (every row while fewer moved since the last one): how
+    #: precisely verify can name a rewritten row.
+    max_pins: int = Field(default=16_000, ge=1, le=30_000)
+    #: How long publishing one waits for Kafka's acknowledgement.
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -252,6 +276,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     audit: AuditSettings = AuditSettings()
     pii: PiiSettings = PiiSettings()
+    checkpoints: CheckpointSettings = CheckpointSettings()
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -284,6 +309,15 @@ class Settings(BaseSettings):
     def pseudonym_key_path(self) -> Path:
         """The key subject references are made with (see :mod:`lineage.pii.kek`)."""
         return self.pseudonym_key_file or (self.data_dir / "keys" / "pseudonym.key")
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        """The sink's checkpoint signing key (never inside the ClickHouse store)."""
+        return self.checkpoints.signing_key_file or (self.data_dir / "keys" / "checkpoint-signing.key")
+
+    @property
+    def checkpoint_public_key_path(self) -> Path:
+        return self.checkpoints.public_key_file or (self.data_dir / "keys" / "checkpoint-signing.pub")
 
     @property
     def events_group(self) -> str:

@@ -32,6 +32,8 @@ def topic_specs(settings: Settings) -> dict[str, TopicSpec]:
     specs[t.deadletter] = TopicSpec(n, {"retention.ms": str(30 * 24 * 3600 * 1000)})
     # The query audit log: one partition (one hash chain, one order); kept long enough for a stopped sink.
     specs[t.audit] = TopicSpec(1, {"retention.ms": str(settings.audit.topic_retention_days * 24 * 3600 * 1000)})
+    # Signed chain checkpoints: one partition (one order), never deleted (the evidence itself).
+    specs[t.checkpoints] = TopicSpec(1, {"retention.ms": "-1", "retention.bytes": "-1"})
     # Encrypted snapshots only; short retention so unflagged ones age out.
     specs[t.pii_hold] = TopicSpec(n, {"retention.ms": str(settings.sampling.hold_retention_ms)})
     # Created here, before any worker subscribes: a topic Faust declares itself at start-up can

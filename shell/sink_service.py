@@ -29,6 +29,7 @@ from sinks.access.http import PUBLIC, Guard, Need
 from sinks.access.keys import ApiKeys
 from sinks.access.roles import Action
 from sinks.api_server import ApiContext, build_app
+from sinks.clickhouse.checkpoints import publisher_from_settings
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.loop import LoopConfig, SinkLoop, consumer_config
 from sinks.clickhouse.metrics import SinkMetrics
@@ -65,7 +66,8 @@ def run_sink(settings: Settings, options: SinkOptions) -> None:
     )
     try:
         metrics = SinkMetrics()
-        writer = ClickHouseSink.from_settings(settings, store=store)
+        # the checkpoint signing key lives in this process and its 0600 file, never in the store
+        writer = ClickHouseSink.from_settings(settings, store=store, checkpoints=publisher_from_settings(settings))
         writer.metrics = metrics
         loop = SinkLoop(
             consumer_config(settings.kafka_common(), f"{settings.app_id}.clickhouse-sink",

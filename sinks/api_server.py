@@ -75,7 +75,7 @@ def result_json(res: QueryResult) -> dict[str, Any]:
 
 
 #: Named queries that need more than ``Action.QUERY``.
-QUERY_NEEDS: dict[str, Action] = {"audit_log": Action.AUDIT_LOG, "verify": Action.READ_ALL}
+QUERY_NEEDS: dict[str, Action] = {"audit_log": Action.AUDIT_LOG, "verify": Action.READ_ALL, "verify_hashes": Action.READ_ALL}
 
 
 def sandbox_role(role: Role) -> str:

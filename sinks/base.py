@@ -65,6 +65,9 @@ class Sink(ABC):
     def maintain(self) -> None:  # noqa: B027 - optional hook
         """Housekeeping between batches (e.g. retention), called often: the sink decides when it is due."""
 
+    def finish(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the last flush of a clean shutdown (e.g. a final checkpoint)."""
+
 
 #: URL scheme -> "module:factory" building a Sink from settings.
 SCHEMES: dict[str, str] = {

@@ -168,30 +168,46 @@ def sql(
     emit(res.columns, res.rows, as_json)
 
 
-def verify(as_json: bool = _JSON, reason: str = _REASON) -> None:
-    """Walk the hash chains of the raw log and the query audit log; report altered, missing or
-    duplicated rows (exit 1 if any)."""
+def verify(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (ok, chains, problems, checkpoint)."),
+    reason: str = _REASON,
+    require_checkpoint: bool = typer.Option(
+        False, "--require-checkpoint", help="Also fail (exit 1) when no signed checkpoint or no public key is found."),
+) -> None:
+    """Check the raw log and the query audit log: their hash chains (altered, missing or duplicated
+    rows) and the checkpoints signed by the sink (rewritten rows and heads, deleted partitions,
+    checkpoints signed by another key). Exit 1 if anything is reported."""
     from sinks.clickhouse.backend import open_backend
+    from sinks.clickhouse.verify_report import build_report
 
-    backend = open_backend(load_settings())
+    settings = load_settings()
+    backend = open_backend(settings)
     try:
-        res = backend.named("verify", {}, reason)
-        summary = backend.named("verify_summary", {}, reason)
+        report = build_report(lambda name, params: backend.named(name, params, reason), settings)
     finally:
         backend.close()
-    chains = {str(name): {"rows": int(rows), "partitions": int(parts)} for name, rows, parts in summary.rows}
-    rows = sum(c["rows"] for c in chains.values())
-    partitions = sum(c["partitions"] for c in chains.values())
+    checkpoint = report["checkpoint"]
+    failed = not report["ok"] or (require_checkpoint and checkpoint["status"] != "valid")
     if as_json:
-        problems = [{c: _jsonable(v) for c, v in zip(res.columns, row)} for row in res.rows]
-        print(json.dumps({"ok": not res.rows, "rows": rows, "partitions": partitions, "chains": chains,
-                          "problems": problems}, indent=2))
-    elif res.rows:
-        emit(res.columns, res.rows, False, "hash chain problems")
+        print(json.dumps(_jsonable(report), indent=2))
     else:
-        order = sorted(chains, key=lambda name: (name != "raw_events", name))  # the raw log first
-        print("hash chains intact: " + ", ".join(_chain_line(name, chains[name]) for name in order))
-    if res.rows:
+        if report["problems"]:
+            columns = list(report["problems"][0])
+            emit(columns, [[p[c] for c in columns] for p in report["problems"]], False, "tamper evidence problems")
+        else:
+            chains = report["chains"]
+            order = sorted(chains, key=lambda name: (name != "raw_events", name))  # the raw log first
+            print("hash chains intact: " + ", ".join(_chain_line(name, chains[name]) for name in order))
+        status = checkpoint["status"]
+        if status == "valid":
+            latest = checkpoint["latest"]
+            verdict = "rows differ from them" if report["problems"] else "rows match"
+            print(f"signed checkpoints: {checkpoint['message']}, latest {latest['seq']} at {latest['time']}; {verdict}")
+        elif status in ("refused", "unverifiable"):
+            print(f"signed checkpoints {status.upper()}: {checkpoint['message']}")
+        else:
+            print(f"signed checkpoints: {checkpoint['message']}")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -12,7 +12,8 @@ worker        read the inputs and the graph topic; write the outputs (graph, PII
               dead letters, alerts, metrics, audit); use its groups (the events group and
               the Faust app id); everything on its internal topics (changelogs, counters,
               Faust's own ``<app_id>-*`` topics, which it may create)
-sink          read the outputs; write the inputs (HTTP intake), metrics, alerts and audit;
+sink          read the outputs; write the inputs (HTTP intake), metrics, alerts, audit and the
+              signed checkpoints (no other role may write those);
               use its group; see the pipeline's groups' offsets (the lag monitor)
 admin         everything (the broker's super user)
 ============  ==========================================================================
@@ -67,7 +68,8 @@ def deployment_grants(settings: Settings) -> list[Grant]:
     lit, pre = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
     op = AclOperation
     inputs, outputs = input_topics(settings), output_topics(settings)
-    internal = [n for n in topic_specs(settings) if n not in inputs and n not in outputs]
+    # Signed checkpoints: only the sink writes them (no one else may add, and none may delete).
+    internal = [n for n in topic_specs(settings) if n not in inputs and n not in outputs and n != t.checkpoints]
     grants: list[Grant] = []
     grants += [("emitter", topic, n, lit, op.WRITE) for n in [*inputs, t.metrics]]
 
@@ -79,7 +81,8 @@ def deployment_grants(settings: Settings) -> list[Grant]:
     grants += [("worker", group, g, lit, op.READ) for g in (settings.app_id, settings.events_group)]
 
     grants += [("sink", topic, n, lit, op.READ) for n in outputs]
-    grants += [("sink", topic, n, lit, op.WRITE) for n in [*inputs, t.metrics, t.alerts, t.audit]]
+    grants += [("sink", topic, n, lit, op.WRITE) for n in [*inputs, t.metrics, t.alerts, t.audit, t.checkpoints]]
+    grants += [("sink", topic, t.checkpoints, lit, op.READ)]
     grants += [("sink", group, sink_group(settings), lit, op.READ),
                ("sink", group, settings.app_id, pre, op.DESCRIBE)]
 

@@ -52,6 +52,8 @@ class Prepared:
     counts: dict[str, int]
     heads: dict[tuple[str, int], tuple[int, str]] = field(default_factory=dict)
     audit: StagedInsert | None = None
+    #: (log, topics, partitions, offsets, row hashes) of the chained rows, for signed checkpoints
+    chained: list[tuple[str, list[str], list[int], list[int], list[str]]] = field(default_factory=list)
 
     def discard(self) -> None:
         """Release the staged data (temporary files) once inserted or abandoned."""
@@ -162,7 +164,9 @@ class BatchBuilder:
             if staged is not None:
                 counts[staged.table] = staged.rows
         counts.update({k: v for k, v in (("edges", n_edges), ("nodes", n_nodes)) if v})
-        return Prepared(inserts, raw_staged, counts, heads, audit_staged)
+        chained = [("raw_events", topics, partitions, offsets, row_hashes),
+                   ("query_audit", audit.data[0], audit.data[1], audit.data[2], audit.data[5])]
+        return Prepared(inserts, raw_staged, counts, heads, audit_staged, [c for c in chained if c[3]])
 
     @staticmethod
     def _add_audit(

@@ -4,6 +4,10 @@
 in offset order, starting from :data:`GENESIS`. A pure function of the consumed bytes, so a
 replayed batch yields identical rows. The same formula is written in SQL in
 ``sinks/queries/verify.sql``; a unit test proves both agree.
+
+Unkeyed on purpose (anyone can recompute it), so on its own it catches careless edits only: the
+sink signs the heads it writes (``checkpoints.py``) and ``lineage verify`` holds the stored rows
+to those signatures.
 """
 from __future__ import annotations
 

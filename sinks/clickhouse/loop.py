@@ -117,6 +117,7 @@ class SinkLoop:
                     first_at = None
             if self.sink.pending:
                 self._flush_with_retry(consumer, deadline=time.monotonic() + cfg.shutdown_retry_s)
+            self.sink.finish()
         finally:
             consumer.close()
             self._consumer = None

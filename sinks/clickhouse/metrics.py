@@ -20,6 +20,8 @@ class SinkMetrics:
     commit_failures: int = 0
     audit_rows_pruned: int = 0
     prune_failures: int = 0  # failed prunes, and chains left unpruned because they do not verify
+    checkpoints_published: int = 0  # signed checkpoints acknowledged by Kafka
+    checkpoint_failures: int = 0  # checkpoints Kafka did not acknowledge (their rows go in the next)
     pending_messages: int = 0
     last_batch_seconds: float = 0.0
     last_error: str = ""
@@ -44,6 +46,8 @@ class SinkMetrics:
                 "commit_failures": self.commit_failures,
                 "audit_rows_pruned": self.audit_rows_pruned,
                 "prune_failures": self.prune_failures,
+                "checkpoints_published": self.checkpoints_published,
+                "checkpoint_failures": self.checkpoint_failures,
                 "pending_messages": self.pending_messages,
                 "last_batch_seconds": round(self.last_batch_seconds, 4),
                 "backpressure": self.backpressure,
@@ -54,7 +58,8 @@ class SinkMetrics:
         snap = self.snapshot()
         lines = []
         for key in ("messages_consumed", "batches_written", "replayed_skipped", "decode_errors",
-                    "insert_failures", "commit_failures", "audit_rows_pruned", "prune_failures"):
+                    "insert_failures", "commit_failures", "audit_rows_pruned", "prune_failures",
+                    "checkpoints_published", "checkpoint_failures"):
             lines += [f"# TYPE lineage_sink_{key}_total counter", f"lineage_sink_{key}_total {snap[key]}"]
         lines.append("# TYPE lineage_sink_rows_written_total counter")
         rows = snap["rows_written"]

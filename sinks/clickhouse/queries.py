@@ -5,6 +5,7 @@ parameters checked and converted, and run read-only against a :class:`Store`.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,6 +67,26 @@ _limit = _int_in(1, 100_000, "a positive integer", "limit")
 _uint = _int_in(0, 1000, "a non-negative integer")
 
 
+MAX_RANGES = 200
+_OFFSET_MAX = (1 << 63) - 1
+
+
+def parse_ranges(value: str) -> str:
+    """``[[topic, partition, first_offset, last_offset], ...]`` (JSON, at most MAX_RANGES) -> canonical JSON."""
+    try:
+        data = json.loads(value)
+        if not isinstance(data, list) or not 0 < len(data) <= MAX_RANGES:
+            raise ValueError
+        out = []
+        for topic, partition, first, last in data:
+            if not isinstance(topic, str) or not all(type(n) is int and 0 <= n <= _OFFSET_MAX for n in (partition, first, last)):
+                raise ValueError
+            out.append([topic, partition, first, last])
+    except (ValueError, TypeError):
+        raise QueryError(f"ranges must be a JSON array of 1..{MAX_RANGES} [topic, partition, first_offset, last_offset]") from None
+    return json.dumps(out, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class Param:
     name: str
@@ -121,6 +142,7 @@ QUERIES: dict[str, QuerySpec] = {
         ),
         QuerySpec("verify", (), "hash-chain breaks in the raw log and the query audit log"),
         QuerySpec("verify_summary", (), "rows and partitions of each hash-chained log"),
+        QuerySpec("verify_hashes", (Param("ranges", parse_ranges),), "stored row hashes of chain ranges, for the signed checkpoints"),
         QuerySpec(
             "audit_log",
             (Param("since", parse_since, FAR_PAST), Param("who", str, ""), Param("action", str, ""),

@@ -35,6 +35,7 @@ from sinks.base import BatchResult, Message, Sink
 from sinks.clickhouse import rows as R
 from sinks.clickhouse.batch import BatchBuilder, Prepared, offset_ranges
 from sinks.clickhouse.chain import ChainHeads
+from sinks.clickhouse.checkpoints import CheckpointPublisher
 from sinks.clickhouse.client import Store
 from sinks.clickhouse.derive import derive_from_file, derive_from_log
 from sinks.clickhouse.metrics import SinkMetrics
@@ -66,8 +67,10 @@ class ClickHouseSink(Sink):
         metrics: SinkMetrics | None = None,
         audit_topics: Iterable[str] = (),
         audit_retention: timedelta | None = None,
+        checkpoints: CheckpointPublisher | None = None,
     ) -> None:
         self.store = store
+        self.checkpoints = checkpoints
         self.graph_topics = set(graph_topics)
         self.metrics_topics = set(metrics_topics)
         self.alerts_topics = set(alerts_topics)
@@ -86,11 +89,12 @@ class ClickHouseSink(Sink):
         self._next_prune = 0.0  # monotonic time of the next prune (the first maintain call prunes)
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Store | None = None) -> ClickHouseSink:
+    def from_settings(cls, settings: Settings, store: Store | None = None,
+                      checkpoints: CheckpointPublisher | None = None) -> ClickHouseSink:
         t = settings.topics
         store = store or Store.open(settings.clickhouse_dsn, settings.clickhouse_database)
         return cls(store, [t.graph], [t.metrics], [t.alerts], audit_topics=[t.audit],
-                   audit_retention=timedelta(days=settings.audit.retention_days))
+                   audit_retention=timedelta(days=settings.audit.retention_days), checkpoints=checkpoints)
 
     @property
     def topics(self) -> list[str]:
@@ -107,6 +111,21 @@ class ClickHouseSink(Sink):
         self._buffer = [m for m in self._buffer if (m.topic, m.partition) not in partitions]
         self._heads.forget(partitions)
         self._heads_stale = True
+
+    def finish(self) -> None:
+        """A clean shutdown: sign and publish the heads written since the last checkpoint."""
+        self._checkpoint(force=True)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Publish a signed checkpoint if one is due (``force``: whenever heads moved); counted."""
+        cp = self.checkpoints
+        if cp is None:
+            return
+        if cp.publish() if force else cp.maybe_publish():
+            self.metrics.checkpoints_published += 1
+        elif cp.failures > self.metrics.checkpoint_failures:
+            self.metrics.checkpoint_failures = cp.failures
+            self.metrics.last_error = cp.last_error
 
     def close(self) -> None:
         self._parser.shutdown(wait=True)
@@ -143,11 +162,13 @@ class ClickHouseSink(Sink):
         return {(str(t), int(p)): (int(o), str(h)) for t, p, o, h in res.rows}
 
     def maintain(self) -> None:
-        """Prune the audit log past its retention: when the sink starts, then at most hourly.
+        """Publish a signed checkpoint when one is due; prune the audit log past its retention:
+        when the sink starts, then at most hourly.
 
         A failed prune is logged and counted (``prune_failures``) and tried again an hour later;
         it never holds up the batches.
         """
+        self._checkpoint()
         if self.audit_retention is None or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
@@ -219,6 +240,10 @@ class ClickHouseSink(Sink):
             self._insert_heads(prepared.heads)  # the batch is complete
             for (t, p), (o, h) in prepared.heads.items():
                 self._heads.advance(t, p, o, h)
+            if self.checkpoints is not None:  # stored and committed: sign it (coalesced)
+                for chained in prepared.chained:
+                    self.checkpoints.observe(*chained)
+                self._checkpoint()
         return BatchResult(prepared.counts, commit, skipped)
 
     def _store_batch(

@@ -15,6 +15,8 @@
 --                   after gap_from_offset and before this offset were deleted (or a hash was rewritten)
 --   duplicate       the same offset is stored twice
 --   missing_tail    chain_heads recorded a later last row than the log now holds
+-- Whoever can write the store can also recompute every hash and chain_heads: `lineage verify`
+-- therefore also checks the rows against the checkpoints the sink signed (verify_hashes.sql).
 WITH
 starts AS
 (

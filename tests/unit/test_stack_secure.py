@@ -209,3 +209,11 @@ def test_securing_a_cluster_formatted_without_it_needs_a_wipe(tmp_path: Path) ->
         Stack(_settings(tmp_path), secure=True)
     assert not (tmp_path / "secrets").exists()
     assert not Stack(_settings(tmp_path)).secure
+
+
+def test_only_the_sink_writes_the_signed_checkpoints(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    key = (ResourceType.TOPIC, s.topics.checkpoints)
+    assert _granted(s, "sink")[key] == {AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE}
+    assert _granted(s, "worker")[key] == {AclOperation.DESCRIBE}
+    assert key not in _granted(s, "emitter")
