@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -108,18 +109,22 @@ class Sealer:
         eph = X25519PrivateKey.generate()
         epk = eph.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         aead = _session(eph.exchange(self.recipient), epk, self._recipient_raw)
-        # One tuple swapped atomically: a concurrent seal uses either the old or the new session.
-        self._state = (self.kid + epk, aead, ROTATE_AFTER_MESSAGES, time.monotonic() + ROTATE_AFTER_S)
+        # Nonces are a random 4-byte prefix and a per-session counter (the deterministic GCM
+        # construction): unique under the session key without a system call per seal. One tuple
+        # swapped atomically; ``next()`` of the shared counter is atomic, so concurrent seals never
+        # share a nonce, even with a session that was just replaced.
+        self._state = (self.kid + epk, aead, itertools.count(), os.urandom(4), time.monotonic() + ROTATE_AFTER_S)
 
     def seal(self, plaintext: bytes, prediction_id: str) -> str:
-        head, aead, left, until = self._state
-        if left <= 0 or time.monotonic() > until:
+        head, aead, counter, prefix, until = self._state
+        n = next(counter)
+        if n >= ROTATE_AFTER_MESSAGES or time.monotonic() > until:
             with self._lock:
                 if self._state[1] is aead:
                     self._renew()
-            head, aead, left, until = self._state
-        self._state = (head, aead, left - 1, until)
-        nonce = os.urandom(_NONCE)
+            head, aead, counter, prefix, until = self._state
+            n = next(counter)
+        nonce = prefix + n.to_bytes(8, "big")
         return PREFIX + base64.urlsafe_b64encode(head + nonce + aead.encrypt(nonce, plaintext, _aad(prediction_id))).decode()
 
 
@@ -213,17 +218,24 @@ def snapshot_record(snapshot: Any, typed: bool) -> Any:
     return {"values": values, "feature_set": fs}
 
 
-def seal_pii(sealer: Sealer, prediction_id: str, subject_id: Any, snapshot: Any) -> str:
-    """The envelope of an inference event's subject id and (Avro-shaped) feature snapshot."""
-    return sealer.seal(orjson.dumps({"s": subject_id, "f": snapshot}), str(prediction_id))
+def seal_pii(sealer: Sealer, prediction_id: str, subject_id: Any, snapshot: Any, typed: bool = False) -> str:
+    """The envelope of an inference event's subject id and feature snapshot.
+
+    ``typed``: the snapshot is an SDK :class:`~producers.events.FeatureSnapshot` (or its dict) whose
+    values the opener JSON-encodes (:func:`snapshot_record`), so the caller's thread pays for one
+    serialisation only; otherwise it is already in the Avro record's shape.
+    """
+    doc = {"s": subject_id, "f": snapshot, "j": 1} if typed else {"s": subject_id, "f": snapshot}
+    return sealer.seal(orjson.dumps(doc), str(prediction_id))
 
 
 def open_pii(unsealer: Unsealer, prediction_id: str, envelope: str) -> tuple[Any, Any]:
-    """``(subject_id, snapshot)`` of an envelope made by :func:`seal_pii`."""
+    """``(subject_id, snapshot)`` of an envelope made by :func:`seal_pii`, the snapshot in the Avro record's shape."""
     try:
         doc = orjson.loads(unsealer.open(envelope, prediction_id))
-        return doc["s"], doc["f"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        snapshot = snapshot_record(doc["f"], True) if doc.get("j") else doc["f"]
+        return doc["s"], snapshot
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise SealError("unsealable", "the sealed payload is not a subject/snapshot document") from None
 
 
@@ -234,8 +246,10 @@ def seal_record(sealer: Sealer, record: dict[str, Any], typed: bool = False) -> 
     a string, so the schema check still names it) and ``feature_snapshot`` ``None``.
     """
     subject = record.get("subject_id")
-    snapshot = snapshot_record(record.get("feature_snapshot"), typed)
-    record["sealed"] = seal_pii(sealer, str(record.get("prediction_id")), subject, snapshot)
+    snapshot = record.get("feature_snapshot")
+    if not typed:
+        snapshot = snapshot_record(snapshot, False)
+    record["sealed"] = seal_pii(sealer, str(record.get("prediction_id")), subject, snapshot, typed)
     record["subject_id"] = "" if isinstance(subject, str) else None
     record["feature_snapshot"] = None
     return record

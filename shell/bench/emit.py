@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from lineage.exceptions import StackError
+from lineage.pii.sealing import KeyRing
 from lineage.settings import Settings, TopicSettings
 from lineage.topics import ensure_topics
 
@@ -49,6 +50,7 @@ def bench_emitter(settings: Settings, n: int, progress: Any) -> dict[str, float]
     from producers import Emitter, EmitterConfig, FeatureSetRef, FeatureSnapshot, InferenceEvent
 
     task = progress.add_task("emit (producers SDK)", total=n)
+    KeyRing.under(settings.keys_dir).ensure()  # the SDK seals each event's PII for the pipeline
     em = Emitter(EmitterConfig.from_settings(settings), "bench")
     try:
         fs = FeatureSetRef("fraud_features", "7")

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lineage.codec import Codec
+from lineage.pii.sealing import KeyRing, Sealer, seal_record
 from lineage.exceptions import DeliveryError, StackError
 from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.settings import Settings, TopicSettings, settings_to_env
@@ -187,6 +188,9 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         admin.create_topics([NewTopic(pass_topic, s.topics.partitions, s.topics.replication)])[pass_topic].result(30)
         codec = Codec.from_settings(s)
         events = _records(EVENTS)
+        # As emitters write them: inference PII sealed for this deployment (the worker opens the seal).
+        sealer = Sealer(KeyRing.under(s.keys_dir).ensure())
+        events = [(k, key, seal_record(sealer, rec) if k == "inference" else rec) for k, key, rec in events]
         _produce(s, [(s.topics.event_topics[k], key, codec.encode(k, rec)) for k, key, rec in events])
         progress.update(task, advance=1)
 
