@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lineage.keyspace import KeySpace
 from stream_apps.alerts.model import Alert
 from stream_apps.monitor.service import Monitor
 
@@ -71,8 +72,19 @@ async def dashboard_data(mon: Monitor, window_s: float = 900.0) -> dict[str, Any
         "spool": _series(mon, "producer_spool_depth", since),
         "tiers": [{"labels": dict(k), "total": v} for k, v in sorted(mon.counters.get("sampling_tier_events", {}).items())],
         "completeness": _completeness(mon),
+        "pii": await _pii_intake(mon),
         "alerts": await alerts_json(mon),
     }
+
+
+async def _pii_intake(mon: Monitor) -> dict[str, int]:
+    """Inference events whose PII arrived unsealed (accepted under the migration setting, or refused)."""
+    stats = mon.settings.app_id
+    raw = await mon.redis.hmget(KeySpace.of(mon.settings).stats(stats), ["unsealed.inference", "dlq.unsealed_pii",
+                                                                        "accepted.inference"])
+    unsealed, refused, accepted = (int(v or 0) for v in raw)
+    return {"unsealed": unsealed, "unsealed_refused": refused, "unsealed_accepted": unsealed - refused,
+            "inference_accepted": accepted, "accept_unsealed": int(mon.settings.pii.accept_unsealed)}
 
 
 class _Snapshot(Collector):

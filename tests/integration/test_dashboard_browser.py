@@ -143,6 +143,10 @@ def test_dashboard_shows_live_lag_and_alerts(stack, tmp_path: Path) -> None:
             max_lag = float(driver.find_element(By.ID, "lag-chart").get_attribute("data-max-lag"))
             assert max_lag > 300
             assert int(driver.find_element(By.ID, "alert-count").text) >= 1
+            # The PII panel: every event was sealed at the source, so none arrived unsealed.
+            pii = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#pii li")]
+            assert any(t.startswith("inference events accepted: ") and t != "inference events accepted: 0" for t in pii), pii
+            assert "arrived unsealed, refused: 0" in pii, pii
             ARTIFACTS.mkdir(exist_ok=True)
             assert driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
             # Offline: every script/style the page loads comes from this server, and its policy says so.

@@ -151,6 +151,20 @@
       li.textContent = (t.labels.tier || "?") + ": " + fmt(t.total);
       tiers.appendChild(li);
     }
+    const pii = $("pii");
+    pii.textContent = "";
+    const unsealed = [
+      ["inference events accepted", d.pii.inference_accepted, false],
+      ["arrived unsealed, refused", d.pii.unsealed_refused, d.pii.unsealed_refused > 0],
+      ["arrived unsealed, accepted (migration setting " + (d.pii.accept_unsealed ? "on" : "off") + ")",
+       d.pii.unsealed_accepted, d.pii.unsealed_accepted > 0],
+    ];
+    for (const [label, n, bad] of unsealed) {
+      const li = document.createElement("li");
+      li.textContent = label + ": " + String(n);
+      if (bad) li.className = "bad";
+      pii.appendChild(li);
+    }
     $("status").textContent = "updated " + clock(d.now) + " UTC, monitor ticks " + d.monitor.ticks + (d.monitor.errors ? ", errors " + d.monitor.errors : "");
     document.body.dataset.updated = String(d.now);
   }
@@ -175,7 +189,7 @@
     }
     $("lag-chart").dataset.maxLag = "0";
     for (const id of ["lag-legend", "alerts-active", "alerts-recent", "throughput-legend", "latency-legend", "tiers",
-                      "lag-threshold", "dlq-total"]) $(id).textContent = "";
+                      "lag-threshold", "dlq-total", "pii"]) $(id).textContent = "";
     $("alert-count").textContent = "0";
     $("alert-count").className = "badge";
     document.querySelector("#completeness tbody").textContent = "";
