@@ -164,3 +164,26 @@ def test_the_public_key_file_is_not_secret_but_the_private_keys_are(ring: KeyRin
     assert ring.public_path.exists() and ring.published() == ring.public_key()
     assert all(p.stat().st_mode & 0o077 == 0 for p in ring.directory.glob("*.key"))
     assert os.stat(ring.directory).st_mode & 0o077 == 0
+
+
+def test_seal_cli_prints_and_rotates_the_public_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from shell.cli.app import run
+
+    monkeypatch.setenv("LINEAGE_DATA_DIR", str(tmp_path))
+    assert run(["seal", "public-key", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    ring = KeyRing.under(tmp_path / "keys")
+    assert first["public_key"] == ring.published() and len(first["key_ids"]) == 1
+    assert run(["seal", "rotate", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["public_key"] != first["public_key"] and len(second["key_ids"]) == 2
+    assert run(["seal", "public-key"]) == 0 and capsys.readouterr().out.strip() == second["public_key"]
+
+
+def test_deadletters_open_names_a_bad_position_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from shell.cli.app import run
+
+    assert run(["deadletters", "open", "zero@x", "--reason", "r"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PARTITION@OFFSET" in err and "Traceback" not in err
