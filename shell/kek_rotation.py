@@ -24,7 +24,8 @@ from typing import Any
 from lineage.keyspace import KeySpace
 from lineage.pii.crypto import KEY_BYTES
 from lineage.pii.exceptions import KekError
-from lineage.pii.kek import LocalKek, encode_ring, kek_id, pseudonym_key, read_ring, replace_private_file
+from lineage.pii.kek import LocalKek, encode_ring, kek_id, pseudonym_key, read_ring
+from lineage.private_files import replace_private_file
 from lineage.pii.keys import DataKeys, ring_of
 from lineage.settings import Settings
 from sinks.pii.erasure import rewrite_persistence

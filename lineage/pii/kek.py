@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from lineage.exceptions import ConfigError
 from lineage.pii.crypto import KEY_BYTES, NONCE_BYTES
 from lineage.pii.exceptions import KekError, UnknownKek
-from lineage.private_files import require_private
+from lineage.private_files import create_private_file, require_private
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
@@ -185,46 +185,6 @@ def read_ring(path: Path) -> list[bytes]:
     """The keys of a KEK file, current first; refuses a file open to other users."""
     lines = [ln.strip() for ln in read_private(Path(path), "KEK file").splitlines()]
     return [decode_key(ln, str(path)) for ln in lines if ln and not ln.startswith("#")]
-
-
-def create_private_file(path: Path, content: bytes) -> bool:
-    """Create ``path`` (0600) with ``content`` unless it exists; atomic (nobody reads it half-written).
-
-    Returns False if another process created it first."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def replace_private_file(path: Path, content: bytes) -> None:
-    """Replace ``path`` atomically with a 0600 file holding ``content`` (fsynced, with its directory)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def kek_provider(settings: Settings) -> KekProvider:

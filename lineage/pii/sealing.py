@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from lineage.exceptions import ConfigError, LineageError
+from lineage.private_files import create_private_file
 from lineage.private_files import require_private
 
 PREFIX = "ls1."
@@ -308,11 +309,8 @@ class KeyRing:
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         kid = key_id(key.public_key()).hex()
         path = self.directory / f"{int(time.time() * 1000):013d}-{kid}.key"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(base64.b64encode(raw) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        if not create_private_file(path, base64.b64encode(raw) + b"\n"):
+            raise ConfigError(f"seal key file {path} already exists")
         public = public_key_text(key.public_key())
         tmp = self.public_path.with_suffix(".pub.tmp")
         tmp.write_text(public + "\n")

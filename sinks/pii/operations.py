@@ -13,7 +13,6 @@ is written, so an unacknowledged record makes the command fail loudly (AuditErro
 """
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 
 from lineage.exceptions import DeliveryError
 from lineage.graph import build_record
-from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
+from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait, read_record
 from lineage.keyspace import KeySpace
 from lineage.pii.exceptions import PiiError, ReasonRequired, SubjectErased
 from lineage.pii.holder import SnapshotOpener
@@ -121,25 +120,16 @@ def _held(settings: Settings, r: Any, space: KeySpace, prediction_id: str) -> di
             "or older than the hold retention)"
         )
     topic, partition, offset = where.decode().rsplit("/", 2)
-    consumer = Consumer(client_config(settings.kafka_common(), {
-        "group.id": f"lineage-flag-{uuid.uuid4().hex}", "enable.auto.commit": False, "auto.offset.reset": "error"}))
     try:
-        consumer.assign([TopicPartition(topic, int(partition), int(offset))])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                raise PiiError(f"cannot read the hold topic {topic}: {err.str()}")
-            if msg.key() != prediction_id.encode():
-                raise PiiError(f"hold index for {prediction_id} points at another record; refusing")
-            held: dict[str, Any] = orjson.loads(msg.value() or b"null")
-            return held
-    finally:
-        consumer.close()
-    raise PiiError(f"held snapshot of {prediction_id} not readable within 30s (retention passed?)")
+        msg = read_record(settings.kafka_common(), topic, int(partition), int(offset))
+    except KafkaException as exc:
+        raise PiiError(f"cannot read the hold topic {topic}: {exc.args[0].str()}") from None
+    if msg is None:
+        raise PiiError(f"held snapshot of {prediction_id} is no longer on {topic} (retention passed?)")
+    if msg.key() != prediction_id.encode():
+        raise PiiError(f"hold index for {prediction_id} points at another record; refusing")
+    held: dict[str, Any] = orjson.loads(msg.value() or b"null")
+    return held
 
 
 def flag_prediction(
