@@ -4,7 +4,7 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 
@@ -31,6 +31,28 @@ def deadletter_key_day(ref: str) -> float | None:
         return calendar.timegm(time.strptime(ref[len(DLQ_KEY_REF) + 1:], "%Y%m%d"))
     except ValueError:
         return None
+
+
+class _DataKeys(Protocol):
+    redis: Any
+    space: Any
+
+    def erase(self, ref: str) -> bool: ...
+
+
+def prune_deadletter_keys(keys: _DataKeys, now_s: float, retention_days: int, period_days: int) -> int:
+    """Destroy (erase) every dead-letter key whose period ended more than ``retention_days`` ago.
+
+    Its dead letters can no longer be opened, as after a subject's erasure; returns how many.
+    """
+    horizon = now_s - _DAY_S * (retention_days + period_days)
+    destroyed = 0
+    for key in keys.redis.scan_iter(match=keys.space.dek(DLQ_KEY_REF + ".*"), count=1000):
+        ref = (key.decode() if isinstance(key, bytes) else str(key)).rsplit(":", 1)[-1]
+        start = deadletter_key_day(ref)
+        if start is not None and start < horizon and keys.erase(ref):
+            destroyed += 1
+    return destroyed
 
 
 def dead_letter_headers(

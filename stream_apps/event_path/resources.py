@@ -21,7 +21,7 @@ from lineage.pii.keys import DataKeys
 from lineage.pii.sealing import KeyRing
 from lineage.pii.store import SnapshotStore
 from lineage.settings import Settings
-from lineage.deadletters import DLQ_KEY_REF, deadletter_key_day
+from lineage.deadletters import prune_deadletter_keys
 from stream_apps.event_path.batch import BatchResult, OutRecord
 from stream_apps.event_path.decoding import Decoder
 from stream_apps.event_path.output import OutputProducer
@@ -99,19 +99,13 @@ class ChildResources:
         self.prune_deadletter_keys()
 
     def prune_deadletter_keys(self) -> int:
-        """Destroy dead-letter keys past ``pii.deadletter_key_retention_days`` (at most hourly); their dead letters become unreadable."""
+        """Destroy dead-letter keys past their retention, at most hourly (:func:`prune_deadletter_keys`)."""
         now = time.time()
         if now - self._pruned_at < 3600:
             return 0
         self._pruned_at = now
-        horizon = now - 86_400 * (self.settings.pii.deadletter_key_retention_days + self.settings.pii.deadletter_key_days)
-        destroyed = 0
-        for key in self.redis.scan_iter(match=self.keys.space.dek(DLQ_KEY_REF + ".*"), count=1000):
-            ref = key.decode().rsplit(":", 1)[-1]
-            start = deadletter_key_day(ref)
-            if start is not None and start < horizon and self.keys.erase(ref):
-                destroyed += 1
-        return destroyed
+        pii = self.settings.pii
+        return prune_deadletter_keys(self.keys, now, pii.deadletter_key_retention_days, pii.deadletter_key_days)
 
     def close(self) -> None:
         self.producer.close()
