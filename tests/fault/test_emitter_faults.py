@@ -24,6 +24,7 @@ from helpers import free_port, make_topics, wait_until
 from integration.sink_support import api_sql, start_sink, stop_sink, wait_healthy
 from integration.worker_support import running_workers
 from lineage.codec import Codec
+from lineage.pii.sealing import KeyRing
 from lineage.settings import ProducerSettings, Settings, StackSettings, TopicSettings
 from shell.stack.kafka import KafkaCluster
 from producers import Emitter, EmitterConfig, InferenceEvent
@@ -84,6 +85,7 @@ def test_broker_outage_100k_events_all_arrive_once(
                  topics=TopicSettings(prefix=f"o{tag}"),
                  producer=ProducerSettings(queue_size=5_000, spool_fsync="batch"))
     make_topics(s)
+    KeyRing.under(s.keys_dir).ensure()  # the pipeline's seal key, as `lineage stack up` makes it
     # short message timeout: deliveries fail during the outage, so the spool's replay path runs too
     em = Emitter(EmitterConfig.from_settings(s).with_kafka_config({"message.timeout.ms": 5000}), "outage")
     try:
