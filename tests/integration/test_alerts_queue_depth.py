@@ -117,6 +117,7 @@ def test_producer_spool_depth_alert(pipe: Pipeline) -> None:
 def test_a_real_emitter_backlog_fires_and_resolves_the_spool_alert(pipe: Pipeline, tmp_path: Path) -> None:
     """An emitter whose client queue holds one event at a time (50 ms linger) builds a spool backlog;
     its own reports on the metrics topic fire the alert, and it resolves once the spool drained."""
+    from lineage.pii.sealing import KeyRing
     from lineage.settings import ProducerSettings
     from producers import Emitter, EmitterConfig
 
@@ -128,7 +129,9 @@ def test_a_real_emitter_backlog_fires_and_resolves_the_spool_alert(pipe: Pipelin
         return [a for a in pipe.hook.alerts("ProducerSpoolDeep")
                 if a["status"] == status and a["labels"].get("producer") == "slow-svc"]
 
-    with Emitter(EmitterConfig.from_settings(slow), "slow-svc") as em:
+    # a service elsewhere: its own data dir, the pipeline's public key in its configuration
+    config = EmitterConfig.from_settings(slow, seal_public_key=KeyRing.under(pipe.settings.keys_dir).published())
+    with Emitter(config, "slow-svc") as em:
         for _ in range(n):
             em.emit_record("inference", inference_event(model="spooltest", version="1"))
         wait_until(lambda: ours("firing"), 60, f"spool alert from the emitter's reports\n{pipe.logs()}", 0.5)
