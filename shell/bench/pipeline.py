@@ -202,7 +202,7 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
 
         worker = ManagedProcess.in_data_dir(
             data_dir, "bench-worker",
-            [str(Path(sys.executable).parent / "lineage"), "worker", "--web-port", str(_free_port()), "--log-level", "warning"],
+            [str(Path(sys.executable).parent / "lineage"), "worker", "--log-level", "warning"],
             env=settings_to_env(s),
         )
         worker.start()
