@@ -94,6 +94,20 @@ class GraphRecord:
         return cls(**d)
 
 
+def quality_attributes(ev: Mapping[str, Any]) -> dict[str, str]:
+    """Node attributes noting what the stored event lacks (``incomplete``: comma-separated field
+    names) or lost (``dropped_facets``: JSON list of {where, name, bytes, sha256, why})."""
+    quality = ev.get("quality")
+    if not isinstance(quality, Mapping):
+        return {}
+    out: dict[str, str] = {}
+    if quality.get("incomplete"):
+        out["incomplete"] = ",".join(quality["incomplete"])
+    if quality.get("dropped_facets"):
+        out["dropped_facets"] = orjson.dumps(quality["dropped_facets"]).decode()
+    return out
+
+
 def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
     return [
         Node(
@@ -110,7 +124,7 @@ def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
 def _run_event_rows(kind: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
     job, run = ev["job"], ev["run"]
     rid = run["runId"]
-    run_node = Node(run_id(rid), "run", job["namespace"], job["name"], rid, {"event_class": kind})
+    run_node = Node(run_id(rid), "run", job["namespace"], job["name"], rid, {"event_class": kind, **quality_attributes(ev)})
     job_node = Node(job_id(job["namespace"], job["name"]), "job", job["namespace"], job["name"])
     inputs, outputs = _datasets(ev.get("inputs", ())), _datasets(ev.get("outputs", ()))
     nodes = [job_node, run_node, *inputs, *outputs]
@@ -144,6 +158,7 @@ def _run_event_rows(kind: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[
                 "artifact_digest": tr.get("artifact_digest") or "",
                 "code_version": tr.get("code_version", ""),
                 "training_run_id": rid,
+                **quality_attributes(ev),
             },
         )
         nodes.append(mv)
