@@ -69,6 +69,26 @@ class Edge:
     run_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ColumnEdge:
+    """One hop of column-level lineage (the ``columnLineage`` dataset facet, 1-2-0): column
+    ``src_column`` of dataset ``src`` feeds column ``dst_column`` of dataset ``dst`` (dataset node
+    ids), by a ``DIRECT`` or ``INDIRECT`` transformation of ``subtype`` (IDENTITY, TRANSFORMATION,
+    AGGREGATION, JOIN, GROUP_BY, FILTER, SORT, WINDOW, CONDITIONAL, ...). ``dataset_wide``: from the
+    facet's ``dataset`` list (it affects every column of the output)."""
+
+    src: str
+    src_column: str
+    dst: str
+    dst_column: str
+    transformation_type: str = ""
+    subtype: str = ""
+    description: str = ""
+    masking: bool = False
+    dataset_wide: bool = False
+    run_id: str = ""
+
+
 @dataclass(slots=True)
 class GraphRecord:
     """Everything one event contributes to the graph."""
@@ -82,6 +102,7 @@ class GraphRecord:
     nodes: list[Node] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
     inference: dict[str, Any] | None = None
+    column_edges: list[ColumnEdge] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively, ~20x faster than asdict
@@ -91,6 +112,7 @@ class GraphRecord:
         d = orjson.loads(data)
         d["nodes"] = [Node(**n) for n in d["nodes"]]
         d["edges"] = [Edge(**e) for e in d["edges"]]
+        d["column_edges"] = [ColumnEdge(**c) for c in d.get("column_edges") or ()]
         return cls(**d)
 
 
@@ -172,6 +194,76 @@ def _run_event_rows(kind: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[
     return nodes, edges
 
 
+def _facet(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value
+
+
+def _transformations(item: Mapping[str, Any], legacy: Mapping[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(type, subtype, description, masking) of one input field; facets before 1-2-0 name one
+    ``transformationType`` (IDENTITY / TRANSFORMATION) per output field instead."""
+    out = []
+    for t in item.get("transformations") or ():
+        if isinstance(t, Mapping):
+            out.append((str(t.get("type") or ""), str(t.get("subtype") or ""), str(t.get("description") or ""),
+                        bool(t.get("masking"))))
+    if not out:
+        subtype = str(legacy.get("transformationType") or "")
+        out.append(("DIRECT" if subtype else "", subtype, str(legacy.get("transformationDescription") or ""), False))
+    return out
+
+
+def column_edges(ev: Mapping[str, Any], rid: str = "") -> list[ColumnEdge]:
+    """The column edges stated by the ``columnLineage`` facets of an event's outputs.
+
+    Entries of the facet's ``dataset`` list (1-2-0: transformations affecting the whole output,
+    e.g. a GROUP BY or a FILTER column) are stated for every column the facet or the output's
+    ``schema`` facet names, flagged ``dataset_wide``.
+    """
+    out: list[ColumnEdge] = []
+    seen: set[ColumnEdge] = set()
+
+    def add(edge: ColumnEdge) -> None:
+        if edge not in seen:
+            seen.add(edge)
+            out.append(edge)
+
+    for ds in ev.get("outputs") or ():
+        facets = ds.get("facets") or {}
+        cl = _facet(facets.get("columnLineage"))
+        if not isinstance(cl, Mapping):
+            continue
+        dst = dataset_id(ds["namespace"], ds["name"])
+        raw_fields = cl.get("fields")
+        fields: Mapping[str, Any] = raw_fields if isinstance(raw_fields, Mapping) else {}
+        columns = [str(c) for c in fields]
+        schema = _facet(facets.get("schema"))
+        if isinstance(schema, Mapping):
+            columns += [str(f["name"]) for f in schema.get("fields") or () if isinstance(f, Mapping) and f.get("name")
+                        and str(f["name"]) not in columns]
+        for column, spec in fields.items():
+            if not isinstance(spec, Mapping):
+                continue
+            for item in spec.get("inputFields") or ():
+                if not isinstance(item, Mapping) or not item.get("namespace") or not item.get("name"):
+                    continue
+                src = dataset_id(str(item["namespace"]), str(item["name"]))
+                for ttype, sub, desc, mask in _transformations(item, spec):
+                    add(ColumnEdge(src, str(item.get("field") or ""), dst, str(column), ttype, sub, desc, mask, False, rid))
+        for item in cl.get("dataset") or ():
+            if not isinstance(item, Mapping) or not item.get("namespace") or not item.get("name"):
+                continue
+            src = dataset_id(str(item["namespace"]), str(item["name"]))
+            for ttype, sub, desc, mask in _transformations(item, {}):
+                for column in columns:
+                    add(ColumnEdge(src, str(item.get("field") or ""), dst, column, ttype, sub, desc, mask, True, rid))
+    return out
+
+
 def _inference_rows(ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
     mv = model_version_id(ev["model_name"], ev["model_version"])
     pred = Node(
@@ -194,12 +286,14 @@ def build_record(
     inference: dict[str, Any] | None = None,
 ) -> GraphRecord:
     """Graph rows for one validated, PII-scrubbed event of the given class."""
+    columns: list[ColumnEdge] = []
     if kind == "inference":
         nodes, edges = _inference_rows(event)
         etime, etype = event["event_time"], "PREDICTION"
     else:
         nodes, edges = _run_event_rows(kind, event)
         etime, etype = event["eventTime"], event["eventType"]
+        columns = column_edges(event, event["run"]["runId"])
     payload = {k: v for k, v in event.items() if k not in ("eventTime", "event_time")}
     return GraphRecord(
         event_id=event["event_id"],
@@ -211,4 +305,5 @@ def build_record(
         nodes=nodes,
         edges=edges,
         inference=inference,
+        column_edges=columns,
     )
