@@ -130,6 +130,33 @@ def quality_attributes(ev: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def processing_type(job_facets: Mapping[str, Any] | None) -> str:
+    """``BATCH`` / ``STREAMING`` from the standard ``jobType`` job facet ('' when not stated)."""
+    facet = _facet((job_facets or {}).get("jobType"))
+    value = facet.get("processingType") if isinstance(facet, Mapping) else None
+    return value.upper() if isinstance(value, str) else ""
+
+
+def _run_ref(value: Any) -> tuple[str, str, str] | None:
+    """(run id, job namespace, job name) of a parent facet's ``{run: {runId}, job: {namespace, name}}``."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("run"), Mapping):
+        return None
+    rid = value["run"].get("runId")
+    if not isinstance(rid, str) or not rid or len(rid) > 256:
+        return None
+    job = value.get("job")
+    ns, name = (job.get("namespace"), job.get("name")) if isinstance(job, Mapping) else (None, None)
+    return rid, ns if isinstance(ns, str) else "", name if isinstance(name, str) else ""
+
+
+def hierarchy(run: Mapping[str, Any]) -> tuple[tuple[str, str, str] | None, tuple[str, str, str] | None]:
+    """The parent and root (run id, job namespace, job name) of the run's ``parent`` facet (1-2-0)."""
+    facet = _facet((run.get("facets") or {}).get("parent"))
+    if not isinstance(facet, Mapping):
+        return None, None
+    return _run_ref(facet), _run_ref(facet.get("root"))
+
+
 def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
     return [
         Node(
@@ -146,13 +173,26 @@ def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
 def _run_event_rows(kind: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
     job, run = ev["job"], ev["run"]
     rid = run["runId"]
-    run_node = Node(run_id(rid), "run", job["namespace"], job["name"], rid, {"event_class": kind, **quality_attributes(ev)})
+    attributes = {"event_class": kind, "event_type": str(ev.get("eventType") or ""), **quality_attributes(ev)}
+    processing = processing_type(job.get("facets"))
+    if processing:
+        attributes["processing_type"] = processing
+    run_node = Node(run_id(rid), "run", job["namespace"], job["name"], rid, attributes)
     job_node = Node(job_id(job["namespace"], job["name"]), "job", job["namespace"], job["name"])
     inputs, outputs = _datasets(ev.get("inputs", ())), _datasets(ev.get("outputs", ()))
     nodes = [job_node, run_node, *inputs, *outputs]
     edges = [Edge(job_node.node_id, run_node.node_id, "executes", rid)]
-    if run.get("parentRunId"):
-        edges.append(Edge(run_id(run["parentRunId"]), run_node.node_id, "parent_of", rid))
+    parent, root = hierarchy(run)
+    if run.get("parentRunId") or parent:
+        parent_id = str(run.get("parentRunId") or (parent or ("", "", ""))[0])
+        edges.append(Edge(run_id(parent_id), run_node.node_id, "parent_of", rid))
+        if parent and parent[0] == parent_id and parent[1]:
+            nodes.append(Node(run_id(parent_id), "run", parent[1], parent[2], parent_id, {"stated_by": "child"}))
+    if root and root[0] != rid:
+        if root[0] != (parent or ("",))[0] and root[0] != run.get("parentRunId"):
+            edges.append(Edge(run_id(root[0]), run_node.node_id, "root_of", rid))
+        if root[1]:
+            nodes.append(Node(run_id(root[0]), "run", root[1], root[2], root[0], {"stated_by": "child"}))
     edges += [Edge(n.node_id, run_node.node_id, "read_by", rid) for n in inputs]
     edges += [Edge(run_node.node_id, n.node_id, "produced", rid) for n in outputs]
 

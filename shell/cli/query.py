@@ -140,6 +140,19 @@ def columns(
         print(f"no column lineage recorded {direction} of {target}", file=sys.stderr)
 
 
+@app.command("run")
+def run(
+    run_id: str = typer.Argument(..., help="The run's id (OpenLineage runId)."),
+    depth: int = typer.Option(20, "--depth", min=1, max=100, help="Parent/child hops to follow each way."),
+    as_json: bool = _JSON,
+    reason: str = _REASON,
+) -> None:
+    """A run's place in its hierarchy (root, ancestors, children: e.g. DAG run -> task -> Spark app -> Spark job), its events and datasets."""
+    n = _run("run", {"run_id": run_id, "max_depth": depth}, as_json, f"run {run_id}", reason)
+    if n <= 1 and not as_json:
+        print(f"nothing recorded about run {run_id} beyond its id", file=sys.stderr)
+
+
 @app.command("diff")
 def diff(
     model: str = typer.Option(..., "--model", help="Model name."),

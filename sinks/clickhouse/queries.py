@@ -145,6 +145,8 @@ QUERIES: dict[str, QuerySpec] = {
              Param("max_depth", _uint, "10"), Param("as_of", parse_time, FAR_FUTURE)),
             "column-level lineage of a dataset or one column, with the transformation of every hop",
         ),
+        QuerySpec("run", (Param("run_id"), Param("max_depth", _uint, "20")),
+                  "a run's place in its run hierarchy, its events and its datasets"),
         QuerySpec("diff", (Param("model"), Param("from_version"), Param("to_version")), "what changed between two model versions"),
         QuerySpec("completeness", (Param("model"),), "share of predictions and versions with full lineage"),
         QuerySpec(
