@@ -170,9 +170,65 @@ def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
     ]
 
 
+#: Run facet of a record converted from a static DatasetEvent / JobEvent (see
+#: ``producers.openlineage.STATIC_FACET``; the core cannot import the SDK).
+STATIC_FACET = "static_lineage"
+
+
+def static_class(run: Mapping[str, Any]) -> str:
+    """``DatasetEvent`` / ``JobEvent`` for a record of static lineage, else ''."""
+    facet = _facet((run.get("facets") or {}).get(STATIC_FACET))
+    cls = facet.get("eventClass") if isinstance(facet, Mapping) else None
+    return cls if cls in ("DatasetEvent", "JobEvent") else ""
+
+
+def dataset_attributes(facets: Mapping[str, Any] | None) -> dict[str, str]:
+    """What a dataset's facets say about it, as node attributes: ``schema`` (JSON list of
+    [name, type]), ``owners``, ``tags`` (comma-separated), ``symlinks`` (JSON list of ids)."""
+    facets = facets or {}
+    out: dict[str, str] = {}
+    schema = _facet(facets.get("schema"))
+    if isinstance(schema, Mapping) and isinstance(schema.get("fields"), list):
+        fields = [[str(f.get("name")), str(f.get("type") or "")] for f in schema["fields"] if isinstance(f, Mapping)]
+        out["schema"] = orjson.dumps(fields).decode()
+    owners = _facet(facets.get("ownership"))
+    if isinstance(owners, Mapping) and isinstance(owners.get("owners"), list):
+        out["owners"] = ",".join(str(o.get("name")) for o in owners["owners"] if isinstance(o, Mapping))
+    tags = _facet(facets.get("tags"))
+    if isinstance(tags, Mapping) and isinstance(tags.get("tags"), list):
+        out["tags"] = ",".join(f"{t.get('key')}={t.get('value')}" for t in tags["tags"] if isinstance(t, Mapping))
+    links = _facet(facets.get("symlinks"))
+    if isinstance(links, Mapping) and isinstance(links.get("identifiers"), list):
+        ids = [dataset_id(str(i.get("namespace")), str(i.get("name"))) for i in links["identifiers"] if isinstance(i, Mapping)]
+        out["symlinks"] = orjson.dumps(ids).decode()
+    return out
+
+
+def _static_rows(what: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
+    """Static lineage: a DatasetEvent's dataset with what its facets say; a JobEvent's job with
+    its declared inputs and outputs (``declared_input`` / ``declared_output``: no run)."""
+    datasets = [
+        Node(dataset_id(d["namespace"], d["name"]), "dataset", d["namespace"], d["name"], d.get("version") or "",
+             {"static": what, **dataset_attributes(d.get("facets"))})
+        for side in ("inputs", "outputs") for d in ev.get(side) or ()
+    ]
+    if what == "DatasetEvent":
+        return datasets, []
+    job = ev["job"]
+    job_node = Node(job_id(job["namespace"], job["name"]), "job", job["namespace"], job["name"], "",
+                    {"static": what, **quality_attributes(ev)})
+    n_in = len(ev.get("inputs") or ())
+    edges = [Edge(n.node_id, job_node.node_id, "declared_input") for n in datasets[:n_in]]
+    edges += [Edge(job_node.node_id, n.node_id, "declared_output") for n in datasets[n_in:]]
+    return [job_node, *datasets], edges
+
+
 def _run_event_rows(kind: str, ev: Mapping[str, Any]) -> tuple[list[Node], list[Edge]]:
     job, run = ev["job"], ev["run"]
     rid = run["runId"]
+    what = static_class(run)
+    if what:
+        return _static_rows(what, ev)
     attributes = {"event_class": kind, "event_type": str(ev.get("eventType") or ""), **quality_attributes(ev)}
     processing = processing_type(job.get("facets"))
     if processing:
@@ -333,6 +389,8 @@ def build_record(
     else:
         nodes, edges = _run_event_rows(kind, event)
         etime, etype = event["eventTime"], event["eventType"]
+        what = static_class(event["run"])
+        etype = what or etype
         columns = column_edges(event, event["run"]["runId"])
     payload = {k: v for k, v in event.items() if k not in ("eventTime", "event_time")}
     return GraphRecord(

@@ -1,6 +1,6 @@
 """Events as the OpenLineage integrations emit them (``tests/data/openlineage/``: Spark with
 column lineage, Airflow with parent/root, dbt, Flink streaming, a client sending a naive time,
-events from 2020-2025), sent through the Kafka topic and the HTTP intake on the real stack:
+events from 2020-2025, static DatasetEvent and JobEvent), sent through the Kafka topic and the HTTP intake on the real stack:
 every spec-valid event is stored, whatever its age; a 100 KB facet is dropped with a note and its
 event's lineage kept; spec-invalid events (a non-UUID runId, no producer) are refused at once,
 with their reason: 400 on HTTP, a dead letter on Kafka. A batch is answered per event."""
@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from helpers import api_token, wait_until
-from integration.sink_support import api_sql, free_port, start_sink, stop_sink, wait_healthy
+from integration.sink_support import api_sql, free_port, run_cli, start_sink, stop_sink, wait_healthy
 from integration.worker_support import header_map, produce_all, read_topic, running_workers, worker_logs
 from lineage.settings import Settings
 
@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "openlineage"
 VALID = ("spark_ctas_aggregation", "airflow_task_complete", "dbt_model_run", "flink_streaming_running",
          "naive_time_python_client")
+STATIC = ("static_dataset_event", "static_job_event")
 INVALID = {"invalid_airflow_legacy_run_id": ("invalid_field", "runId"),
            "invalid_missing_producer": ("missing_field", "producer")}
 
@@ -89,6 +90,8 @@ def test_the_integration_corpus_through_kafka_and_http(
                     status, body = post(f"{s.api_url}/api/v1/lineage", orjson.dumps(ev), token)
                     assert status == 201, body
                     assert body["dropped_facets"][0]["name"] == "spark.logicalPlan"
+            for name in STATIC:  # static lineage on Kafka; on HTTP below, restated a second later
+                kafka_items.append((s.topics.openlineage, None, (CORPUS / f"{name}.json").read_bytes(), None))
             for name in INVALID:
                 kafka_items.append((s.topics.openlineage, None, (CORPUS / f"{name}.json").read_bytes(), None))
             produce_all(s, kafka_items)
@@ -98,6 +101,11 @@ def test_the_integration_corpus_through_kafka_and_http(
                 expected[run_id] = f"http:{name}"
                 status, body = post(f"{s.api_url}/api/v1/lineage", orjson.dumps(ev), token)
                 assert status == 201, (name, body)
+            for name in STATIC:
+                ev = corpus(name)
+                ev["eventTime"] = ev["eventTime"].replace(":00.000+", ":30.000+").replace(":01.000+", ":31.000+")
+                status, body = post(f"{s.api_url}/api/v1/lineage", orjson.dumps(ev), token)
+                assert status == 201 and body["kind"] == "dataset", (name, body)
             for name, (reason, field) in INVALID.items():  # refused at once, with the reason
                 status, body = post(f"{s.api_url}/api/v1/lineage", (CORPUS / f"{name}.json").read_bytes(), token)
                 assert status == 400 and body["error"] == reason and field in body["detail"], (name, body)
@@ -119,6 +127,26 @@ def test_the_integration_corpus_through_kafka_and_http(
             assert [header_map(m)["dlq.reason"] for m in dead] == [b"openlineage_invalid"] * 2
             assert any("runId" in d for d in details) and any("producer" in d for d in details), details
 
+            # static lineage: both statements of each, the dataset's facets, the job's declared edges
+            static_sql = ("SELECT event_type, count() FROM raw_events WHERE event_type IN ('DatasetEvent', 'JobEvent') "
+                          "GROUP BY event_type ORDER BY event_type")
+            wait_until(lambda: api_sql(s, static_sql) == [["DatasetEvent", 2], ["JobEvent", 2]], 60, "the static events stored")
+            ltv = "dataset:snowflake://acme-xy12345/ANALYTICS.MARTS.CUSTOMER_LTV"
+            (attrs,) = api_sql(s, f"SELECT attributes FROM nodes WHERE node_id = '{ltv}' AND attributes['static'] = 'DatasetEvent' LIMIT 1")
+            assert attrs[0]["owners"] == "team:growth-analytics" and attrs[0]["tags"] == "pii=false,tier=gold"
+            declared = {tuple(e) for e in api_sql(s, "SELECT DISTINCT src, dst, edge_type, run_id FROM edges "
+                                                     "WHERE edge_type LIKE 'declared_%'")}
+            job = "job:dbt-prod/analytics.marts.customer_ltv"
+            assert declared == {("dataset:snowflake://acme-xy12345/ANALYTICS.STAGING.ORDERS", job, "declared_input", ""),
+                                ("dataset:snowflake://acme-xy12345/ANALYTICS.STAGING.REFUNDS", job, "declared_input", ""),
+                                (job, ltv, "declared_output", "")}
+            up = json.loads(run_cli(s, "query", "upstream", "--namespace", "snowflake://acme-xy12345",
+                                    "--name", "ANALYTICS.MARTS.CUSTOMER_LTV", "--json").stdout)
+            assert {(r["depth"], r["node_id"], r["edge_type"]) for r in up} == {
+                (1, job, "declared_output"),
+                (2, "dataset:snowflake://acme-xy12345/ANALYTICS.STAGING.ORDERS", "declared_input"),
+                (2, "dataset:snowflake://acme-xy12345/ANALYTICS.STAGING.REFUNDS", "declared_input"),
+            }
             # old events keep their own time
             rows = api_sql(s, "SELECT toYear(min(event_time)) FROM nodes WHERE node_type = 'run'")
             assert rows[0][0] == 2020
