@@ -225,8 +225,8 @@ class Emitter:
         else:
             kind, rec = event.KIND, normalize(event.KIND, orjson.loads(_dumps(event)), True)
         rec["event_id"] = rec.get("event_id") or "00000000-0000-7000-8000-000000000000"
+        encoded = self.validate(event)  # the schema first, as the pipeline decodes before it checks
         found = self._check_rules(kind, rec)
-        encoded = self.validate(event)
         try:
             rules.check_size(len(encoded), self.limits)
         except rules.InvalidEvent as exc:
