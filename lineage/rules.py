@@ -169,8 +169,9 @@ def _facets(facets: Mapping[str, Any] | None, where: str, limits: Limits, found:
             found.dropped.append(DroppedFacet(where, str(name), len(data), hashlib.sha256(data).hexdigest(), why))
 
 
-def check_run_event(kind: str, ev: Mapping[str, Any], now_us: int, limits: Limits) -> Findings:
-    """Dataset, feature and training events (OpenLineage RunEvent shape)."""
+def check_run_event(kind: str, ev: Mapping[str, Any], now_us: int, limits: Limits, *, facets: bool = True) -> Findings:
+    """Dataset, feature and training events (OpenLineage RunEvent shape). ``facets=False`` skips
+    the facet findings (they never refuse an event; the SDK's ``emit()`` leaves them to the pipeline)."""
     found = Findings()
     _uuid(ev.get("event_id"), "event_id")
     run, job = ev["run"], ev["job"]
@@ -181,13 +182,15 @@ def check_run_event(kind: str, ev: Mapping[str, Any], now_us: int, limits: Limit
     _required(job.get("namespace"), "job.namespace")
     _required(job.get("name"), "job.name")
     _time(ev.get("eventTime"), now_us, limits, "eventTime")
-    _facets(run.get("facets"), "run", limits, found)
-    _facets(job.get("facets"), "job", limits, found)
+    if facets:
+        _facets(run.get("facets"), "run", limits, found)
+        _facets(job.get("facets"), "job", limits, found)
     for side in ("inputs", "outputs"):
         for i, ds in enumerate(ev.get(side) or ()):
             _required(ds.get("namespace"), f"{side}[{i}].namespace")
             _required(ds.get("name"), f"{side}[{i}].name")
-            _facets(ds.get("facets"), f"{side}[{i}]", limits, found)
+            if facets:
+                _facets(ds.get("facets"), f"{side}[{i}]", limits, found)
     if kind == "feature":
         fs = ev.get("feature_set") or {}
         _required(fs.get("name"), "feature_set.name")
@@ -247,11 +250,12 @@ def check_event(
     snapshot: Mapping[str, Any] | None = None,
     *,
     sealed: bool = False,
+    facets: bool = True,
 ) -> Findings:
     """Refuse (:class:`InvalidEvent`) or return what the stored record will lack; never mutates."""
     if kind == "inference":
         return check_inference(ev, subject_id, snapshot, now_us, limits, sealed=sealed)
-    return check_run_event(kind, ev, now_us, limits)
+    return check_run_event(kind, ev, now_us, limits, facets=facets)
 
 
 def apply_findings(ev: MutableMapping[str, Any], found: Findings) -> None:
