@@ -235,6 +235,26 @@ class CheckpointSettings(_Group):
     publish_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class ValidationSettings(_Group):
+    """What the pipeline (and the SDK at ``emit()``, the HTTP intake at ``POST``) accepts.
+
+    One rule set, :mod:`lineage.rules`; these are its limits.
+    """
+
+    #: Refuse events dated more than this many days before the pipeline's clock; unset (the
+    #: default): any age is accepted (backfills, imported history).
+    max_past_days: int | None = Field(default=None, ge=1)
+    #: Refuse events dated more than this many seconds after the pipeline's clock (clock skew).
+    max_future_s: int = Field(default=300, ge=0)
+    #: A message (encoded event) over this many bytes is refused whole.
+    max_message_bytes: int = Field(default=1 << 20, ge=1024)
+    #: A facet whose JSON is over this many bytes is dropped from the stored record with a note
+    #: (name, size, SHA-256); the event's lineage is kept.
+    max_facet_bytes: int = Field(default=64 << 10, ge=64)
+    #: An inference feature snapshot with more values than this is refused.
+    max_snapshot_values: int = Field(default=2_000, ge=1)
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -277,6 +297,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     pii: PiiSettings = PiiSettings()
     checkpoints: CheckpointSettings = CheckpointSettings()
+    validation: ValidationSettings = ValidationSettings()
 
     @field_validator("clickhouse_url")
     @classmethod

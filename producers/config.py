@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lineage.pii.sealing import KeyRing
-from lineage.settings import Settings, TopicSettings, load_settings
+from lineage.settings import Settings, TopicSettings, ValidationSettings, load_settings
 
 
 class EmitterConfig(BaseModel):
@@ -44,6 +44,8 @@ class EmitterConfig(BaseModel):
     seal_public_key: str | None = None
     #: Seconds between reports of the emitter's figures to the metrics topic; 0 turns them off.
     metrics_interval_s: float = Field(default=10.0, ge=0)
+    #: The pipeline's validation limits: ``emit()`` refuses what the pipeline would refuse.
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> EmitterConfig:
@@ -61,6 +63,7 @@ class EmitterConfig(BaseModel):
             "linger_ms": p.linger_ms,
             "compression": p.compression,
             "metrics_interval_s": p.metrics_interval_s,
+            "validation": settings.validation,
             "seal_public_key": settings.seal_public_key or KeyRing.under(settings.keys_dir).published(),
         }
         return cls(**{**fields, **changes})

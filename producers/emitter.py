@@ -42,9 +42,10 @@ from lineage.registry import RegistryError
 from producers.config import EmitterConfig
 from lineage.pii.sealing import HEADER_KEY_ID, PREFIX as SEALED_PREFIX, Sealer, seal_record
 from producers.events import Event, InferenceEvent
-from producers.exceptions import EmitterClosedError, ProducerError, SealingError
+from lineage import rules
+from producers.exceptions import EmitterClosedError, InvalidEventError, ProducerError, SealingError
 from producers.metrics import MetricsReporter, ProducerStats, snapshot
-from producers.records import normalize, partition_key
+from producers.records import normalize, partition_key, time_micros
 from producers.spool import DEFAULT_SEGMENT_BYTES, Frame, Spool
 from producers.uuid7 import uuid7
 
@@ -114,6 +115,7 @@ class Emitter:
         self.on_error = on_error
         self.shutdown_timeout = shutdown_timeout
         self._topics = config.event_topics
+        self.limits = rules.Limits.from_settings(config.validation)
         self._sealer = Sealer(config.seal_public_key) if config.seal_public_key else None
         self._codec = codec or Codec.shipped(config.schema_registry_url, config.topic_prefix)
         self._client_config = producer_config(config)
@@ -150,8 +152,11 @@ class Emitter:
 
         Raises :class:`SpoolFullError` when the spool is at its cap (nothing is dropped
         silently), :class:`EmitterClosedError` after :meth:`close`, ``TypeError`` for values
-        JSON cannot represent. Schema violations surface as failed events (``on_error``,
-        ``rejected.ndjson``, the ``failed`` metric); use :meth:`validate` to check first.
+        JSON cannot represent, :class:`InvalidEventError` for what the pipeline would refuse
+        (:mod:`lineage.rules`: bad ids, empty essential fields, clock skew, ...). Schema
+        violations and an encoded size over the message limit surface as failed events
+        (``on_error``, ``rejected.ndjson``, the ``failed`` metric); :meth:`check` tests all of it
+        synchronously.
         """
         if self._closed:
             raise EmitterClosedError(f"emitter {self.name!r} is closed")
@@ -160,6 +165,7 @@ class Emitter:
             eid = event.event_id = uuid7()
         if event.correlation_id is None:
             event.correlation_id = _cid_get()
+        self._check_rules(event.KIND, _rule_view(event.KIND, orjson.loads(_dumps(event))))
         tp = _tp_get()
         if event.KIND == "inference":  # PII is sealed before it touches the spool
             rec = {f: getattr(event, f) for f in _INFERENCE_FIELDS}
@@ -187,6 +193,7 @@ class Emitter:
         rec["event_id"] = eid
         if rec.get("correlation_id") is None:
             rec["correlation_id"] = _cid_get()
+        self._check_rules(kind, normalize(kind, orjson.loads(_dumps(rec)), False))
         if kind == "inference" and not (rec.get("sealed") and rec.get("subject_id") == "" and rec.get("feature_snapshot") is None):
             seal_record(self._seal_for(), rec)  # already sealed upstream (OpenLineage facet, HTTP): kept
         tp = _tp_get()
@@ -199,6 +206,33 @@ class Emitter:
 
         kind, record = from_openlineage(to_dict(event))
         return self.emit_record(kind, record)
+
+    def _check_rules(self, kind: str, rec: dict[str, Any], facets: bool = False) -> rules.Findings:
+        """The pipeline's rule set on a normalised copy; :class:`InvalidEventError` if refused.
+        Facet findings (never a refusal) only with ``facets=True``."""
+        sealed = kind == "inference" and bool(rec.get("sealed")) and not rec.get("subject_id")
+        try:
+            return rules.check_event(kind, rec, time.time_ns() // 1000, self.limits, rec.get("subject_id"),
+                                     rec.get("feature_snapshot"), sealed=sealed, facets=facets)
+        except rules.InvalidEvent as exc:
+            raise InvalidEventError(exc.reason, exc.detail) from None
+
+    def check(self, event: Event | tuple[str, Mapping[str, Any]]) -> rules.Findings:
+        """Everything the pipeline checks without state, synchronously: the rule set, the schema
+        and the encoded size. Returns what the stored record will lack (recommended fields,
+        facets to be dropped); raises :class:`InvalidEventError` or ``EncodeError``."""
+        if isinstance(event, tuple):
+            kind, rec = event[0], normalize(event[0], orjson.loads(_dumps(event[1])), False)
+        else:
+            kind, rec = event.KIND, normalize(event.KIND, orjson.loads(_dumps(event)), True)
+        rec["event_id"] = rec.get("event_id") or "00000000-0000-7000-8000-000000000000"
+        encoded = self.validate(event)  # the schema first, as the pipeline decodes before it checks
+        found = self._check_rules(kind, rec, facets=True)
+        try:
+            rules.check_size(len(encoded), self.limits)
+        except rules.InvalidEvent as exc:
+            raise InvalidEventError(exc.reason, exc.detail) from None
+        return found
 
     def validate(self, event: Event | tuple[str, Mapping[str, Any]]) -> bytes:
         """Encode synchronously (what the background thread will do); raises ``EncodeError``."""
@@ -324,6 +358,9 @@ class Emitter:
                 kind, typed, tp, ts, rec = loads(fr.body)
                 topic = topics[kind]
                 value = encode(kind, normalize(kind, rec, bool(typed)))
+                if len(value) > self.limits.max_message_bytes:
+                    self._reject(fr, "oversize", f"encoded event is {len(value)} bytes, limit {self.limits.max_message_bytes}")
+                    continue
             except RegistryError as exc:  # the registry is down or refused the schema: not this event's fault
                 self.spool.seek(fr)
                 self._registry_unavailable(exc)
@@ -437,6 +474,14 @@ class Emitter:
         self.spool.ack(fr.segment, fr.idx)
         if self.on_error is not None:
             self.on_error(ProducerError(f"{reason}: {detail}"))
+
+
+def _rule_view(kind: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """A typed event's JSON with its time as microseconds: all the rules need of it (facets are
+    not looked at on this path), without the cost of :func:`normalize`."""
+    key = "event_time" if kind == "inference" else "eventTime"
+    rec[key] = time_micros(rec.get(key))
+    return rec
 
 
 def _kid_of(envelope: str) -> str:

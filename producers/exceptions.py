@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from lineage.exceptions import LineageError
+from lineage.rules import InvalidEvent
 
 
 class ProducerError(LineageError):
@@ -49,3 +50,10 @@ class OpenLineageError(ProducerError):
 
 class SealingError(ProducerError):
     """An inference event cannot be sealed for the pipeline (no seal public key configured)."""
+
+
+class InvalidEventError(ProducerError, InvalidEvent):
+    """``emit()`` refused an event the pipeline would refuse (``reason`` as on the dead-letter topic)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        InvalidEvent.__init__(self, reason, detail)

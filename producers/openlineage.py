@@ -1,4 +1,7 @@
-"""OpenLineage RunEvent (spec 2-0-2) JSON -> the project's event records.
+"""OpenLineage events (spec 2-0-2) JSON -> the project's event records.
+
+RunEvents become events of one of the four classes (below); the static ``DatasetEvent`` and
+``JobEvent`` become ``dataset`` records marked with the :data:`STATIC_FACET` run facet.
 
 Used by the HTTP intake, the stream worker (for the ``openlineage.events`` topic the stock
 ``openlineage-python`` Kafka transport writes) and ``Emitter.emit_openlineage``.
@@ -155,8 +158,11 @@ def from_openlineage(obj: Any) -> tuple[str, dict[str, Any]]:
     """Convert one OpenLineage RunEvent to ``(kind, record)``; :class:`OpenLineageError` if invalid."""
     ev = _obj(obj, "event")
     if "run" not in ev:
-        what = "DatasetEvent" if "dataset" in ev else "JobEvent" if "job" in ev else "event"
-        raise OpenLineageError("not_a_run_event", f"only RunEvents carry run lineage; got a {what} without 'run'")
+        if "dataset" in ev:
+            return "dataset", _static_event(ev, "DatasetEvent")
+        if "job" in ev:
+            return "dataset", _static_event(ev, "JobEvent")
+        raise OpenLineageError("not_a_run_event", "neither a RunEvent ('run'), a DatasetEvent ('dataset') nor a JobEvent ('job')")
     run = _obj(ev["run"], "run")
     job = _obj(ev.get("job"), "job")
     run_id = _str(run, "runId", "run")
@@ -273,6 +279,56 @@ def from_openlineage(obj: Any) -> tuple[str, dict[str, Any]]:
             "metrics": metrics,
         }
     return kind, record
+
+
+#: Run facet marking a record converted from static lineage (spec 2-0-2 ``DatasetEvent`` /
+#: ``JobEvent``): ``{"eventClass": "DatasetEvent" | "JobEvent"}``. Such a record has no run;
+#: :func:`lineage.graph.build_record` stores its dataset (facets) or its job's declared inputs
+#: and outputs (``declared_input`` / ``declared_output`` edges, told apart from run edges).
+STATIC_FACET = "static_lineage"
+_STATIC_NS = uuid.UUID("6f1c9a52-3b0e-5d7a-9c41-2e8b7f3d0a15")
+
+
+def _static_event(ev: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A DatasetEvent or JobEvent as a ``dataset`` record with the :data:`STATIC_FACET` run facet.
+
+    The run id is derived from the dataset or job (UUIDv5), the event id from the whole event, so
+    a re-sent static event deduplicates and a changed one is stored as a new statement.
+    """
+    event_time = ev.get("eventTime")
+    micros = event_time_micros(event_time)
+    producer = _str(ev, "producer", "event")
+    if what == "DatasetEvent":
+        ds = _dataset(ev["dataset"], "dataset")
+        job = {"namespace": ds["namespace"], "name": ds["name"], "facets": {}}
+        inputs: list[dict[str, Any]] = []
+        outputs = [ds]
+        subject = f"dataset:{ds['namespace']}/{ds['name']}"
+    else:
+        j = _obj(ev["job"], "job")
+        job = {"namespace": _str(j, "namespace", "job"), "name": _str(j, "name", "job"),
+               "facets": _facets(j.get("facets"), "job.facets")}
+        for key in ("inputs", "outputs"):
+            if ev.get(key) is not None and not isinstance(ev[key], list):
+                raise OpenLineageError("invalid_field", f"{key} must be an array")
+        inputs = [_dataset(d, f"inputs[{i}]") for i, d in enumerate(ev.get("inputs") or [])]
+        outputs = [_dataset(d, f"outputs[{i}]") for i, d in enumerate(ev.get("outputs") or [])]
+        subject = f"job:{job['namespace']}/{job['name']}"
+    run_id = str(uuid.uuid5(_STATIC_NS, subject))
+    content = hashlib.sha256(json.dumps(ev, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return {
+        "event_id": derived_event_id(run_id, f"{what}:{content}", str(event_time), micros),
+        "correlation_id": None,
+        "eventType": "OTHER",
+        "eventTime": micros,
+        "producer": producer,
+        "schemaURL": ev.get("schemaURL") if isinstance(ev.get("schemaURL"), str) else OPENLINEAGE_SCHEMA_URL,
+        "run": {"runId": run_id, "parentRunId": None,
+                "facets": {STATIC_FACET: json.dumps({"eventClass": what}, separators=(",", ":"))}},
+        "job": job,
+        "inputs": inputs,
+        "outputs": outputs,
+    }
 
 
 def seal_openlineage(event: Mapping[str, Any], public_key: str | Sealer) -> dict[str, Any]:

@@ -31,6 +31,10 @@ def _micros(value: Any) -> Any:
     return value
 
 
+#: A time given as ISO text, ``datetime`` or integer microseconds -> microseconds (other values as they are).
+time_micros = _micros
+
+
 def _json_values(m: Any, strings_too: bool = False) -> Any:
     """JSON-encode the values of a string map (facets, snapshot values) that are not yet strings."""
     if not isinstance(m, Mapping):

@@ -54,6 +54,11 @@ class RunEnd:
     key: str
 
 
+def _streaming(rec: GraphRecord) -> bool:
+    """The run's job says ``jobType.processingType = STREAMING`` (see ``lineage.graph``)."""
+    return any(n.node_type == "run" and n.attributes.get("processing_type") == "STREAMING" for n in rec.nodes)
+
+
 def open_run_key(run_id: str, partition: int) -> str:
     return f"{run_id}|{partition}"
 
@@ -78,6 +83,8 @@ class RunTracker:
             return None
         key = open_run_key(run_id, partition)
         if rec.event_type == "START":
+            if _streaming(rec):  # a streaming job may never end: it is not awaited
+                return None
             if self.table.get(key) is None:
                 job = rec.payload.get("job", {})
                 self.table[key] = {"t": rec.event_time, "job": f"{job.get('namespace', '')}/{job.get('name', '')}",

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lineage.exceptions import ConfigError, EncodeError
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
-from producers.exceptions import OpenLineageError, SpoolFullError
+from producers.exceptions import InvalidEventError, OpenLineageError, SpoolFullError
 from producers.openlineage import from_openlineage
 
 KINDS = ("dataset", "feature", "training", "inference")
@@ -85,8 +85,8 @@ def emit(
                     continue
                 try:
                     kind, rec = classify_line(orjson.loads(line))
-                    em.validate((kind, rec))
-                except (ValueError, OpenLineageError, EncodeError) as exc:
+                    em.check((kind, rec))  # what the pipeline would refuse, refused here with its reason
+                except (ValueError, OpenLineageError, InvalidEventError, EncodeError) as exc:
                     invalid.append({"line": lineno, "error": str(exc)})
                     if not as_json:
                         err.print(f"line {lineno}: {exc}", markup=False, highlight=False)

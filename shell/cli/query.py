@@ -118,6 +118,41 @@ def downstream(namespace: str = _NS, name: str = _NAME, node_type: str = _TYPE, 
     _graph("downstream", namespace, name, node_type, depth, since, until, as_of, as_json, reason)
 
 
+@app.command("columns")
+def columns(
+    namespace: str = typer.Option(..., "--namespace", help="Dataset namespace (source URI, e.g. hdfs://namenode:8020)."),
+    name: str = typer.Option(..., "--name", help="Dataset name (table or path)."),
+    column: str = typer.Option("", "--column", help="One column; all columns of the dataset when left out."),
+    direction: str = typer.Option("upstream", "--direction",
+                                  help="upstream: the columns it is computed from; downstream: the columns computed from it."),
+    depth: int = _DEPTH,
+    as_of: str | None = _ASOF,
+    as_json: bool = _JSON,
+    reason: str = _REASON,
+) -> None:
+    """Column-level lineage (OpenLineage columnLineage), multi-hop, with transformation type, subtype and masking per hop."""
+    if direction not in ("upstream", "downstream"):
+        raise typer.BadParameter("must be upstream or downstream", param_hint="--direction")
+    target = f"{namespace}/{name}" + (f".{column}" if column else "")
+    n = _run("columns", {"namespace": namespace, "name": name, "column": column, "direction": direction,
+                         "max_depth": depth, "as_of": as_of}, as_json, f"column lineage {direction} of {target}", reason)
+    if n == 0 and not as_json:
+        print(f"no column lineage recorded {direction} of {target}", file=sys.stderr)
+
+
+@app.command("run")
+def run(
+    run_id: str = typer.Argument(..., help="The run's id (OpenLineage runId)."),
+    depth: int = typer.Option(20, "--depth", min=1, max=100, help="Parent/child hops to follow each way."),
+    as_json: bool = _JSON,
+    reason: str = _REASON,
+) -> None:
+    """A run's place in its hierarchy (root, ancestors, children: e.g. DAG run -> task -> Spark app -> Spark job), its events and datasets."""
+    n = _run("run", {"run_id": run_id, "max_depth": depth}, as_json, f"run {run_id}", reason)
+    if n <= 1 and not as_json:
+        print(f"nothing recorded about run {run_id} beyond its id", file=sys.stderr)
+
+
 @app.command("diff")
 def diff(
     model: str = typer.Option(..., "--model", help="Model name."),

@@ -22,6 +22,7 @@ _SHARD_KEY = {
     "chain_starts": "cityHash64(topic, kafka_partition)",
     "nodes": "cityHash64(node_id)",
     "edges": "cityHash64(dst)",
+    "column_edges": "cityHash64(dst)",
     "inference_lineage": "cityHash64(prediction_id)",
     "training_runs": "cityHash64(model_name, model_version)",
     "pipeline_metrics": "cityHash64(name)",

@@ -54,7 +54,25 @@ FROM
 ARRAY JOIN g.nodes AS n
 """
 
-_TARGETS = (("edges", EDGE_COLUMNS, _EDGES), ("nodes", NODE_COLUMNS, _NODES))
+_COLUMN_EDGES = """
+SELECT c.src, c.src_column, c.dst, c.dst_column, c.transformation_type, c.subtype, c.description,
+       c.masking, c.dataset_wide, c.run_id, g.event_id, fromUnixTimestamp64Micro(g.event_time, 'UTC')
+FROM
+(
+    SELECT JSONExtract(record, 'Tuple(event_id String, event_time Int64,
+                                      column_edges Array(Tuple(src String, src_column String, dst String,
+                                                               dst_column String, transformation_type String,
+                                                               subtype String, description String, masking UInt8,
+                                                               dataset_wide UInt8, run_id String)))') AS g
+    FROM {source}
+)
+ARRAY JOIN g.column_edges AS c
+"""
+COLUMN_EDGE_COLUMNS = ("src", "src_column", "dst", "dst_column", "transformation_type", "subtype", "description",
+                       "masking", "dataset_wide", "run_id", "event_id", "event_time")
+
+_TARGETS = (("edges", EDGE_COLUMNS, _EDGES), ("nodes", NODE_COLUMNS, _NODES),
+            ("column_edges", COLUMN_EDGE_COLUMNS, _COLUMN_EDGES))
 
 
 def range_filter(ranges: Sequence[Range]) -> str:

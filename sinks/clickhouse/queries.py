@@ -120,6 +120,12 @@ class QuerySpec:
         return out
 
 
+def _direction(value: str) -> str:
+    if value not in ("upstream", "downstream"):
+        raise QueryError(f"direction must be upstream or downstream, not {value!r}")
+    return value
+
+
 _WINDOW = (
     Param("since", parse_time, FAR_PAST),
     Param("until", parse_time, FAR_FUTURE),
@@ -133,6 +139,14 @@ QUERIES: dict[str, QuerySpec] = {
         QuerySpec("prediction", (Param("prediction_id"), Param("max_depth", _uint, "12")), "backward provenance of one prediction"),
         QuerySpec("upstream", (*_NODE, *_WINDOW), "everything a node was derived from"),
         QuerySpec("downstream", (*_NODE, *_WINDOW), "everything derived from a node"),
+        QuerySpec(
+            "columns",
+            (Param("namespace"), Param("name"), Param("column", str, ""), Param("direction", _direction, "upstream"),
+             Param("max_depth", _uint, "10"), Param("as_of", parse_time, FAR_FUTURE)),
+            "column-level lineage of a dataset or one column, with the transformation of every hop",
+        ),
+        QuerySpec("run", (Param("run_id"), Param("max_depth", _uint, "20")),
+                  "a run's place in its run hierarchy, its events and its datasets"),
         QuerySpec("diff", (Param("model"), Param("from_version"), Param("to_version")), "what changed between two model versions"),
         QuerySpec("completeness", (Param("model"),), "share of predictions and versions with full lineage"),
         QuerySpec(

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: Every table and view the migrations create.
 LINEAGE_TABLES = frozenset({
     "raw_events", "chain_heads", "nodes", "edges", "inference_lineage", "inference_lineage_anon",
-    "training_runs", "pipeline_metrics", "alerts", "schema_migrations", "query_audit", "chain_starts",
+    "training_runs", "pipeline_metrics", "alerts", "schema_migrations", "query_audit", "chain_starts", "column_edges",
 })
 #: What each role may read. Analysts see no raw records, no pseudonymous subject references and
 #: not the audit log.

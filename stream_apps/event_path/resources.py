@@ -53,7 +53,7 @@ class ChildResources:
         self.keys = DataKeys.from_settings(settings, self.redis)
         writer = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.store = SnapshotStore.from_settings(settings, writer)
-        policy = ValidationPolicy()
+        policy = ValidationPolicy.from_settings(settings.validation)
         ring = KeyRing.under(settings.keys_dir)
         ring.ensure()  # the first worker of a new deployment makes the pipeline's seal key
         self.processor = BatchProcessor(

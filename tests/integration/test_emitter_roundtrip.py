@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from factories import sdk_event
+from factories import run_event, sdk_event
 from integration.kafka_support import consume
 from lineage.codec import Codec
 from lineage.pii.sealing import KeyRing, open_pii
 from lineage.settings import Settings
 from producers import Dataset, DatasetEvent, Emitter, EmitterConfig, Job, Run, adopt_http_headers
+from producers.exceptions import InvalidEventError
 from producers.metrics import register_metrics
 
 pytestmark = pytest.mark.integration
@@ -103,13 +104,15 @@ def test_schema_violation_is_counted_kept_and_reported(ready: Settings) -> None:
         registry = CollectorRegistry()
         register_metrics(registry, em)
         good = one_of_each()[3]
-        em.emit_record("inference", {"event_id": "x", "model_name": 5})  # wrong and incomplete
+        with pytest.raises(InvalidEventError):  # what the pipeline would refuse is refused at once
+            em.emit_record("inference", {"event_id": "x", "model_name": 5})
+        em.emit_record("dataset", {**run_event("dataset"), "schemaURL": 5})  # passes the rules, not the schema
         em.emit(good)
         assert em.flush(30) == 0
         assert em.stats.failed == 1 and em.stats.delivered == 1
         assert len(errors) == 1 and "schema" in str(errors[0])
         rejected = (em.spool.directory / "rejected.ndjson").read_text()
-        assert "model_name" in rejected
+        assert "schemaURL" in rejected
         text = generate_latest(registry).decode()
         assert 'lineage_producer_events_delivered_total{producer="strict"} 1.0' in text
         assert 'lineage_producer_events_failed_total{producer="strict",reason="schema"} 1.0' in text

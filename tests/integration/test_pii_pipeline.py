@@ -28,6 +28,7 @@ from lineage.codec import Codec
 from lineage.pii.sealing import KeyRing
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
+from producers.exceptions import InvalidEventError
 from producers.openlineage import seal_openlineage
 from integration.sink_support import env_for
 from integration.worker_support import (
@@ -161,7 +162,13 @@ def test_no_plaintext_pii_anywhere_and_erasure(settings_factory, make_topics):
             with Emitter(EmitterConfig.from_settings(s), "sweep") as em:
                 for ev in sdk_events:
                     em.emit(ev)
-                em.emit_record("inference", schema_bad)
+                with pytest.raises(InvalidEventError) as refused:  # incomplete: refused at emit, nothing spooled
+                    em.emit_record("inference", schema_bad)
+                assert f"PLANTEDSUBJ{tok}" not in str(refused.value) and f"PLANTEDVAL{tok}" not in str(refused.value)
+                # passes the rules, fails the schema (a number for a string): kept, sealed, in rejected.ndjson
+                em.emit_record("inference", inference_event(f"pii-{tok}-schema2", subject_id=f"PLANTEDSUBJ{tok}schema",
+                                                            snapshot={"income": json.dumps(f"PLANTEDVAL{tok}schema")},
+                                                            regulatory_class=5))
                 em.flush(30)
             assert em.stats.failed == 1  # the schema-invalid one, kept in rejected.ndjson
             produce_all(s, items)

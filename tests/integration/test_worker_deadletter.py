@@ -31,7 +31,7 @@ DAY_US = 86_400 * 1_000_000
 
 
 def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topics):
-    s = settings_factory()
+    s = settings_factory(validation={"max_message_bytes": 200_000})
     make_topics(s)
     t = s.topics
     enc = lambda kind, ev: encode_many(s, kind, [ev])[0]  # noqa: E731
@@ -46,10 +46,8 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
         ("wrong_topic", t.dataset, enc("feature", run_event("feature"))),
         ("bad_id", t.dataset, enc("dataset", run_event("dataset", event_id="nope"))),
         ("missing_field", t.dataset, enc("dataset", run_event("dataset", producer=""))),
-        ("bad_facet", t.dataset, enc("dataset", run_event("dataset", run={"runId": str(uuid.uuid4()), "parentRunId": None, "facets": {"x": "{"}}))),
-        ("oversize", t.dataset, enc("dataset", run_event("dataset", job={"namespace": "n", "name": "j", "facets": {"big": orjson.dumps({"a": "x" * 70_000}).decode()}}))),
+        ("oversize", t.dataset, enc("dataset", run_event("dataset", job={"namespace": "n", "name": "j", "facets": {"big": orjson.dumps({"a": "x" * 250_000}).decode()}}))),
         ("time_future", t.dataset, enc("dataset", run_event("dataset", eventTime=now_us() + DAY_US))),
-        ("time_past", t.dataset, enc("dataset", run_event("dataset", eventTime=now_us() - 1000 * DAY_US))),
         ("out_of_range", t.inference, enc("inference", inference_event(risk=1.5, snapshot={"income": "PLANTED-DLQ-1"}))),
         ("unsealed_pii", t.inference, encode_many(s, "inference", [inference_event(snapshot={"income": "PLANTED-DLQ-2"})], sealed=False)[0]),
         ("bad_json", t.openlineage, b"{not json"),
@@ -60,13 +58,22 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
     items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "COMPLETE")), [("origin", b"ok")]))
     items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "FAIL")), [("origin", b"run_state")]))
     items.append((t.openlineage, None, orjson.dumps(openlineage_event()), [("origin", b"ok")]))
+    # stored, not dead-lettered: an event from 1000 days ago, a facet that is not JSON, a 70 KB facet
+    kept = [run_event("dataset", eventTime=now_us() - 1000 * DAY_US),
+            run_event("dataset", run={"runId": str(uuid.uuid4()), "parentRunId": None, "facets": {"x": "{"}}),
+            run_event("dataset", job={"namespace": "n", "name": "j", "facets": {"big": orjson.dumps({"a": "x" * 70_000}).decode()}})]
+    items += [(t.dataset, b"k", enc("dataset", ev), [("origin", b"kept")]) for ev in kept]
     expected_dlq = len(cases) + 1
     with running_workers(s):
         produce_all(s, items)
         dlq = read_topic(s, t.deadletter, expected_dlq, timeout=60, idle=1.0)
-        graph = read_topic(s, t.graph, 2, timeout=30, idle=1.0)
+        graph = read_topic(s, t.graph, 5, timeout=30, idle=1.0)
     assert len(dlq) == expected_dlq, worker_logs(s)[-2000:]
-    assert len(graph) == 2 and {GraphRecord.from_bytes(m.value()).kind for m in graph} == {"dataset"}
+    assert len(graph) == 5 and {GraphRecord.from_bytes(m.value()).kind for m in graph} == {"dataset"}
+    stored = {GraphRecord.from_bytes(m.value()).event_id: GraphRecord.from_bytes(m.value()) for m in graph}
+    assert {ev["event_id"] for ev in kept} <= set(stored)
+    notes = {stored[ev["event_id"]].payload.get("quality", {}).get("dropped_facets", [{}])[0].get("why") for ev in kept}
+    assert notes == {None, "not_an_object", "over_limit"}
     by_origin = {header_map(m)["origin"].decode(): m for m in dlq}
     assert set(by_origin) == {c[0] for c in cases} | {"run_state"}
     raw_by_reason = {reason: raw for reason, _, raw in cases}
@@ -86,7 +93,8 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
     # event's under its subject's key, anything else under the period's dead-letter key.
     sealed = {o for o, m in by_origin.items() if "dlq.sealed" in header_map(m)}
     assert sealed == {"empty", "bad_magic", "truncated", "unknown_schema", "undecodable", "wrong_topic",
-                      "out_of_range", "unsealed_pii", "bad_json", "openlineage_invalid"}
+                      "out_of_range", "unsealed_pii", "bad_json", "openlineage_invalid",
+                      "oversize"}  # refused before decoding: its class is unknown
     subject_ref = keys.subject_ref("subject-1")
     assert {o for o in sealed if header_map(by_origin[o])["dlq.key"] == subject_ref.encode()} == {"out_of_range", "unsealed_pii"}
     stats = {k.decode(): int(v) for k, v in r.hgetall(KeySpace.of(s).stats(s.app_id)).items()}

@@ -139,3 +139,25 @@ def test_stream_stats_sample_and_restart() -> None:
     assert points[("graph_events", (("kind", "dataset"), ("worker", "host:1")))] == 1.0
     assert points[("graph_decode_errors", (("worker", "host:1"),))] == 1.0
     assert stats.sample(T0 + 5) == []
+
+
+def test_a_streaming_run_is_not_awaited_to_end() -> None:
+    """Flink/Spark streaming jobs (jobType.processingType = STREAMING) send START and then RUNNING
+    for as long as they run: their START opens nothing the run deadline could fire on."""
+    import json
+    from pathlib import Path
+
+    from lineage.graph import build_record
+    from producers.openlineage import from_openlineage
+
+    flink = json.loads((Path(__file__).resolve().parents[1] / "data" / "openlineage" / "flink_streaming_running.json").read_text())
+    table: dict = {}
+    runs = RunTracker(table, table, CFG)
+    for event_type in ("START", "RUNNING", "RUNNING"):
+        kind, rec = from_openlineage({**flink, "eventType": event_type})
+        assert runs.observe(build_record(kind, rec, "c"), partition=0) is None
+    assert table == {}
+    batch = {**flink, "eventType": "START", "job": {**flink["job"], "facets": {}}}  # no jobType: a batch run
+    kind, rec = from_openlineage(batch)
+    runs.observe(build_record(kind, rec, "c"), partition=0)
+    assert list(table) == [f"{flink['run']['runId']}|0"]

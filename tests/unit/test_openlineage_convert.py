@@ -90,7 +90,7 @@ def test_openlineage_python_objects_convert() -> None:
 @pytest.mark.parametrize(
     "mutate,reason",
     [
-        (lambda e: e.pop("run"), "not_a_run_event"),
+        (lambda e: (e.pop("run"), e.pop("job")), "not_a_run_event"),
         (lambda e: e["run"].update(runId="not-a-uuid"), "invalid_field"),
         (lambda e: e.update(eventType="DONE"), "invalid_field"),
         (lambda e: e.update(eventTime="yesterday"), "invalid_field"),
@@ -128,3 +128,55 @@ def test_garbage_only_ever_raises_openlineage_error(obj: dict[str, Any]) -> None
     except OpenLineageError:
         return
     Codec().encode(kind, rec)  # whatever is accepted must fit the schema
+
+
+# --- static lineage (DatasetEvent, JobEvent) -------------------------------------------------
+
+def _corpus(name: str) -> dict[str, Any]:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parents[1] / "data" / "openlineage" / f"{name}.json").read_text())
+
+
+def test_a_dataset_event_is_stored_as_its_dataset_and_facets() -> None:
+    from lineage.graph import build_record
+
+    kind, rec = from_openlineage(_corpus("static_dataset_event"))
+    assert kind == "dataset" and rec["eventType"] == "OTHER"
+    graph = build_record(kind, rec, "c")
+    assert graph.event_type == "DatasetEvent" and graph.edges == []
+    (node,) = graph.nodes
+    assert (node.node_id, node.version) == ("dataset:snowflake://acme-xy12345/ANALYTICS.MARTS.CUSTOMER_LTV", "2021-04-12")
+    assert node.attributes["owners"] == "team:growth-analytics" and node.attributes["tags"] == "pii=false,tier=gold"
+    assert node.attributes["schema"] == '[["CUSTOMER_ID","NUMBER"],["LTV_USD","NUMBER(18,2)"]]'
+
+
+def test_a_job_event_declares_static_edges_told_apart_from_run_edges() -> None:
+    from lineage.graph import build_record
+
+    ev = _corpus("static_job_event")
+    kind, rec = from_openlineage(ev)
+    graph = build_record(kind, rec, "c")
+    job = "job:dbt-prod/analytics.marts.customer_ltv"
+    sf = "dataset:snowflake://acme-xy12345/ANALYTICS."
+    assert {(e.src, e.dst, e.edge_type, e.run_id) for e in graph.edges} == {
+        (f"{sf}STAGING.ORDERS", job, "declared_input", ""),
+        (f"{sf}STAGING.REFUNDS", job, "declared_input", ""),
+        (job, f"{sf}MARTS.CUSTOMER_LTV", "declared_output", ""),
+    }
+    assert not [n for n in graph.nodes if n.node_type == "run"]
+    # the same statement again deduplicates; a changed one is a new statement
+    assert from_openlineage(ev)[1]["event_id"] == rec["event_id"]
+    ev["outputs"].append({"namespace": "snowflake://acme-xy12345", "name": "ANALYTICS.MARTS.CUSTOMER_LTV_V2"})
+    assert from_openlineage(ev)[1]["event_id"] != rec["event_id"]
+    assert from_openlineage(ev)[1]["run"]["runId"] == rec["run"]["runId"]  # one stable id per job
+
+
+def test_static_events_need_a_producer_and_a_time() -> None:
+    for name in ("static_dataset_event", "static_job_event"):
+        for field in ("producer", "eventTime"):
+            ev = _corpus(name)
+            del ev[field]
+            with pytest.raises(OpenLineageError):
+                from_openlineage(ev)

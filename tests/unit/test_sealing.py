@@ -14,7 +14,7 @@ from lineage.pii import sealing
 from lineage.pii.sealing import KeyRing, Sealer, SealError, open_pii, seal_pii, seal_record
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
-from producers.exceptions import OpenLineageError, SealingError
+from producers.exceptions import InvalidEventError, OpenLineageError, SealingError
 from producers.openlineage import from_openlineage, seal_openlineage
 
 SUBJECT = "PLANTED-subject-8812@example.org"
@@ -120,8 +120,10 @@ def test_the_spool_never_holds_plaintext_pii(tmp_path: Path, ring: KeyRing) -> N
         typed = sdk_event("inference", subject_id=SUBJECT, prediction_id="p-typed")
         typed.feature_snapshot.values["income"] = SECRET
         em.emit(typed)
-        em.emit_record("inference", {"prediction_id": "p-raw", "subject_id": SUBJECT,
-                                     "feature_snapshot": {"values": {"income": json.dumps(SECRET)}}})  # rejected: incomplete
+        with pytest.raises(InvalidEventError) as refused:  # incomplete: refused where it is made
+            em.emit_record("inference", {"prediction_id": "p-raw", "subject_id": SUBJECT,
+                                         "feature_snapshot": {"values": {"income": json.dumps(SECRET)}}})
+        assert SUBJECT not in str(refused.value) and SECRET not in str(refused.value)
         em.spool.sync()
     finally:
         em.close(timeout=0)
