@@ -90,12 +90,46 @@ def normalize(kind: str, rec: dict[str, Any], typed: bool) -> dict[str, Any]:
     return rec
 
 
+def _facet(facets: Any, name: str) -> Any:
+    """A run or job facet as a mapping (records carry facets as JSON text, typed events as dicts)."""
+    value = facets.get(name) if isinstance(facets, Mapping) else None
+    if isinstance(value, (str, bytes)):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if isinstance(value, Mapping) else None
+
+
+def _job_of(facet: Any) -> str | None:
+    job = facet.get("job") if isinstance(facet, Mapping) else None
+    if isinstance(job, Mapping) and isinstance(job.get("namespace"), str) and isinstance(job.get("name"), str):
+        return f"{job['namespace']}/{job['name']}"
+    return None
+
+
 def partition_key(kind: str, rec: Mapping[str, Any]) -> str | None:
-    """Run events: the run id (one run's events stay ordered); inference: model name@version."""
+    """The Kafka key, as OpenLineage clients key their events.
+
+    Run events: ``run:<namespace>/<name>`` of the root job (``parent.root.job``), else of the
+    parent job, else of the event's own job, so every run of one root job (an Airflow DAG run
+    with its task runs and the Spark applications they start) stays ordered on one partition,
+    whichever client emitted it. Static events: ``dataset:<ns>/<name>`` / ``job:<ns>/<name>``.
+    Inference: ``<model name>@<version>``.
+    """
     if kind == "inference":
         return f"{rec.get('model_name')}@{rec.get('model_version')}"
-    run = rec.get("run")
-    if isinstance(run, Mapping):
-        rid = run.get("runId")
-        return rid if isinstance(rid, str) else None
-    return None
+    run, job = rec.get("run"), rec.get("job")
+    if not isinstance(run, Mapping) or not isinstance(job, Mapping):
+        return None
+    facets = run.get("facets")
+    static = _facet(facets, "static_lineage")  # a DatasetEvent's "job" is its dataset
+    if static is not None:
+        what = "dataset" if static.get("eventClass") == "DatasetEvent" else "job"
+        return f"{what}:{job.get('namespace')}/{job.get('name')}"
+    parent = _facet(facets, "parent")
+    if parent is not None:
+        named = _job_of(parent.get("root")) or _job_of(parent)
+        if named:
+            return f"run:{named}"
+    return f"run:{job.get('namespace')}/{job.get('name')}"

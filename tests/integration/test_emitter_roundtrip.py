@@ -65,7 +65,7 @@ def test_every_class_round_trips_with_headers_and_key(ready: Settings) -> None:
             assert subject == e.subject_id and snapshot["values"] == {"amount": "12.5"}
             assert headers["lineage.seal.kid"] == ring.unsealer().key_ids[0]
         else:
-            assert m.key() == e.run.runId.encode()
+            assert m.key() == f"run:{e.job.namespace}/{e.job.name}".encode()  # as OpenLineage clients key runs
             assert d.record["job"]["name"] == e.job.name
     assert by_id[events[2].event_id][1].record["training"]["metrics"] == {"auc": 0.91}
 

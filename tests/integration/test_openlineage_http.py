@@ -22,6 +22,7 @@ from lineage.settings import Settings, settings_to_env
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
 from producers.openlineage import from_openlineage
+from producers.records import partition_key
 from stream_apps.intake_http import add_routes
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_http_transport_lands_on_the_project_topic(ready: Settings, intake: str)
     client.emit(openlineage_client_event(run_id, target=MARTS))  # raises on a non-2xx answer
     (msg,) = consume(ready, [ready.topics.dataset], 1)
     rec = Codec().decode(msg.value()).record
-    assert rec["run"]["runId"] == run_id and msg.key() == run_id.encode()
+    assert rec["run"]["runId"] == run_id and msg.key() == f"run:{rec['job']['namespace']}/{rec['job']['name']}".encode()
     assert rec["outputs"][0]["name"] == "shop.marts.orders"
 
 
@@ -86,6 +87,8 @@ def test_kafka_transport_json_converts(ready: Settings) -> None:
     (msg,) = consume(ready, [ready.topics.openlineage], 1)
     kind, rec = from_openlineage(json.loads(msg.value()))
     assert kind == "dataset" and rec["run"]["runId"] == run_id
+    # the SDK keys the converted event exactly as the stock client keyed the original
+    assert msg.key() is not None and partition_key(kind, rec) == msg.key().decode()
     Codec().encode(kind, rec)
 
 

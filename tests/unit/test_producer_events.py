@@ -80,9 +80,39 @@ def test_typed_event_encodes_and_decodes(event: Any) -> None:
     if event.KIND == "inference":
         assert decoded.record["feature_snapshot"]["values"] == {"amount": "12.5", "country": '"DE"'}
         assert partition_key("inference", rec) == "fraud@12"
-    else:
-        assert partition_key(event.KIND, rec) == event.run.runId
+    else:  # keyed by job, as OpenLineage clients key run events
+        assert partition_key(event.KIND, rec) == f"run:{event.job.namespace}/{event.job.name}"
     if event.KIND == "dataset":
         assert decoded.record["inputs"][0]["facets"]["schema"] == '{"fields":[]}'
     if event.KIND == "training":
         assert decoded.record["training"]["hyperparameters"] == {"lr": "0.1", "depth": "6"}
+
+
+@pytest.mark.parametrize(
+    ("parent", "key"),
+    [
+        (None, "run:spark/etl.orders"),
+        ({"run": {"runId": "r-1"}, "job": {"namespace": "airflow", "name": "dag.task"}}, "run:airflow/dag.task"),
+        ({"run": {"runId": "r-1"}, "job": {"namespace": "airflow", "name": "dag.task"},
+          "root": {"run": {"runId": "r-0"}, "job": {"namespace": "airflow", "name": "dag"}}}, "run:airflow/dag"),
+    ],
+)
+def test_run_events_are_keyed_by_their_root_job(parent: Any, key: str) -> None:
+    facets = {} if parent is None else {"parent": orjson.dumps(parent).decode()}  # records carry facets as JSON text
+    rec = {"run": {"runId": "r-2", "facets": facets}, "job": {"namespace": "spark", "name": "etl.orders"}}
+    assert partition_key("dataset", rec) == key
+    rec["run"]["facets"] = {} if parent is None else {"parent": parent}  # typed events: dicts
+    assert partition_key("dataset", rec) == key
+
+
+def test_static_events_are_keyed_by_what_they_describe() -> None:
+    from producers.openlineage import from_openlineage
+
+    for event, key in (
+        ({"eventTime": "2026-01-01T00:00:00Z", "producer": "p", "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+          "dataset": {"namespace": "hive", "name": "db.orders"}}, "dataset:hive/db.orders"),
+        ({"eventTime": "2026-01-01T00:00:00Z", "producer": "p", "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+          "job": {"namespace": "dbt", "name": "orders_model"}, "inputs": [], "outputs": []}, "job:dbt/orders_model"),
+    ):
+        kind, rec = from_openlineage(event)
+        assert partition_key(kind, rec) == key
