@@ -167,12 +167,35 @@ def registry_url(stack: StackInfo) -> Iterator[str]:
         server.stop()
 
 
+def _delete_topics(made: list[Settings]) -> None:
+    if not made:
+        return
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(made[0].kafka_common())
+    try:
+        names = admin.list_topics(timeout=10).topics
+    except Exception:  # the broker is gone (a fault test stopped it): nothing to tidy
+        return
+    prefixes = tuple(p for s in made for p in (s.topics.prefix + ".", s.app_id))
+    doomed = [n for n in names if n.startswith(prefixes) or n in {s.topics.openlineage for s in made}]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            try:
+                future.result(30)
+            except Exception:  # already gone, or the broker is busy: never fail a test on tidying
+                pass
+
+
 @pytest.fixture
-def settings_factory(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+def settings_factory(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Settings]]:
     """Build Settings for a test: unique topic prefix ``t<uuid8>``, app id, tmp data dir, the session stack.
 
     ``topics`` may be a dict of TopicSettings overrides (merged with the unique prefix).
+    The test's topics (its prefix and its app id's) are deleted when it ends, so a long session
+    does not pile up thousands of partitions on the one broker (open files).
     """
+    made: list[Settings] = []
 
     def make(**overrides: Any) -> Settings:
         tag = uuid.uuid4().hex[:8]
@@ -190,9 +213,11 @@ def settings_factory(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory)
         settings = stack.settings(**{**base, **overrides})
         # As `lineage stack up` does: the pipeline's seal key exists before any emitter starts.
         KeyRing.under(settings.keys_dir).ensure()
+        made.append(settings)
         return settings
 
-    return make
+    yield make
+    _delete_topics(made)
 
 
 @pytest.fixture
