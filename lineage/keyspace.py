@@ -110,6 +110,11 @@ class KeySpace:
         return f"{self.alerts}:run_end:{run_id}"
 
     @property
+    def alert_streaming_seen(self) -> str:
+        """Sorted set: streaming run id -> event time (us) of its latest START or RUNNING."""
+        return f"{self.alerts}:streaming_seen"
+
+    @property
     def alert_heartbeat(self) -> str:
         return f"{self.alerts}:heartbeat"
 

@@ -136,6 +136,9 @@ class AlertSettings(_Group):
     eval_interval_s: float = Field(default=1.0, gt=0)
     eval_horizon_s: float | None = Field(default=None, gt=0)  # closed windows re-evaluated this long
     run_deadline_s: float = Field(default=3600.0, gt=0)
+    # A streaming run (jobType.processingType = STREAMING) is never awaited to end; it is stalled
+    # when no START or RUNNING of it arrived for this long.
+    streaming_stall_s: float = Field(default=900.0, gt=0)
     lineage_share_min: float = Field(default=0.95, ge=0, le=1)
     min_window_events: int = Field(default=1, ge=1)
     expected_emitters: tuple[str, ...] = ()

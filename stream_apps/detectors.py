@@ -18,7 +18,7 @@ from typing import Any
 
 from lineage.graph import GraphRecord
 from lineage.metric_records import rfc3339
-from stream_apps.alerts.completeness import RUN_ALERT, TERMINAL, Point, Windows, split_key, window_stat_points
+from stream_apps.alerts.completeness import RUN_ALERT, STREAM_ALERT, TERMINAL, Point, Windows, split_key, window_stat_points
 from stream_apps.alerts.config import AlertSettings
 from stream_apps.alerts.model import Alert
 
@@ -54,6 +54,15 @@ class RunEnd:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class StreamUpdate:
+    """A START or RUNNING of a streaming run: record its time in Redis (the latest wins), since a
+    run's events land on different graph partitions and so in different workers' tables."""
+
+    run_id: str
+    event_time: int
+
+
 def _streaming(rec: GraphRecord) -> bool:
     """The run's job says ``jobType.processingType = STREAMING`` (see ``lineage.graph``)."""
     return any(n.node_type == "run" and n.attributes.get("processing_type") == "STREAMING" for n in rec.nodes)
@@ -71,20 +80,29 @@ class RunTracker:
         self.table = table
         self.store = store
         self.deadline_s = cfg.run_deadline_s
+        self.stall_s = cfg.streaming_stall_s
         self.end_ttl_s = int(max(cfg.run_deadline_s * 2, 86_400))
         self.purges = PurgeSchedule(cfg.eval_interval_s * 5)
 
-    def observe(self, rec: GraphRecord, partition: int) -> RunEnd | None:
-        """Open a run on its START; a terminal event is returned for the caller to record."""
+    def observe(self, rec: GraphRecord, partition: int) -> RunEnd | StreamUpdate | None:
+        """Open a run on its START; a terminal event, or a streaming run's update, is returned for
+        the caller to record."""
         if rec.kind == "inference":
             return None
         run_id = str(rec.payload.get("run", {}).get("runId", ""))
         if not run_id:
             return None
         key = open_run_key(run_id, partition)
+        if rec.event_type not in TERMINAL:
+            entry = self.table.get(key)
+            if _streaming(rec) or (entry is not None and entry.get("streaming")):
+                # A streaming job may never end: it is not awaited, it is watched for updates.
+                if entry is None or entry["t"] < rec.event_time:
+                    job = rec.payload.get("job", {})
+                    self.table[key] = {"t": rec.event_time, "job": f"{job.get('namespace', '')}/{job.get('name', '')}",
+                                       "kind": rec.kind, "streaming": True}
+                return StreamUpdate(run_id, rec.event_time)
         if rec.event_type == "START":
-            if _streaming(rec):  # a streaming job may never end: it is not awaited
-                return None
             if self.table.get(key) is None:
                 job = rec.payload.get("job", {})
                 self.table[key] = {"t": rec.event_time, "job": f"{job.get('namespace', '')}/{job.get('name', '')}",
@@ -109,19 +127,32 @@ class RunTracker:
         for key, value in list(self.store.items()):
             if not isinstance(value, dict) or not isinstance(key, str) or int(key.rsplit("|", 1)[1]) not in mine:
                 continue
-            if value["t"] / 1e6 + self.deadline_s <= now:
+            if value["t"] / 1e6 + (self.stall_s if value.get("streaming") else self.deadline_s) <= now:
                 out.append((key, value))
         return out
 
-    def settle(self, overdue: list[tuple[str, dict[str, Any]]], ends: list[Any], now: float) -> tuple[list[Alert], list[Alert]]:
-        """(alerts to fire, alerts to resolve) given each overdue run's recorded end (None: no end)."""
+    def settle(
+        self, overdue: list[tuple[str, dict[str, Any]]], ends: list[Any], now: float, seen: list[Any] | None = None,
+    ) -> tuple[list[Alert], list[Alert]]:
+        """(alerts to fire, alerts to resolve) given each overdue run's recorded end (None: no end)
+        and, for streaming runs, the latest update any worker recorded (event time, microseconds)."""
         firing, resolved = [], []
-        for (key, value), end in zip(overdue, ends):
+        for (key, value), end, latest in zip(overdue, ends, seen or [None] * len(overdue)):
             run_id, part = key.rsplit("|", 1)
-            alert = Alert.firing(
-                RUN_ALERT, {"job": value["job"], "run_id": run_id},
-                f"run {run_id} of job {value['job']} started {rfc3339(int(value['t']))} and has no terminal "
-                f"event after {self.deadline_s:.0f}s", "warning", now - value["t"] / 1e6, source="windows")
+            if value.get("streaming") and end is None and latest is not None:
+                value = {**value, "t": max(value["t"], int(float(latest)))}
+                if value["t"] / 1e6 + self.stall_s > now:
+                    continue  # updated on another partition since: not stalled
+            if value.get("streaming"):
+                alert = Alert.firing(
+                    STREAM_ALERT, {"job": value["job"], "run_id": run_id},
+                    f"streaming run {run_id} of job {value['job']} sent no update since {rfc3339(int(value['t']))} "
+                    f"(more than {self.stall_s:.0f}s)", "warning", now - value["t"] / 1e6, source="windows")
+            else:
+                alert = Alert.firing(
+                    RUN_ALERT, {"job": value["job"], "run_id": run_id},
+                    f"run {run_id} of job {value['job']} started {rfc3339(int(value['t']))} and has no terminal "
+                    f"event after {self.deadline_s:.0f}s", "warning", now - value["t"] / 1e6, source="windows")
             if end is not None:
                 resolved.append(alert)
                 self.purges.add(int(part), key)

@@ -50,6 +50,7 @@ from lineage.topics import window_counts_retention_ms, window_counts_topic
 from stream_apps.alerts.completeness import (
     RUN_ALERT,
     SILENT_ALERT,
+    STREAM_ALERT,
     WINDOW_ALERTS,
     Point,
     count_key,
@@ -60,7 +61,7 @@ from stream_apps.alerts.completeness import (
 from stream_apps.alerts.config import alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
 from stream_apps.alerts.model import Alert
-from stream_apps.detectors import ClosedWindows, HeartbeatThrottle, RunTracker, StreamStats, WindowStatLog
+from stream_apps.detectors import ClosedWindows, HeartbeatThrottle, RunTracker, StreamStats, StreamUpdate, WindowStatLog
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,11 @@ def register(app: faust.App, settings: Settings) -> None:
             model = str(rec.inference.get("model_name") or "")
             await by_model.send(key=model.encode(), value=orjson.dumps(pairs), timestamp=timestamp)
         end = runs.observe(rec, partition)
-        if end is not None:
+        if isinstance(end, StreamUpdate):  # the latest update of a streaming run, whichever partition
+            await redis.zadd(space.alert_streaming_seen, {end.run_id: end.event_time}, gt=True)
+        elif end is not None:
             await redis.set(space.alert_run_end(end.run_id), end.event_type, ex=runs.end_ttl_s)
+            await redis.zrem(space.alert_streaming_seen, end.run_id)
             runs.ended(end)
         emitter = str(rec.payload.get("producer") or "")
         if heartbeats.due(emitter, now):
@@ -157,8 +161,10 @@ def register(app: faust.App, settings: Settings) -> None:
         overdue = runs.overdue(now, active(settings.topics.graph))
         if not overdue:
             return []
-        ended = await redis.mget([space.alert_run_end(k.rsplit("|", 1)[0]) for k, _ in overdue])
-        firing, resolved = runs.settle(overdue, ended, now)
+        run_ids = [k.rsplit("|", 1)[0] for k, _ in overdue]
+        ended = await redis.mget([space.alert_run_end(r) for r in run_ids])
+        seen = await redis.zmscore(space.alert_streaming_seen, run_ids)
+        firing, resolved = runs.settle(overdue, ended, now, seen)
         for alert in resolved:
             await engine.resolve(alert.fingerprint)
         return firing
@@ -185,7 +191,7 @@ def register(app: faust.App, settings: Settings) -> None:
         for alert in firing + silent:
             await engine.fire(alert)
         if settled:
-            await engine.resolve_stale(WINDOW_ALERTS + (RUN_ALERT,), cfg.stale_after_s)
+            await engine.resolve_stale(WINDOW_ALERTS + (RUN_ALERT, STREAM_ALERT), cfg.stale_after_s)
             fresh = stat_log.fresh(closed, time.time())
             if fresh:
                 await publish_metrics(fresh)

@@ -17,6 +17,7 @@ SHARE_ALERT = "InferenceLineageIncomplete"
 CONSEQ_ALERT = "ConsequentialNotCaptured"
 UNKNOWN_ALERT = "UnknownModelVersion"
 RUN_ALERT = "RunIncomplete"
+STREAM_ALERT = "StreamingRunStalled"
 SILENT_ALERT = "EmitterSilent"
 WINDOW_ALERTS = (SHARE_ALERT, CONSEQ_ALERT, UNKNOWN_ALERT)
 TERMINAL = ("COMPLETE", "FAIL", "ABORT")

@@ -13,6 +13,7 @@ from stream_apps.detectors import (
     RunEnd,
     RunTracker,
     StreamStats,
+    StreamUpdate,
     WindowStatLog,
 )
 
@@ -141,23 +142,51 @@ def test_stream_stats_sample_and_restart() -> None:
     assert stats.sample(T0 + 5) == []
 
 
-def test_a_streaming_run_is_not_awaited_to_end() -> None:
+def test_a_streaming_run_is_not_awaited_to_end_but_watched_for_updates() -> None:
     """Flink/Spark streaming jobs (jobType.processingType = STREAMING) send START and then RUNNING
-    for as long as they run: their START opens nothing the run deadline could fire on."""
+    for as long as they run: the run deadline never fires on them; StreamingRunStalled fires when
+    their updates stop for ``streaming_stall_s``, and not while they keep coming."""
+    import dataclasses
     import json
     from pathlib import Path
 
     from lineage.graph import build_record
     from producers.openlineage import from_openlineage
+    from stream_apps.alerts.completeness import STREAM_ALERT
 
     flink = json.loads((Path(__file__).resolve().parents[1] / "data" / "openlineage" / "flink_streaming_running.json").read_text())
+    cfg = AlertSettings(run_deadline_s=600.0, streaming_stall_s=300.0)
     table: dict = {}
-    runs = RunTracker(table, table, CFG)
-    for event_type in ("START", "RUNNING", "RUNNING"):
+    runs = RunTracker(table, table, cfg)
+    key = f"{flink['run']['runId']}|0"
+    t0 = None
+    for i, event_type in enumerate(("START", "RUNNING", "RUNNING")):
         kind, rec = from_openlineage({**flink, "eventType": event_type})
-        assert runs.observe(build_record(kind, rec, "c"), partition=0) is None
-    assert table == {}
-    batch = {**flink, "eventType": "START", "job": {**flink["job"], "facets": {}}}  # no jobType: a batch run
+        record = build_record(kind, rec, "c")
+        record = dataclasses.replace(record, event_time=record.event_time + i * 60_000_000)
+        update = runs.observe(record, partition=0)
+        assert update == StreamUpdate(flink["run"]["runId"], record.event_time)  # for the caller to record in Redis
+        t0 = record.event_time
+    assert table[key]["streaming"] is True and table[key]["t"] == t0  # the latest update
+    last = t0 / 1e6
+    assert runs.overdue(last + 299, mine={0}) == []  # updates came within the stall window
+    overdue = runs.overdue(last + 301, mine={0})
+    firing, resolved = runs.settle(overdue, [None], last + 301)
+    assert [(a.name, a.labels["run_id"]) for a in firing] == [(STREAM_ALERT, flink["run"]["runId"])] and not resolved
+    assert "sent no update since" in firing[0].summary
+    # an update that landed on another partition (another worker's table) counts too
+    firing, _ = runs.settle(overdue, [None], last + 301, seen=[float(t0 + 200_000_000)])
+    assert firing == []
+    # a RUNNING without the job facet still counts as an update of the known streaming run
+    bare = {**flink, "eventType": "RUNNING", "job": {**flink["job"], "facets": {}}}
+    kind, rec = from_openlineage(bare)
+    later = build_record(kind, rec, "c")
+    later = dataclasses.replace(later, event_time=int((last + 400) * 1e6))
+    runs.observe(later, partition=0)
+    assert runs.overdue(last + 600, mine={0}) == [] and table[key]["t"] == later.event_time
+
+    batch = {**flink, "eventType": "START", "run": {**flink["run"], "runId": "0190a1b2-c3d4-7e5f-8a9b-000000000099"},
+             "job": {**flink["job"], "facets": {}}}  # no jobType: a batch run, awaited to end
     kind, rec = from_openlineage(batch)
     runs.observe(build_record(kind, rec, "c"), partition=0)
-    assert list(table) == [f"{flink['run']['runId']}|0"]
+    assert table["0190a1b2-c3d4-7e5f-8a9b-000000000099|0"].get("streaming") is None
