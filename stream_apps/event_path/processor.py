@@ -257,6 +257,14 @@ class BatchProcessor:
         holds: list[tuple[str, dict[str, Any]]] = []
         infos: list[dict[str, Any]] = []
         pending: list[tuple[_Accepted, str, dict[str, Any] | None]] = []
+        # The batch's own table updates, applied in consumption order: a prediction consumed after
+        # its model version's training event in the same batch joins it, and a second training
+        # event for one key merges with the first rather than with the table as it stood.
+        written: dict[str, ModelLineage] = {}
+
+        def lookup(key: str) -> ModelLineage | None:
+            return written[key] if key in written else self.model_lineage(key)
+
         for a in accepted:
             corr, source = correlation_id(a.kind, a.event, a.msg.headers)
             a.event["correlation_id"] = corr
@@ -265,10 +273,11 @@ class BatchProcessor:
                 trained = training_lineage(a.event)
                 if trained is not None:
                     key, new = trained
-                    result.table_updates.append((key, merge_lineage(self.model_lineage(key), new)))
+                    written[key] = merge_lineage(lookup(key), new)
+                    result.table_updates.append((key, written[key]))
             elif a.kind == "inference":
                 ev = a.event
-                entry = self.model_lineage(model_key(ev["model_name"], ev["model_version"]))
+                entry = lookup(model_key(ev["model_name"], ev["model_version"]))
                 decision = decide(ev, self.sampling, a.subject_ref in flagged)
                 info = inference_lineage(ev, entry, a.subject_ref, a.snapshot, source, decision)
                 infos.append(info)

@@ -385,3 +385,26 @@ def test_infrastructure_failure_raises_for_a_retry(tmp_path: Path) -> None:
     h.runs.check = down  # type: ignore[method-assign]
     with pytest.raises(redis.exceptions.ConnectionError):
         h.processor.process([h.avro("dataset", run_event("dataset"))])
+
+
+def test_a_prediction_after_its_training_event_in_the_same_batch_joins_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path)  # the table knows nothing of credit@7 before the batch
+    training = run_event("training")
+    before, after = inference_event(risk=0.1), inference_event(risk=0.1)
+    result = h.processor.process([h.avro("inference", before), h.avro("training", training), h.avro("inference", after)])
+
+    graph = graph_records(result, h.topics.graph)
+    joined = graph[after["event_id"]].inference
+    assert joined is not None
+    assert joined["training_run_id"] == training["run"]["runId"] and joined["training_run_source"] == "table"
+    assert joined["feature_sets"] == ["customer_fs@3"] and not joined["unknown_model_version"]
+    early = graph[before["event_id"]].inference
+    assert early is not None and early["training_run_id"] == "" and early["unknown_model_version"]
+
+
+def test_two_training_events_of_one_key_in_a_batch_merge_in_order(tmp_path: Path) -> None:
+    done = run_event("training", "COMPLETE")
+    start = dict(done, event_id=str(uuid.uuid4()), eventType="START")
+    h = Harness(tmp_path)
+    result = h.processor.process([h.avro("training", done), h.avro("training", start)])
+    assert [u[1]["state"] for u in result.table_updates] == ["COMPLETE", "COMPLETE"]
