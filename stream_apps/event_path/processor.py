@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -155,7 +155,7 @@ class BatchProcessor:
                 raise
             except Exception as exc:  # a bug must not stall the partition: dead-letter, count, go on
                 rejected.append(Rejection(msg, "internal_error", f"{type(exc).__name__} while processing"))
-        accepted = self._check_runs(accepted, rejected)
+        self._check_runs(accepted, result)
         self._dead_letter(rejected, result)
         self._route(accepted, result)
         return result
@@ -203,7 +203,15 @@ class BatchProcessor:
         if isinstance(subject, str) and subject:
             acc.subject_ref = self.keys.subject_ref(subject)
 
-    def _check_runs(self, accepted: list[_Accepted], rejected: list[Rejection]) -> list[_Accepted]:
+    def _check_runs(self, accepted: list[_Accepted], result: BatchResult) -> None:
+        """Mark the run events that contradict their run's recorded end; none is dropped.
+
+        Events of a run may arrive in any order: arriving late is no fault, and the stored run
+        state follows event time (the sink keeps the latest event by event time). What the run
+        state machine calls illegal (a second, different terminal state; a non-terminal event
+        timed after the recorded end) is a true anomaly of the run: the event is kept, its
+        record carries ``run_anomaly`` (payload, and the run node's attributes) and it is counted.
+        """
         runs = [a for a in accepted if a.kind != "inference"]
         verdicts = self.runs.check(
             [
@@ -211,11 +219,10 @@ class BatchProcessor:
                 for a in runs
             ]
         )
-        bad = {id(a): v for a, v in zip(runs, verdicts) if v}
-        for a in accepted:
-            if id(a) in bad:
-                rejected.append(Rejection(a.msg, "run_state", bad[id(a)], a.kind))
-        return [a for a in accepted if id(a) not in bad]
+        for a, verdict in zip(runs, verdicts):
+            if verdict:
+                a.event["run_anomaly"] = verdict
+                result.counters["run.anomaly"] += 1
 
     def _dead_letter(self, rejected: list[Rejection], result: BatchResult) -> None:
         """Dead-letter records; anything that may hold PII is sealed.
@@ -307,6 +314,12 @@ class BatchProcessor:
             records.append(OutRecord(hold_topic, pid.encode(), orjson.dumps(hold), None, pid))
         for a, corr, info in pending:
             graph = build_record(a.kind, a.event, corr, info)
+            anomaly = a.event.get("run_anomaly")
+            if anomaly:
+                graph.nodes = [
+                    replace(n, attributes={**n.attributes, "run_anomaly": anomaly}) if n.node_type == "run" else n
+                    for n in graph.nodes
+                ]
             records.append(OutRecord(graph_topic, a.event["event_id"].encode(), graph.to_bytes()))
 
 

@@ -1,18 +1,22 @@
-"""Late training lineage on the real stack (Kafka, Redis, workers, sink, chDB): predictions whose
-model version's training events arrive in the same flush, or only after the predictions were
-stored, end complete in every shipped query and in `lineage query completeness`."""
+"""Late and out-of-order lineage on the real stack (Kafka, Redis, workers, sink, chDB).
+
+Predictions whose model version's training events arrive in the same flush, or only after the
+predictions were stored, end complete in the shipped queries and `lineage query completeness`.
+The same runs sent shuffled give the same query answers as sent in order, with no dead letters."""
 from __future__ import annotations
 
 import json
+import random
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from factories import inference_event, training_event
+from factories import dataset_ref, inference_event, now_us, run_event, training_event, training_facet
 from helpers import wait_until
 from integration.sink_support import api_sql, free_port, run_cli, start_sink, stop_sink, wait_healthy
-from integration.worker_support import encode_many, produce_all, running_workers, worker_logs
+from integration.worker_support import encode_many, produce_all, read_to_end, running_workers, worker_logs
 from lineage.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -88,3 +92,84 @@ def test_predictions_before_their_training_lineage_end_complete(
         raise
     finally:
         stop_sink(sink)
+
+
+def _runs() -> list[tuple[str, dict]]:
+    """Four ETL runs and four training runs (START, RUNNING, COMPLETE each) and a prediction per
+    model version, in causal order; event times ten minutes ago onwards, one second apart."""
+    t0 = now_us() - 600_000_000
+    events: list[tuple[str, dict]] = []
+    for i in range(4):
+        etl, train = str(uuid.uuid4()), str(uuid.uuid4())
+        w = dataset_ref("warehouse://dw", "dw.customers", f"w{i}")
+        for j, etype in enumerate(("START", "RUNNING", "COMPLETE")):
+            events.append(("dataset", run_event("dataset", etl, etype, eventTime=t0 + (i * 10 + j) * 1_000_000,
+                                                outputs=[w])))
+        for j, etype in enumerate(("START", "RUNNING", "COMPLETE")):
+            events.append(("training", run_event(
+                "training", train, etype, eventTime=t0 + (i * 10 + 3 + j) * 1_000_000, inputs=[w],
+                training=training_facet("shuffled", str(i), feature_sets=(f"customer_fs@{i}",)))))
+        events.append(("inference", inference_event(f"s-{i}", subject_id=f"subj-{i}", snapshot={"f": str(i)},
+                                                    model="shuffled", version=str(i),
+                                                    event_time=t0 + (i * 10 + 7) * 1_000_000)))
+    return events
+
+
+def _answers(s: Settings, n_events: int) -> dict[str, object]:
+    wait_until(lambda: api_sql(s, "SELECT count() FROM raw_events WHERE kind != 'alert'")[0][0] >= n_events, 120,
+               "every event stored")
+    return {
+        "training_runs": api_sql(s, "SELECT model_version, run_id, event_type, feature_sets FROM training_runs FINAL ORDER BY ALL"),
+        # a `predicted` edge records the training run known when the prediction was consumed (it
+        # may be late-bound: the run is in "predictions"); every other edge names its own run
+        "edges": api_sql(s, "SELECT DISTINCT src, dst, edge_type, if(edge_type = 'predicted', '', run_id) FROM edges "
+                            "ORDER BY ALL"),
+        "nodes": api_sql(s, "SELECT node_id, argMax(version, event_time), argMax(attributes, event_time) FROM nodes "
+                            "GROUP BY node_id ORDER BY node_id"),
+        "predictions": _resolved(s, "shuffled"),
+        "completeness": _completeness(s, "shuffled"),
+        "provenance": sorted(
+            (r["depth"], r["node_id"], r["edge_type"])
+            for r in _rows(run_cli(s, "query", "prediction", "s-3", "--reason", "order check", "--json").stdout)),
+    }
+
+
+def _rows(out: str) -> list[dict]:
+    got = json.loads(out)
+    return got["rows"] if isinstance(got, dict) else got
+
+
+def test_shuffled_runs_give_the_same_graph_as_in_order_without_dead_letters(
+    settings_factory: Callable[..., Settings], make_topics: Callable[[Settings], list[str]], tmp_path: Path
+) -> None:
+    events = _runs()
+    shuffled = events[:]
+    random.Random(13).shuffle(shuffled)
+    assert shuffled != events
+    answers = []
+    for name, order in (("in-order", events), ("shuffled", shuffled)):
+        s = settings_factory(api_port=free_port())
+        make_topics(s)
+        log = tmp_path / f"sink-{name}.log"
+        sink = start_sink(s, log)
+        try:
+            with running_workers(s):
+                wait_healthy(s, sink, log)
+                items = []
+                for kind, ev in order:  # keyed by event: the events of one run spread over partitions
+                    items.append((s.topics.event_topics[kind], ev["event_id"].encode(), encode_many(s, kind, [ev])[0], None))
+                produce_all(s, items)
+                answers.append(_answers(s, len(events)))
+                assert read_to_end(s, s.topics.deadletter) == []
+        except AssertionError:
+            print(name, worker_logs(s)[-4000:], log.read_text()[-4000:])
+            raise
+        finally:
+            stop_sink(sink)
+    in_order, mixed = answers
+    for key in in_order:
+        assert mixed[key] == in_order[key], key
+    # the stored state of every run is its causal last state, and every prediction is complete
+    assert {r[2] for r in in_order["training_runs"]} == {"COMPLETE"} and len(in_order["training_runs"]) == 4
+    assert in_order["completeness"]["(all)"]["prediction_share"] == 1.0
+    assert all(r[3] == 0 and r[4] == 1 for r in in_order["predictions"])

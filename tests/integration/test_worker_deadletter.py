@@ -56,19 +56,23 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
         ("openlineage_invalid", t.openlineage, orjson.dumps({**openlineage_event(), "run": {"runId": "not-a-uuid"}})),
     ]
     items = [(topic, b"k", raw, [("origin", reason.encode())]) for reason, topic, raw in cases]
-    # run_state: COMPLETE then FAIL of one run (same key: same partition, in order)
+    # a run that ends twice, COMPLETE then FAIL (same key: same partition, in order): both kept, the FAIL flagged
     items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "COMPLETE")), [("origin", b"ok")]))
-    items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "FAIL")), [("origin", b"run_state")]))
+    items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "FAIL")), [("origin", b"run_anomaly")]))
     items.append((t.openlineage, None, orjson.dumps(openlineage_event()), [("origin", b"ok")]))
-    expected_dlq = len(cases) + 1
+    expected_dlq = len(cases)
     with running_workers(s):
         produce_all(s, items)
         dlq = read_topic(s, t.deadletter, expected_dlq, timeout=60, idle=1.0)
-        graph = read_topic(s, t.graph, 2, timeout=30, idle=1.0)
+        graph = read_topic(s, t.graph, 3, timeout=30, idle=1.0)
     assert len(dlq) == expected_dlq, worker_logs(s)[-2000:]
-    assert len(graph) == 2 and {GraphRecord.from_bytes(m.value()).kind for m in graph} == {"dataset"}
+    records = [GraphRecord.from_bytes(m.value()) for m in graph]
+    assert len(graph) == 3 and {rec.kind for rec in records} == {"dataset"}
+    ended = {rec.event_type: rec for rec in records if rec.payload["run"]["runId"] == run_id}
+    assert set(ended) == {"COMPLETE", "FAIL"} and "run_anomaly" not in ended["COMPLETE"].payload
+    assert ended["FAIL"].payload["run_anomaly"] == "run already ended with COMPLETE, got FAIL"
     by_origin = {header_map(m)["origin"].decode(): m for m in dlq}
-    assert set(by_origin) == {c[0] for c in cases} | {"run_state"}
+    assert set(by_origin) == {c[0] for c in cases}
     raw_by_reason = {reason: raw for reason, _, raw in cases}
     r = redis.Redis.from_url(s.redis_url)
     keys = DataKeys.from_settings(s, r)
@@ -92,6 +96,7 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
     stats = {k.decode(): int(v) for k, v in r.hgetall(KeySpace.of(s).stats(s.app_id)).items()}
     for origin in by_origin:
         assert stats.get(f"dlq.{origin}") == 1, stats
+    assert stats.get("run.anomaly") == 1 and "dlq.run_state" not in stats, stats
 
 
 # --- fuzzing ----------------------------------------------------------------------------------

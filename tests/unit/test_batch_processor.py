@@ -218,15 +218,25 @@ def test_openlineage_json_that_is_not_an_object_is_dead_lettered_sealed(tmp_path
     assert open_dead_letter(h.keys, dead.value, hdr) == b"[1, 2]"
 
 
-def test_run_state_verdict_dead_letters_the_event(tmp_path: Path) -> None:
+def test_a_run_state_anomaly_is_kept_flagged_and_counted(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     ev = run_event("dataset", "RUNNING")
     h.runs.refuse.add(ev["run"]["runId"])
-    msg = h.avro("dataset", ev)
-    (dead,) = h.processor.process([msg]).records
-    assert dead.topic == h.topics.deadletter and headers_of(dead)["dlq.reason"] == b"run_state"
-    # A decoded dataset event has no PII fields: its dead letter stays readable as it came.
-    assert dead.value == msg.value and "dlq.sealed" not in headers_of(dead)
+    result = h.processor.process([h.avro("dataset", ev)])
+    assert not [r for r in result.records if r.topic == h.topics.deadletter]
+    rec = graph_records(result, h.topics.graph)[ev["event_id"]]
+    assert rec.payload["run_anomaly"] == "run already ended with COMPLETE"
+    (run_node,) = [n for n in rec.nodes if n.node_type == "run"]
+    assert run_node.attributes["run_anomaly"] == "run already ended with COMPLETE"
+    assert all("run_anomaly" not in n.attributes for n in rec.nodes if n.node_type != "run")
+    assert result.counters["run.anomaly"] == 1 and result.counters["accepted.dataset"] == 1
+
+
+def test_a_legal_run_event_carries_no_anomaly(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    ev = run_event("dataset", "RUNNING")
+    rec = graph_records(h.processor.process([h.avro("dataset", ev)]), h.topics.graph)[ev["event_id"]]
+    assert "run_anomaly" not in rec.payload and all("run_anomaly" not in n.attributes for n in rec.nodes)
 
 
 def test_inference_subject_and_snapshot_never_leave_in_clear(tmp_path: Path) -> None:
