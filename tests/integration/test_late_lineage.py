@@ -173,3 +173,35 @@ def test_shuffled_runs_give_the_same_graph_as_in_order_without_dead_letters(
     assert {r[2] for r in in_order["training_runs"]} == {"COMPLETE"} and len(in_order["training_runs"]) == 4
     assert in_order["completeness"]["(all)"]["prediction_share"] == 1.0
     assert all(r[3] == 0 and r[4] == 1 for r in in_order["predictions"])
+
+
+def test_the_three_alerts_fire_then_resolve_when_the_training_lineage_arrives(stack, tmp_path: Path) -> None:
+    from integration.alerts_support import once_each, start_pipeline, topic_alerts
+
+    pipeline = start_pipeline(stack, tmp_path / "alerts", window_s=10, eval_interval_s=0.5, eval_horizon_s=300,
+                              resolve_after_s=5, lineage_share_min=0.95, cooldown_s=600, lag_threshold=1_000_000,
+                              dlq_rate_threshold=1e9)
+    pipe = next(pipeline)
+    try:
+        s = pipe.settings
+        model = f"late-{uuid.uuid4().hex[:6]}"
+        train = training_event(model, "7")  # trained before it served; its events arrive last
+        preds = [inference_event(f"{model}-{i}", subject_id=f"subj-{i}", snapshot={"f": str(i)}, risk=0.95,
+                                 model=model, version="7") for i in range(10)]
+        produce_all(s, [(s.topics.inference, None, raw, None) for raw in encode_many(s, "inference", preds)])
+        names = {"UnknownModelVersion", "ConsequentialNotCaptured", "InferenceLineageIncomplete"}
+
+        def states(status: str) -> set[str]:
+            return {a["labels"]["alertname"] for a in pipe.hook.alerts()
+                    if a["labels"].get("model") == model and a["status"] == status}
+
+        wait_until(lambda: states("firing") >= names, 90, f"the three alerts firing\n{pipe.logs()}", 0.5)
+        assert not states("resolved")
+        produce_all(s, [(s.topics.training, None, encode_many(s, "training", [train])[0], None)])
+        wait_until(lambda: states("resolved") >= names, 90, f"the three alerts resolved\n{pipe.logs()}", 0.5)
+        # each state change published once on the alerts topic
+        records = [r for r in topic_alerts(s) if r.get("labels", {}).get("model") == model]
+        changes = once_each(records, "alert_name", names)
+        assert len(changes) == 3 and all(v == ["firing", "resolved"] for v in changes.values()), changes
+    finally:
+        pipeline.close()
