@@ -18,7 +18,16 @@ from typing import Any
 
 from lineage.graph import GraphRecord
 from lineage.metric_records import rfc3339
-from stream_apps.alerts.completeness import RUN_ALERT, STREAM_ALERT, TERMINAL, Point, Windows, split_key, window_stat_points
+from stream_apps.alerts.completeness import (
+    RUN_ALERT,
+    STREAM_ALERT,
+    TERMINAL,
+    Known,
+    Point,
+    Windows,
+    split_key,
+    window_stat_points,
+)
 from stream_apps.alerts.config import AlertSettings
 from stream_apps.alerts.model import Alert
 
@@ -220,10 +229,13 @@ class WindowStatLog:
         self.retention_s = retention_s
         self.published: dict[tuple[str, str, float], float] = {}
 
-    def fresh(self, windows: Windows, now: float) -> list[Point]:
-        """The points not yet published with this value (remembered as published from now on)."""
+    def fresh(self, windows: Windows, now: float, known: Known | None = None) -> list[Point]:
+        """The points not yet published with this value (remembered as published from now on).
+
+        ``known`` (which model versions have training lineage now) makes a window's figures
+        change, and go out again, when a version's training lineage arrives late."""
         fresh = []
-        for point in window_stat_points(windows):
+        for point in window_stat_points(windows, known) if known else window_stat_points(windows):
             name, labels, end, value = point
             key = (name, labels["model"], end)
             if self.published.get(key) != value:

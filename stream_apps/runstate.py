@@ -1,8 +1,10 @@
 """Run state machine sanity, shared by all workers through Redis.
 
 The first terminal event (COMPLETE/FAIL/ABORT) of a run is recorded atomically. A later event
-of the run with a *different* event id is illegal when it is a different terminal state, or a
-non-terminal state timed after the recorded end. Re-processing the same event id (a replay)
+of the run with a *different* event id is an anomaly when it is a different terminal state, or a
+non-terminal state timed after the recorded end; a non-terminal event timed before the end is
+ordinary, however late it arrives. The batch processor keeps anomalous events and flags them
+(``run_anomaly``); nothing is dropped for its order. Re-processing the same event id (a replay)
 always gives the same verdict, so replays stay identical.
 """
 from __future__ import annotations

@@ -27,7 +27,11 @@ owns (standby replicas are skipped) and not while a rebalance or table recovery 
 evaluated (including windows recovered from the changelog after a restart, which Faust never
 expires by itself), and runs past their deadline are checked. Alerts are fired through the
 Redis-backed engine (exactly one notification across workers); window alerts no one re-asserts
-for `stale_after_s` resolve. Stale entries are deleted in-stream (deletes must happen in the
+for `stale_after_s` resolve. Predictions stored before their version's training lineage are
+counted per version and evaluated against the model-lineage table as it is now, so a closed
+window re-evaluated after that lineage arrived stops asserting UnknownModelVersion,
+ConsequentialNotCaptured and InferenceLineageIncomplete for them (they resolve), and its
+figures are published again with the corrected values. Stale entries are deleted in-stream (deletes must happen in the
 partition's own event context); the evaluation horizon keeps any leftover from re-alerting.
 """
 from __future__ import annotations
@@ -37,6 +41,7 @@ import os
 import socket
 import time
 from datetime import timedelta
+from typing import Any
 
 import faust
 import orjson
@@ -106,6 +111,12 @@ def register(app: faust.App, settings: Settings) -> None:
     def active(topic: str) -> set[int]:
         """Partitions of `topic` this worker actively owns (its tables' standby copies excluded)."""
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+    def known(version_key: str) -> bool:
+        """Whether ``model@version`` has training lineage now: the model-lineage table (every worker
+        holds all of it), so windows evaluated again after late training lineage see it."""
+        table: Any = app.tables.get("model_lineage")
+        return table is not None and table.data.get(version_key) is not None
 
     async def publish_metrics(points: list[Point]) -> None:
         for name, labels, ts, value in points:
@@ -186,13 +197,13 @@ def register(app: faust.App, settings: Settings) -> None:
         # While partitions move or tables recover, a worker's counts may be partial: wait.
         settled = not (app.rebalancing or app.in_recovery)
         closed = windows.collect(now, active(by_model.get_topic_name())) if settled else {}
-        firing = (evaluate_windows(closed, cfg) + await overdue_runs(now)) if settled else []
+        firing = (evaluate_windows(closed, cfg, known) + await overdue_runs(now)) if settled else []
         silent = await silent_emitters(now)
         for alert in firing + silent:
             await engine.fire(alert)
         if settled:
             await engine.resolve_stale(WINDOW_ALERTS + (RUN_ALERT, STREAM_ALERT), cfg.stale_after_s)
-            fresh = stat_log.fresh(closed, time.time())
+            fresh = stat_log.fresh(closed, time.time(), known)
             if fresh:
                 await publish_metrics(fresh)
         # Every worker sees every heartbeat: a full evaluation (also drops emitters no longer expected).

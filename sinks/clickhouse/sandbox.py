@@ -31,13 +31,14 @@ if TYPE_CHECKING:
 #: Every table and view the migrations create.
 LINEAGE_TABLES = frozenset({
     "raw_events", "chain_heads", "nodes", "edges", "inference_lineage", "inference_lineage_anon",
+    "inference_lineage_resolved", "inference_lineage_resolved_anon",
     "training_runs", "pipeline_metrics", "alerts", "schema_migrations", "query_audit", "chain_starts", "column_edges",
 })
 #: What each role may read. Analysts see no raw records, no pseudonymous subject references and
 #: not the audit log.
 ROLES: dict[str, frozenset[str]] = {
     "auditor": LINEAGE_TABLES,
-    "analyst": LINEAGE_TABLES - {"raw_events", "inference_lineage", "query_audit", "chain_starts"},
+    "analyst": LINEAGE_TABLES - {"raw_events", "inference_lineage", "inference_lineage_resolved", "query_audit", "chain_starts"},
 }
 DEFAULT_ROLE = "auditor"
 

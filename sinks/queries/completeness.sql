@@ -10,6 +10,8 @@
 -- A version has training lineage when a training run for it is recorded with at least one
 -- feature set or input dataset. A prediction has full lineage when its version does and the
 -- pipeline did not mark it incomplete (e.g. an unknown model version at inference time).
+-- Predictions are read through inference_lineage_resolved, so a version whose training
+-- lineage arrived after its predictions counts as known (late binding, any order or delay).
 WITH
 versions AS
 (
@@ -24,7 +26,7 @@ preds AS
            count() AS predictions,
            countIf(unknown_model_version = 0) AS known_version,
            countIf(tier = 'full') AS full_tier
-    FROM inference_lineage FINAL
+    FROM inference_lineage_resolved
     WHERE model_name = {model:String}
     GROUP BY model_version
 ),

@@ -25,7 +25,7 @@ preds AS MATERIALIZED
 (
     SELECT concat('model_version:', {model:String}, '@', model_version) AS root, count() AS predictions,
            max(event_time) AS last_at
-    FROM inference_lineage FINAL
+    FROM inference_lineage_resolved
     WHERE model_name = {model:String}
       AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
     GROUP BY model_version

@@ -6,7 +6,7 @@ touches Kafka or Redis, so the rules are unit-tested directly.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lineage.graph import GraphRecord
 from lineage.metric_records import rfc3339
@@ -27,21 +27,41 @@ CONSEQUENTIAL_TIERS = ("consequential", "flagged")
 Windows = Mapping[tuple[float, float], Mapping[tuple[str, str], int]]
 #: (metric name, labels, epoch seconds, value): one metrics-topic point.
 Point = tuple[str, dict[str, str], float, float]
+#: Whether a ``model@version`` has training lineage now (the model-lineage table).
+Known = Callable[[str], bool]
+
+
+def _never(_: str) -> bool:
+    return False
 
 
 def window_counts(rec: GraphRecord) -> list[tuple[str, str]]:
-    """(metric, label) counters one graph row adds to its window (all labelled by its model)."""
+    """(metric, label) counters one graph row adds to its window (labelled by its model).
+
+    A prediction whose only gap is its version's training run (not known when it was consumed)
+    is counted per version (``inf_unbound``, ``conseq_unbound``, label ``model@version``):
+    evaluation counts it missing only while that version still has no training lineage, so the
+    window's figures and alerts follow training lineage that arrives late.
+    """
     inf = rec.inference
     if rec.kind != "inference" or not inf:
         return []
     model = str(inf.get("model_name") or "")
+    version = str(inf.get("model_version") or "")
+    unbound = bool(version) and not inf.get("training_run_id")
     out = [("inf", model)]
-    if not (inf.get("model_version") and inf.get("training_run_id")):
+    if not version:
         out.append(("inf_missing", model))
+    elif unbound:
+        out.append(("inf_unbound", f"{model}@{version}"))
     if inf.get("tier") in CONSEQUENTIAL_TIERS:
         out.append(("conseq", model))
         if not inf.get("lineage_complete"):
-            out.append(("conseq_missing", model))
+            snapshot_ok = inf.get("tier") == "routine" or bool(inf.get("snapshot_pointer"))
+            if unbound and snapshot_ok:
+                out.append(("conseq_unbound", f"{model}@{version}"))
+            else:
+                out.append(("conseq_missing", model))
     if inf.get("unknown_model_version"):
         out.append(("unknown", f"{model}@{inf.get('model_version') or ''}"))
     return out
@@ -62,15 +82,24 @@ def _span(start: float, end: float) -> str:
     return f"{rfc3339(int(start * 1e6))[11:19]}-{rfc3339(int(end * 1e6))[11:19]}Z"
 
 
-def evaluate_windows(windows: Windows, cfg: AlertSettings) -> list[Alert]:
-    """Alerts that hold for closed windows."""
+def _missing(counts: Mapping[tuple[str, str], int], metric: str, model: str, known: Known) -> int:
+    """The window's ``metric`` count of ``model``, plus its per-version unbound counts still unknown."""
+    unbound = metric.replace("_missing", "_unbound")
+    return counts.get((metric, model), 0) + sum(
+        n for (m, label), n in counts.items()
+        if m == unbound and label.rpartition("@")[0] == model and not known(label)
+    )
+
+
+def evaluate_windows(windows: Windows, cfg: AlertSettings, known: Known = _never) -> list[Alert]:
+    """Alerts that hold for closed windows, given which model versions have training lineage now."""
     alerts: list[Alert] = []
     for (start, end), counts in sorted(windows.items()):
         span = _span(start, end)
         models = {label for (metric, label) in counts if metric == "inf"}
         for model in sorted(models):
             total = counts.get(("inf", model), 0)
-            missing = counts.get(("inf_missing", model), 0)
+            missing = _missing(counts, "inf_missing", model, known)
             if total >= cfg.min_window_events and total and (total - missing) / total < cfg.lineage_share_min:
                 share = missing / total
                 alerts.append(Alert.firing(
@@ -78,7 +107,7 @@ def evaluate_windows(windows: Windows, cfg: AlertSettings) -> list[Alert]:
                     f"model {model}: {share:.1%} of {total} inference events in window {span} lack required "
                     f"lineage (model version + training run); allowed {1 - cfg.lineage_share_min:.0%}",
                     "warning", share, source="windows"))
-            conseq, uncaptured = counts.get(("conseq", model), 0), counts.get(("conseq_missing", model), 0)
+            conseq, uncaptured = counts.get(("conseq", model), 0), _missing(counts, "conseq_missing", model, known)
             if uncaptured:
                 alerts.append(Alert.firing(
                     CONSEQ_ALERT, {"model": model},
@@ -86,7 +115,7 @@ def evaluate_windows(windows: Windows, cfg: AlertSettings) -> list[Alert]:
                     "lack full lineage (training run, feature sets, stored snapshot)",
                     "critical", uncaptured, source="windows"))
         for (metric, label), n in sorted(counts.items()):
-            if metric == "unknown" and n:
+            if metric == "unknown" and n and not known(label):
                 model, _, version = label.rpartition("@")
                 alerts.append(Alert.firing(
                     UNKNOWN_ALERT, {"model": model, "model_version": version},
@@ -96,7 +125,7 @@ def evaluate_windows(windows: Windows, cfg: AlertSettings) -> list[Alert]:
     return list({a.fingerprint: a for a in alerts}.values())
 
 
-def window_stat_points(windows: Windows) -> list[Point]:
+def window_stat_points(windows: Windows, known: Known = _never) -> list[Point]:
     """Per model and closed window: events, share with required lineage, consequential and uncaptured.
 
     Stamped with the window's end and labelled by model only, so whichever worker owns the
@@ -107,12 +136,12 @@ def window_stat_points(windows: Windows) -> list[Point]:
         for (metric, model), total in sorted(c.items()):
             if metric != "inf":
                 continue
-            missing = c.get(("inf_missing", model), 0)
+            missing = _missing(c, "inf_missing", model, known)
             labels = {"model": model}
             points += [("inference_window_events", labels, end, float(total)),
                        ("inference_window_lineage_share", labels, end, (total - missing) / total if total else 1.0),
                        ("consequential_window_events", labels, end, float(c.get(("conseq", model), 0))),
-                       ("consequential_window_uncaptured", labels, end, float(c.get(("conseq_missing", model), 0)))]
+                       ("consequential_window_uncaptured", labels, end, float(_missing(c, "conseq_missing", model, known)))]
     return points
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -155,7 +155,7 @@ class BatchProcessor:
                 raise
             except Exception as exc:  # a bug must not stall the partition: dead-letter, count, go on
                 rejected.append(Rejection(msg, "internal_error", f"{type(exc).__name__} while processing"))
-        accepted = self._check_runs(accepted, rejected)
+        self._check_runs(accepted, result)
         self._dead_letter(rejected, result)
         self._route(accepted, result)
         return result
@@ -203,7 +203,15 @@ class BatchProcessor:
         if isinstance(subject, str) and subject:
             acc.subject_ref = self.keys.subject_ref(subject)
 
-    def _check_runs(self, accepted: list[_Accepted], rejected: list[Rejection]) -> list[_Accepted]:
+    def _check_runs(self, accepted: list[_Accepted], result: BatchResult) -> None:
+        """Mark the run events that contradict their run's recorded end; none is dropped.
+
+        Events of a run may arrive in any order: arriving late is no fault, and the stored run
+        state follows event time (the sink keeps the latest event by event time). What the run
+        state machine calls illegal (a second, different terminal state; a non-terminal event
+        timed after the recorded end) is a true anomaly of the run: the event is kept, its
+        record carries ``run_anomaly`` (payload, and the run node's attributes) and it is counted.
+        """
         runs = [a for a in accepted if a.kind != "inference"]
         verdicts = self.runs.check(
             [
@@ -211,11 +219,10 @@ class BatchProcessor:
                 for a in runs
             ]
         )
-        bad = {id(a): v for a, v in zip(runs, verdicts) if v}
-        for a in accepted:
-            if id(a) in bad:
-                rejected.append(Rejection(a.msg, "run_state", bad[id(a)], a.kind))
-        return [a for a in accepted if id(a) not in bad]
+        for a, verdict in zip(runs, verdicts):
+            if verdict:
+                a.event["run_anomaly"] = verdict
+                result.counters["run.anomaly"] += 1
 
     def _dead_letter(self, rejected: list[Rejection], result: BatchResult) -> None:
         """Dead-letter records; anything that may hold PII is sealed.
@@ -257,6 +264,14 @@ class BatchProcessor:
         holds: list[tuple[str, dict[str, Any]]] = []
         infos: list[dict[str, Any]] = []
         pending: list[tuple[_Accepted, str, dict[str, Any] | None]] = []
+        # The batch's own table updates, applied in consumption order: a prediction consumed after
+        # its model version's training event in the same batch joins it, and a second training
+        # event for one key merges with the first rather than with the table as it stood.
+        written: dict[str, ModelLineage] = {}
+
+        def lookup(key: str) -> ModelLineage | None:
+            return written[key] if key in written else self.model_lineage(key)
+
         for a in accepted:
             corr, source = correlation_id(a.kind, a.event, a.msg.headers)
             a.event["correlation_id"] = corr
@@ -265,10 +280,11 @@ class BatchProcessor:
                 trained = training_lineage(a.event)
                 if trained is not None:
                     key, new = trained
-                    result.table_updates.append((key, merge_lineage(self.model_lineage(key), new)))
+                    written[key] = merge_lineage(lookup(key), new)
+                    result.table_updates.append((key, written[key]))
             elif a.kind == "inference":
                 ev = a.event
-                entry = self.model_lineage(model_key(ev["model_name"], ev["model_version"]))
+                entry = lookup(model_key(ev["model_name"], ev["model_version"]))
                 decision = decide(ev, self.sampling, a.subject_ref in flagged)
                 info = inference_lineage(ev, entry, a.subject_ref, a.snapshot, source, decision)
                 infos.append(info)
@@ -298,6 +314,12 @@ class BatchProcessor:
             records.append(OutRecord(hold_topic, pid.encode(), orjson.dumps(hold), None, pid))
         for a, corr, info in pending:
             graph = build_record(a.kind, a.event, corr, info)
+            anomaly = a.event.get("run_anomaly")
+            if anomaly:
+                graph.nodes = [
+                    replace(n, attributes={**n.attributes, "run_anomaly": anomaly}) if n.node_type == "run" else n
+                    for n in graph.nodes
+                ]
             records.append(OutRecord(graph_topic, a.event["event_id"].encode(), graph.to_bytes()))
 
 

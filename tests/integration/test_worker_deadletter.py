@@ -54,28 +54,32 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
         ("openlineage_invalid", t.openlineage, orjson.dumps({**openlineage_event(), "run": {"runId": "not-a-uuid"}})),
     ]
     items = [(topic, b"k", raw, [("origin", reason.encode())]) for reason, topic, raw in cases]
-    # run_state: COMPLETE then FAIL of one run (same key: same partition, in order)
+    # a run that ends twice, COMPLETE then FAIL (same key: same partition, in order): both kept, the FAIL flagged
     items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "COMPLETE")), [("origin", b"ok")]))
-    items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "FAIL")), [("origin", b"run_state")]))
+    items.append((t.dataset, run_id.encode(), enc("dataset", run_event("dataset", run_id, "FAIL")), [("origin", b"run_anomaly")]))
     items.append((t.openlineage, None, orjson.dumps(openlineage_event()), [("origin", b"ok")]))
     # stored, not dead-lettered: an event from 1000 days ago, a facet that is not JSON, a 70 KB facet
     kept = [run_event("dataset", eventTime=now_us() - 1000 * DAY_US),
             run_event("dataset", run={"runId": str(uuid.uuid4()), "parentRunId": None, "facets": {"x": "{"}}),
             run_event("dataset", job={"namespace": "n", "name": "j", "facets": {"big": orjson.dumps({"a": "x" * 70_000}).decode()}})]
     items += [(t.dataset, b"k", enc("dataset", ev), [("origin", b"kept")]) for ev in kept]
-    expected_dlq = len(cases) + 1
+    expected_dlq = len(cases)
     with running_workers(s):
         produce_all(s, items)
         dlq = read_topic(s, t.deadletter, expected_dlq, timeout=60, idle=1.0)
-        graph = read_topic(s, t.graph, 5, timeout=30, idle=1.0)
+        graph = read_topic(s, t.graph, 6, timeout=30, idle=1.0)
     assert len(dlq) == expected_dlq, worker_logs(s)[-2000:]
-    assert len(graph) == 5 and {GraphRecord.from_bytes(m.value()).kind for m in graph} == {"dataset"}
-    stored = {GraphRecord.from_bytes(m.value()).event_id: GraphRecord.from_bytes(m.value()) for m in graph}
+    records = [GraphRecord.from_bytes(m.value()) for m in graph]
+    assert len(graph) == 6 and {rec.kind for rec in records} == {"dataset"}
+    stored = {rec.event_id: rec for rec in records}
     assert {ev["event_id"] for ev in kept} <= set(stored)
     notes = {stored[ev["event_id"]].payload.get("quality", {}).get("dropped_facets", [{}])[0].get("why") for ev in kept}
     assert notes == {None, "not_an_object", "over_limit"}
+    ended = {rec.event_type: rec for rec in records if rec.payload["run"]["runId"] == run_id}
+    assert set(ended) == {"COMPLETE", "FAIL"} and "run_anomaly" not in ended["COMPLETE"].payload
+    assert ended["FAIL"].payload["run_anomaly"] == "run already ended with COMPLETE, got FAIL"
     by_origin = {header_map(m)["origin"].decode(): m for m in dlq}
-    assert set(by_origin) == {c[0] for c in cases} | {"run_state"}
+    assert set(by_origin) == {c[0] for c in cases}
     raw_by_reason = {reason: raw for reason, _, raw in cases}
     r = redis.Redis.from_url(s.redis_url)
     keys = DataKeys.from_settings(s, r)
@@ -100,6 +104,7 @@ def test_every_reason_reaches_the_dead_letter_topic(settings_factory, make_topic
     stats = {k.decode(): int(v) for k, v in r.hgetall(KeySpace.of(s).stats(s.app_id)).items()}
     for origin in by_origin:
         assert stats.get(f"dlq.{origin}") == 1, stats
+    assert stats.get("run.anomaly") == 1 and "dlq.run_state" not in stats, stats
 
 
 # --- fuzzing ----------------------------------------------------------------------------------

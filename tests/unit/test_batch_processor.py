@@ -218,15 +218,25 @@ def test_openlineage_json_that_is_not_an_object_is_dead_lettered_sealed(tmp_path
     assert open_dead_letter(h.keys, dead.value, hdr) == b"[1, 2]"
 
 
-def test_run_state_verdict_dead_letters_the_event(tmp_path: Path) -> None:
+def test_a_run_state_anomaly_is_kept_flagged_and_counted(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     ev = run_event("dataset", "RUNNING")
     h.runs.refuse.add(ev["run"]["runId"])
-    msg = h.avro("dataset", ev)
-    (dead,) = h.processor.process([msg]).records
-    assert dead.topic == h.topics.deadletter and headers_of(dead)["dlq.reason"] == b"run_state"
-    # A decoded dataset event has no PII fields: its dead letter stays readable as it came.
-    assert dead.value == msg.value and "dlq.sealed" not in headers_of(dead)
+    result = h.processor.process([h.avro("dataset", ev)])
+    assert not [r for r in result.records if r.topic == h.topics.deadletter]
+    rec = graph_records(result, h.topics.graph)[ev["event_id"]]
+    assert rec.payload["run_anomaly"] == "run already ended with COMPLETE"
+    (run_node,) = [n for n in rec.nodes if n.node_type == "run"]
+    assert run_node.attributes["run_anomaly"] == "run already ended with COMPLETE"
+    assert all("run_anomaly" not in n.attributes for n in rec.nodes if n.node_type != "run")
+    assert result.counters["run.anomaly"] == 1 and result.counters["accepted.dataset"] == 1
+
+
+def test_a_legal_run_event_carries_no_anomaly(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    ev = run_event("dataset", "RUNNING")
+    rec = graph_records(h.processor.process([h.avro("dataset", ev)]), h.topics.graph)[ev["event_id"]]
+    assert "run_anomaly" not in rec.payload and all("run_anomaly" not in n.attributes for n in rec.nodes)
 
 
 def test_inference_subject_and_snapshot_never_leave_in_clear(tmp_path: Path) -> None:
@@ -385,3 +395,26 @@ def test_infrastructure_failure_raises_for_a_retry(tmp_path: Path) -> None:
     h.runs.check = down  # type: ignore[method-assign]
     with pytest.raises(redis.exceptions.ConnectionError):
         h.processor.process([h.avro("dataset", run_event("dataset"))])
+
+
+def test_a_prediction_after_its_training_event_in_the_same_batch_joins_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path)  # the table knows nothing of credit@7 before the batch
+    training = run_event("training")
+    before, after = inference_event(risk=0.1), inference_event(risk=0.1)
+    result = h.processor.process([h.avro("inference", before), h.avro("training", training), h.avro("inference", after)])
+
+    graph = graph_records(result, h.topics.graph)
+    joined = graph[after["event_id"]].inference
+    assert joined is not None
+    assert joined["training_run_id"] == training["run"]["runId"] and joined["training_run_source"] == "table"
+    assert joined["feature_sets"] == ["customer_fs@3"] and not joined["unknown_model_version"]
+    early = graph[before["event_id"]].inference
+    assert early is not None and early["training_run_id"] == "" and early["unknown_model_version"]
+
+
+def test_two_training_events_of_one_key_in_a_batch_merge_in_order(tmp_path: Path) -> None:
+    done = run_event("training", "COMPLETE")
+    start = dict(done, event_id=str(uuid.uuid4()), eventType="START")
+    h = Harness(tmp_path)
+    result = h.processor.process([h.avro("training", done), h.avro("training", start)])
+    assert [u[1]["state"] for u in result.table_updates] == ["COMPLETE", "COMPLETE"]

@@ -16,9 +16,15 @@ def _rec(**inf: object) -> GraphRecord:
 
 def test_counters_per_record() -> None:
     assert window_counts(_rec()) == [("inf", "credit")]
-    assert ("inf_missing", "credit") in window_counts(_rec(training_run_id=""))
-    c = window_counts(_rec(tier="consequential", lineage_complete=False, unknown_model_version=True))
-    assert ("conseq_missing", "credit") in c and ("unknown", "credit@7") in c
+    assert ("inf_missing", "credit") in window_counts(_rec(model_version="", training_run_id=""))
+    # no training run yet: counted per version, so lineage arriving later can settle it
+    assert ("inf_unbound", "credit@7") in window_counts(_rec(training_run_id=""))
+    c = window_counts(_rec(tier="consequential", lineage_complete=False, unknown_model_version=True,
+                           training_run_id="", snapshot_pointer="seg/1"))
+    assert ("conseq_unbound", "credit@7") in c and ("unknown", "credit@7") in c
+    # a consequential prediction without its stored snapshot stays missing whatever arrives later
+    c = window_counts(_rec(tier="consequential", lineage_complete=False, unknown_model_version=True, training_run_id=""))
+    assert ("conseq_missing", "credit") in c
     assert window_counts(GraphRecord("e", "dataset", 0, "c", "START", {})) == []
     assert split_key("unknown|credit@7|3") == ("unknown", "credit@7", 3)
 
@@ -76,3 +82,33 @@ def test_heartbeat_silence_is_measured_from_last_seen_else_from_the_baseline() -
     quiet = next(a for a in firing if a.labels["emitter"] == "quiet")
     assert quiet.value == 400.0 and "sent nothing for 400s" in quiet.summary
     assert heartbeat_alerts(["x"], [None], [None], now, 300.0) == []  # not even a baseline yet
+
+
+def test_late_training_lineage_settles_a_windows_alerts_and_figures() -> None:
+    from stream_apps.alerts.completeness import window_stat_points
+
+    w = {(0.0, 60.0): {("inf", "m"): 100, ("inf_unbound", "m@7"): 80, ("inf_unbound", "m@8"): 1, ("conseq", "m"): 2,
+                       ("conseq_unbound", "m@7"): 2, ("unknown", "m@7"): 80, ("unknown", "m@8"): 1}}
+    before = evaluate_windows(w, AlertSettings())
+    assert {(a.name, a.labels.get("model_version")) for a in before} == {
+        (SHARE_ALERT, None), (CONSEQ_ALERT, None), (UNKNOWN_ALERT, "7"), (UNKNOWN_ALERT, "8")}
+    after = evaluate_windows(w, AlertSettings(), known=lambda key: key == "m@7")  # m@7's training run arrived
+    assert {(a.name, a.labels.get("model_version")) for a in after} == {(UNKNOWN_ALERT, "8")}
+    figures = {name: value for name, _, _, value in window_stat_points(w, lambda key: key == "m@7")}
+    assert figures["inference_window_lineage_share"] == 0.99 and figures["consequential_window_uncaptured"] == 0.0
+    assert {name: value for name, _, _, value in window_stat_points(w)}["inference_window_lineage_share"] == 0.19
+
+
+def test_window_figures_are_published_again_when_late_lineage_changes_them() -> None:
+    from stream_apps.detectors import WindowStatLog
+
+    w = {(0.0, 60.0): {("inf", "m"): 4, ("inf_unbound", "m@7"): 4}}
+    log = WindowStatLog(3600.0)
+    known: set[str] = set()
+    first = log.fresh(w, 100.0, known.__contains__)
+    assert ("inference_window_lineage_share", {"model": "m"}, 60.0, 0.0) in first
+    assert log.fresh(w, 101.0, known.__contains__) == []  # unchanged: not published again
+    known.add("m@7")
+    again = log.fresh(w, 102.0, known.__contains__)
+    assert [p for p in again if p[0] == "inference_window_lineage_share"] == [
+        ("inference_window_lineage_share", {"model": "m"}, 60.0, 1.0)]
