@@ -25,7 +25,9 @@ REASONS: dict[str, str] = {
     "bad_json": "OpenLineage topic message is not a JSON object",
     "openlineage_invalid": "OpenLineage event could not be converted",
     **rules.REASONS,
-    "run_state": "illegal run state transition",
+    "unsealed_pii": "an inference event's subject id or snapshot arrived in the clear (not sealed at the source)",
+    "unsealable": "the sealed PII envelope does not open (tampered, truncated, or moved to another prediction)",
+    "seal_key_unknown": "the PII is sealed for a key this pipeline does not hold",
     "internal_error": "the pipeline failed on this message (bug); kept for replay",
 }
 
