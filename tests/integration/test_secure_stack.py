@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from factories import sdk_event
-from helpers import auth_headers, free_port, wait_until
+from helpers import Timeout, auth_headers, free_port, wait_until
 from integration.secure_support import SecureStack
 from integration.sink_support import LINEAGE, committed, end_offsets, env_for
 from lineage.settings import Settings, settings_to_env
@@ -220,8 +220,13 @@ def test_pipeline_runs_end_to_end_with_each_role_s_credentials(secure_stack, rol
         graph, parts = admin.topics.graph, admin.topics.partitions
         ends = end_offsets(admin, graph, parts)
         assert sum(ends.values()) == len(ids)
-        wait_until(lambda: committed(admin, admin.app_id, graph, parts) == ends, 120,
-                   "the Faust app's group to commit the whole graph topic")
+        # (the Faust app joins its group after the event path started: slow on a loaded machine)
+        try:
+            wait_until(lambda: committed(admin, admin.app_id, graph, parts) == ends, 240,
+                       "the Faust app's group to commit the whole graph topic")
+        except Timeout:
+            log = (data_dir / "logs" / "worker-0.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(f"the Faust app did not commit the graph topic in 240 s; worker log tail:\n{log}") from None
         with urllib.request.urlopen(f"{admin.api_url}/health", timeout=10) as resp:
             health = resp.read().decode()
     finally:
