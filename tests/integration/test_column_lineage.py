@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from helpers import wait_until
-from integration.sink_support import api_sql, free_port, run_cli, start_sink, stop_sink, wait_healthy
-from integration.worker_support import produce_all, running_workers, worker_logs
+from integration.sink_support import api_sql, free_port, run_cli
+from integration.worker_support import produce_all, running_pipeline
 from lineage.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,45 +34,37 @@ def test_spark_ctas_column_lineage_through_the_pipeline(
     s = settings_factory(api_port=free_port())
     make_topics(s)
     log = tmp_path / "sink.log"
-    sink = start_sink(s, log)
-    try:
-        with running_workers(s):
-            wait_healthy(s, sink, log)
-            events = [(CORPUS / f"{n}.json").read_bytes() for n in ("spark_ctas_aggregation", "spark_report_from_summary")]
-            produce_all(s, [(s.topics.openlineage, None, ev, None) for ev in events])
-            wait_until(lambda: api_sql(s, "SELECT count() FROM column_edges")[0][0] >= 9, 120,
-                       "the column edges of both Spark runs in ClickHouse")
+    with running_pipeline(s, log):
+        events = [(CORPUS / f"{n}.json").read_bytes() for n in ("spark_ctas_aggregation", "spark_report_from_summary")]
+        produce_all(s, [(s.topics.openlineage, None, ev, None) for ev in events])
+        wait_until(lambda: api_sql(s, "SELECT count() FROM column_edges")[0][0] >= 9, 120,
+                   "the column edges of both Spark runs in ClickHouse")
 
-            # the aggregated column: exactly its source columns, with their transformations
-            assert columns(s, SUMMARY, "--column", "total_amount") == [
-                (1, ORDERS, "amount", "DIRECT", "AGGREGATION", 0, SUMMARY, "total_amount"),
-                (1, ORDERS, "region", "INDIRECT", "GROUP_BY", 0, SUMMARY, "total_amount"),
-            ]
-            # two hops up from the report's column, masking per hop
-            assert columns(s, REPORT, "--column", "avg_ticket") == [
-                (1, SUMMARY, "customers", "DIRECT", "TRANSFORMATION", 0, REPORT, "avg_ticket"),
-                (1, SUMMARY, "total_amount", "DIRECT", "TRANSFORMATION", 0, REPORT, "avg_ticket"),
-                (2, ORDERS, "amount", "DIRECT", "AGGREGATION", 0, SUMMARY, "total_amount"),
-                (2, ORDERS, "customer_id", "DIRECT", "AGGREGATION", 1, SUMMARY, "customers"),
-                (2, ORDERS, "region", "INDIRECT", "GROUP_BY", 0, SUMMARY, "customers"),
-                (2, ORDERS, "region", "INDIRECT", "GROUP_BY", 0, SUMMARY, "total_amount"),
-            ]
-            assert columns(s, REPORT, "--column", "avg_ticket", "--depth", "1") == \
-                columns(s, REPORT, "--column", "avg_ticket")[:2]
-            # downstream from a source column: what is computed from it, hop by hop
-            assert columns(s, ORDERS, "--column", "amount", "--direction", "downstream") == [
-                (1, SUMMARY, "total_amount", "DIRECT", "AGGREGATION", 0, ORDERS, "amount"),
-                (2, REPORT, "avg_ticket", "DIRECT", "TRANSFORMATION", 0, SUMMARY, "total_amount"),
-            ]
-            down = columns(s, SUMMARY, "--column", "region", "--direction", "downstream")
-            assert down == [(1, REPORT, "region_code", "DIRECT", "TRANSFORMATION", 1, SUMMARY, "region")]
-            # a column nobody computed anything from: no rows, and a one-line note for people
-            assert columns(s, REPORT, "--column", "region_code", "--direction", "downstream") == []
-            res = run_cli(s, "query", "columns", "--namespace", HDFS, "--name", REPORT, "--direction", "sideways",
-                          check=False)
-            assert res.returncode == 2 and "Traceback" not in res.stderr and "--direction" in res.stderr
-    except AssertionError:
-        print(worker_logs(s)[-4000:], log.read_text()[-4000:])
-        raise
-    finally:
-        stop_sink(sink)
+        # the aggregated column: exactly its source columns, with their transformations
+        assert columns(s, SUMMARY, "--column", "total_amount") == [
+            (1, ORDERS, "amount", "DIRECT", "AGGREGATION", 0, SUMMARY, "total_amount"),
+            (1, ORDERS, "region", "INDIRECT", "GROUP_BY", 0, SUMMARY, "total_amount"),
+        ]
+        # two hops up from the report's column, masking per hop
+        assert columns(s, REPORT, "--column", "avg_ticket") == [
+            (1, SUMMARY, "customers", "DIRECT", "TRANSFORMATION", 0, REPORT, "avg_ticket"),
+            (1, SUMMARY, "total_amount", "DIRECT", "TRANSFORMATION", 0, REPORT, "avg_ticket"),
+            (2, ORDERS, "amount", "DIRECT", "AGGREGATION", 0, SUMMARY, "total_amount"),
+            (2, ORDERS, "customer_id", "DIRECT", "AGGREGATION", 1, SUMMARY, "customers"),
+            (2, ORDERS, "region", "INDIRECT", "GROUP_BY", 0, SUMMARY, "customers"),
+            (2, ORDERS, "region", "INDIRECT", "GROUP_BY", 0, SUMMARY, "total_amount"),
+        ]
+        assert columns(s, REPORT, "--column", "avg_ticket", "--depth", "1") == \
+            columns(s, REPORT, "--column", "avg_ticket")[:2]
+        # downstream from a source column: what is computed from it, hop by hop
+        assert columns(s, ORDERS, "--column", "amount", "--direction", "downstream") == [
+            (1, SUMMARY, "total_amount", "DIRECT", "AGGREGATION", 0, ORDERS, "amount"),
+            (2, REPORT, "avg_ticket", "DIRECT", "TRANSFORMATION", 0, SUMMARY, "total_amount"),
+        ]
+        down = columns(s, SUMMARY, "--column", "region", "--direction", "downstream")
+        assert down == [(1, REPORT, "region_code", "DIRECT", "TRANSFORMATION", 1, SUMMARY, "region")]
+        # a column nobody computed anything from: no rows, and a one-line note for people
+        assert columns(s, REPORT, "--column", "region_code", "--direction", "downstream") == []
+        res = run_cli(s, "query", "columns", "--namespace", HDFS, "--name", REPORT, "--direction", "sideways",
+                      check=False)
+        assert res.returncode == 2 and "Traceback" not in res.stderr and "--direction" in res.stderr

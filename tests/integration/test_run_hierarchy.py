@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from helpers import api_token, wait_until
-from integration.sink_support import api_sql, free_port, run_cli, start_sink, stop_sink, wait_healthy
-from integration.worker_support import running_workers, worker_logs
+from integration.sink_support import api_sql, free_port, run_cli
+from integration.worker_support import running_pipeline
 from lineage.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,40 +72,32 @@ def test_dag_task_spark_app_spark_job(
     s = settings_factory(api_port=free_port())
     make_topics(s)
     log = tmp_path / "sink.log"
-    sink = start_sink(s, log)
-    try:
-        with running_workers(s):
-            wait_healthy(s, sink, log)
-            token = api_token(s, "emitter")
-            for ev in events:
-                post(s, ev, token)
-            wait_until(lambda: api_sql(s, f"SELECT count() FROM nodes WHERE node_id = 'run:{job}'")[0][0] > 0
-                       and api_sql(s, f"SELECT count() FROM nodes WHERE node_id = 'run:{dag}'")[0][0] > 0, 120,
-                       "all four runs stored")
-            wait_until(lambda: len([r for r in hierarchy(s, job) if r["section"] == "hierarchy"]) == 4, 60,
-                       "the hierarchy of the Spark job")
+    with running_pipeline(s, log):
+        token = api_token(s, "emitter")
+        for ev in events:
+            post(s, ev, token)
+        wait_until(lambda: api_sql(s, f"SELECT count() FROM nodes WHERE node_id = 'run:{job}'")[0][0] > 0
+                   and api_sql(s, f"SELECT count() FROM nodes WHERE node_id = 'run:{dag}'")[0][0] > 0, 120,
+                   "all four runs stored")
+        wait_until(lambda: len([r for r in hierarchy(s, job) if r["section"] == "hierarchy"]) == 4, 60,
+                   "the hierarchy of the Spark job")
 
-            rows = hierarchy(s, job)
-            got = [(r["level"], r["relation"], r["run_id"], r["namespace"], r["name"]) for r in rows if r["section"] == "hierarchy"]
-            assert got == [
-                (-3, "root", dag, "airflow-prod", "sales_dag"),
-                (-2, "ancestor", task, "airflow-prod", "sales_dag.build_summary"),
-                (-1, "ancestor", app, "spark", "sales_summary_app"),
-                (0, "self", job, "spark", spark_job["job"]["name"]),
-            ]
-            assert [(r["state"]) for r in rows if r["section"] == "event"] == ["COMPLETE"]
-            assert sorted((r["relation"], r["namespace"], r["name"]) for r in rows if r["section"] == "dataset") == [
-                ("input", "hdfs://namenode:8020", "/warehouse/orders"),
-                ("output", "hdfs://namenode:8020", "/warehouse/sales_summary"),
-            ]
-            # from the root: every run below it, nearest first
-            down = [(r["level"], r["relation"], r["run_id"]) for r in hierarchy(s, dag) if r["section"] == "hierarchy"]
-            assert down == [(0, "self", dag), (1, "descendant", task), (2, "descendant", app), (3, "descendant", job)]
-            # a run nobody mentioned: only itself, and a note for people
-            res = run_cli(s, "query", "run", str(uuid.uuid4()))
-            assert "nothing recorded" in res.stderr
-    except AssertionError:
-        print(worker_logs(s)[-4000:], log.read_text()[-4000:])
-        raise
-    finally:
-        stop_sink(sink)
+        rows = hierarchy(s, job)
+        got = [(r["level"], r["relation"], r["run_id"], r["namespace"], r["name"]) for r in rows if r["section"] == "hierarchy"]
+        assert got == [
+            (-3, "root", dag, "airflow-prod", "sales_dag"),
+            (-2, "ancestor", task, "airflow-prod", "sales_dag.build_summary"),
+            (-1, "ancestor", app, "spark", "sales_summary_app"),
+            (0, "self", job, "spark", spark_job["job"]["name"]),
+        ]
+        assert [(r["state"]) for r in rows if r["section"] == "event"] == ["COMPLETE"]
+        assert sorted((r["relation"], r["namespace"], r["name"]) for r in rows if r["section"] == "dataset") == [
+            ("input", "hdfs://namenode:8020", "/warehouse/orders"),
+            ("output", "hdfs://namenode:8020", "/warehouse/sales_summary"),
+        ]
+        # from the root: every run below it, nearest first
+        down = [(r["level"], r["relation"], r["run_id"]) for r in hierarchy(s, dag) if r["section"] == "hierarchy"]
+        assert down == [(0, "self", dag), (1, "descendant", task), (2, "descendant", app), (3, "descendant", job)]
+        # a run nobody mentioned: only itself, and a note for people
+        res = run_cli(s, "query", "run", str(uuid.uuid4()))
+        assert "nothing recorded" in res.stderr

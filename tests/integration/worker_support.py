@@ -26,6 +26,24 @@ LINEAGE_BIN = str(Path(sys.executable).parent / "lineage")
 
 
 @contextmanager
+def running_pipeline(settings: Settings, sink_log: Path) -> Iterator[None]:
+    """A `lineage sink` (API up) and one worker for ``settings``; on a failed assertion inside,
+    their logs are printed before it propagates; both are stopped on exit."""
+    from integration.sink_support import start_sink, stop_sink, wait_healthy
+
+    sink = start_sink(settings, sink_log)
+    try:
+        with running_workers(settings):
+            wait_healthy(settings, sink, sink_log)
+            yield
+    except AssertionError:
+        print(worker_logs(settings)[-4000:], sink_log.read_text()[-4000:])
+        raise
+    finally:
+        stop_sink(sink)
+
+
+@contextmanager
 def running_workers(settings: Settings, count: int = 1, name: str = "worker") -> Iterator[list[ManagedProcess]]:
     """``count`` `lineage worker` subprocesses for ``settings``; stopped (SIGTERM) on exit."""
     procs = []
