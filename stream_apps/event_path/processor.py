@@ -235,7 +235,8 @@ class BatchProcessor:
         """
         if not rejected:
             return
-        period_ref = deadletter_key_ref(self.clock(), self.deadletter_key_days)
+        now = self.clock()
+        period_ref = deadletter_key_ref(now, self.deadletter_key_days)
         wanted = {r.subject_ref or period_ref for r in rejected if r.kind in ("", "inference")}
         deks = self.keys.get_or_create(wanted) if wanted else {}
         for r in rejected:
@@ -251,7 +252,7 @@ class BatchProcessor:
                     nonce, ct = seal(dek, raw, seal_aad(msg.topic, msg.partition, msg.offset))
                     raw = nonce + ct
             headers = dead_letter_headers(msg.headers, r.reason, r.detail, msg.topic, msg.partition, msg.offset,
-                                          key_ref=key_ref, erased=bool(key_ref) and deks.get(key_ref) is None)
+                                          now_ms=int(now * 1000), key_ref=key_ref, erased=bool(key_ref) and deks.get(key_ref) is None)
             result.records.append(OutRecord(self.deadletter_topic, msg.key, raw, headers))
             result.counters[f"dlq.{r.reason}"] += 1
 
