@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,42 +43,40 @@ def _wait(redis: Any, done: Callable[[dict[str, Any]], bool], what: str, deadlin
         time.sleep(0.05)
 
 
-def _idle_aof(info: dict[str, Any]) -> bool:
-    return not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0))
+@dataclass(frozen=True)
+class _Rewrite:
+    """One of Redis's background rewrites, by the INFO fields that follow it."""
+
+    name: str  # "AOF rewrite" / "RDB save"
+    command: str  # BGREWRITEAOF / BGSAVE
+    busy: tuple[str, ...]  # INFO flags set while one runs (or is scheduled)
+    done: str  # INFO counter of finished runs
+    status: str  # INFO field with the last run's status
+
+    def idle(self, info: dict[str, Any]) -> bool:
+        return not any(int(info.get(flag, 0)) for flag in self.busy)
+
+    def run(self, redis: Any, deadline: float) -> None:
+        """Start one after any earlier one ends (an earlier run forked before the deletion and
+        would keep the key), wait for it, and check it succeeded."""
+        info = _wait(redis, self.idle, f"an earlier {self.name}", deadline)
+        before = int(info.get(self.done, 0))
+        while True:
+            try:
+                redis.execute_command(self.command)
+                break
+            except ResponseError as exc:
+                if "in progress" not in str(exc):
+                    raise PersistenceError(f"Redis refused {self.command}: {exc}") from None
+                _wait(redis, self.idle, f"an earlier {self.name}", deadline)
+        info = _wait(redis, lambda i: self.idle(i) and int(i.get(self.done, 0)) > before, f"its {self.name}", deadline)
+        if info.get(self.status) != "ok":
+            raise PersistenceError(f"Redis's {self.name} failed (status {info.get(self.status)})")
 
 
-def _rewrite_aof(redis: Any, deadline: float) -> None:
-    # a rewrite already running forked before the deletion and would keep the key: wait, then start ours
-    info = _wait(redis, _idle_aof, "an earlier AOF rewrite", deadline)
-    before = int(info.get("aof_rewrites", 0))
-    while True:
-        try:
-            redis.bgrewriteaof()
-            break
-        except ResponseError as exc:
-            if "in progress" not in str(exc):
-                raise PersistenceError(f"Redis refused BGREWRITEAOF: {exc}") from None
-            _wait(redis, _idle_aof, "an earlier AOF rewrite", deadline)
-    info = _wait(redis, lambda i: _idle_aof(i) and int(i.get("aof_rewrites", 0)) > before, "its AOF rewrite", deadline)
-    if info.get("aof_last_bgrewrite_status") != "ok":
-        raise PersistenceError(f"Redis's AOF rewrite failed (status {info.get('aof_last_bgrewrite_status')})")
-
-
-def _save_rdb(redis: Any, deadline: float) -> None:
-    info = _wait(redis, lambda i: not int(i.get("rdb_bgsave_in_progress", 0)), "an earlier RDB save", deadline)
-    before = int(info.get("rdb_saves", 0))
-    while True:
-        try:
-            redis.bgsave()
-            break
-        except ResponseError as exc:
-            if "in progress" not in str(exc):
-                raise PersistenceError(f"Redis refused BGSAVE: {exc}") from None
-            time.sleep(0.05)
-    info = _wait(redis, lambda i: not int(i.get("rdb_bgsave_in_progress", 0)) and int(i.get("rdb_saves", 0)) > before,
-                 "its RDB save", deadline)
-    if info.get("rdb_last_bgsave_status") != "ok":
-        raise PersistenceError(f"Redis's RDB save failed (status {info.get('rdb_last_bgsave_status')})")
+_AOF = _Rewrite("AOF rewrite", "BGREWRITEAOF", ("aof_rewrite_in_progress", "aof_rewrite_scheduled"), "aof_rewrites",
+                "aof_last_bgrewrite_status")
+_RDB = _Rewrite("RDB save", "BGSAVE", ("rdb_bgsave_in_progress",), "rdb_saves", "rdb_last_bgsave_status")
 
 
 def _files(root: Path) -> list[Path]:
@@ -113,9 +112,9 @@ def rewrite_persistence(redis: Any, gone: bytes | None = None, timeout_s: float 
     rdb = bool(str(cfg.get("save", "")).strip()) or dump.exists()
     try:
         if aof:
-            _rewrite_aof(redis, deadline)
+            _AOF.run(redis, deadline)
         if rdb:
-            _save_rdb(redis, deadline)
+            _RDB.run(redis, deadline)
     except RedisError as exc:
         raise PersistenceError(f"Redis failed while rewriting its files: {exc}") from None
     verified: bool | None = None
