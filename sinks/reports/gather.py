@@ -56,8 +56,7 @@ LIMIT 1
 """
 
 _TRAINING = """
-SELECT run_id, argMax(job, event_time) AS job, argMax(event_type, event_time) AS state, min(event_time) AS started,
-       max(event_time) AS last_event, argMax(code_version, event_time) AS code_version,
+SELECT run_id, argMax(job, event_time) AS job, argMax(event_type, event_time) AS state, max(event_time) AS last_event, argMax(code_version, event_time) AS code_version,
        argMax(artifact_digest, event_time) AS artifact_digest, argMax(hyperparameters, event_time) AS hyperparameters,
        argMax(dataset_digests, event_time) AS dataset_digests, argMax(feature_sets, event_time) AS feature_sets
 FROM training_runs FINAL
@@ -123,7 +122,7 @@ def provenance(src: Source, params: Mapping[str, str], actor: Actor) -> dict[str
             ["lineage complete", "yes" if pred["lineage_complete"] else "no"],
             ["bound late to its training run", "yes" if pred["late_bound"] else "no"]]),
         section("Training run", ["field", "value"], [
-            ["run id", run["run_id"]], ["job", run["job"]], ["state", run["state"]], ["started", run["started"]],
+            ["run id", run["run_id"]], ["job", run["job"]], ["state", run["state"]],
             ["last event", run["last_event"]], ["code version", run["code_version"]],
             ["artifact digest", run["artifact_digest"]], ["hyperparameters", run["hyperparameters"]],
             ["dataset digests", run["dataset_digests"]], ["feature sets", ", ".join(run["feature_sets"])]]

@@ -20,6 +20,7 @@ th{background:#f3f5f7}.meta td:first-child{width:160px;font-weight:bold}
 .ok{background:#e6f4ea;border:1px solid #34a853}.bad{background:#fce8e6;border:1px solid #d93025}
 .note{color:#57606a}ul.summary li{margin:3px 0}
 footer{margin-top:24px;color:#57606a;font-size:10px}
+@page{size:A4 landscape;margin:12mm}
 @media print{body{margin:0}h2{break-after:avoid}tr{break-inside:avoid}}
 """
 
