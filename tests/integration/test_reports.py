@@ -180,3 +180,14 @@ def test_reports_of_the_lending_scenario(settings_factory, make_topics, tmp_path
         assert subject not in body.decode()  # the report names the subject by reference only
         status, _, body = _report(s, "provenance", prediction=pid, format="json")
         assert "now unreadable" in json.loads(body)["data"]["snapshot_status"]
+
+    # no sink running: the CLI opens the store itself and the report names the local operator
+    out = tmp_path / "completeness.html"
+    res = run_cli(s, "report", "completeness", "--model", lending.MODEL, "--since", "2026-06-01", "--output", str(out),
+                  "--json")
+    line = json.loads(res.stdout)
+    page = out.read_text()
+    assert line["verified"] is True and line["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert "(role admin, via cli)" in page and "local:" in page and "60 of 60 prediction(s)" in page
+    missing = run_cli(s, "report", "provenance", "--prediction", "no-such-prediction", check=False)
+    assert missing.returncode == 1 and missing.stderr.strip() == "lineage: error: no prediction 'no-such-prediction' is recorded"
