@@ -24,7 +24,7 @@ from integration.worker_support import running_pipeline
 from producers import Emitter, EmitterConfig
 from shell import scenario as lending
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 ARTIFACTS = REPO / "test-artifacts" / "reports"
 REASON = "model risk review"
