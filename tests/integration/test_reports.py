@@ -191,3 +191,28 @@ def test_reports_of_the_lending_scenario(settings_factory, make_topics, tmp_path
     assert "(role admin, via cli)" in page and "local:" in page and "60 of 60 prediction(s)" in page
     missing = run_cli(s, "report", "provenance", "--prediction", "no-such-prediction", check=False)
     assert missing.returncode == 1 and missing.stderr.strip() == "lineage: error: no prediction 'no-such-prediction' is recorded"
+
+    # a forger alters one raw row the provenance report relies on (the training run's event):
+    # the report says NOT VERIFIED and names the partition and the problem
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=s.clickhouse_dsn)
+    client.database = s.clickhouse_database
+    try:
+        (event_id,) = client.query("SELECT event_id FROM training_runs WHERE run_id = {r:String} LIMIT 1",
+                                   parameters={"r": run_id}).result_rows[0]
+        client.command("ALTER TABLE raw_events UPDATE record = concat(record, ' ') WHERE event_id = {e:String}",
+                       parameters={"e": event_id}, settings={"mutations_sync": 2})
+        topic, partition = client.query("SELECT topic, kafka_partition FROM raw_events WHERE event_id = {e:String}",
+                                        parameters={"e": event_id}).result_rows[0]
+    finally:
+        client.close()
+    out = tmp_path / "tampered.json"
+    res = run_cli(s, "report", "provenance", "--prediction", pid, "--format", "json", "--output", str(out), "--json")
+    assert json.loads(res.stdout)["verified"] is False
+    integrity = json.loads(out.read_bytes())["integrity"]
+    assert integrity["verified"] is False and integrity["statement"].endswith("Result: NOT VERIFIED.")
+    assert {(p["topic"], p["kafka_partition"], p["problem"]) for p in integrity["problems"]} >= {
+        (topic, partition, "altered")}
+    assert any(p["topic"] == topic and p["partition"] == partition and p["problems"] >= 1
+               for p in integrity["partitions"])
