@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 
 _CSS = """
+*{box-sizing:border-box}
 body{font-family:"DejaVu Sans",Arial,Helvetica,sans-serif;color:#1b1f24;margin:24px;font-size:12px;line-height:1.4}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:22px 0 6px;border-bottom:1px solid #c9d1d9;padding-bottom:2px}
 .question{font-size:14px;margin:4px 0 12px;font-style:italic}
-table{border-collapse:collapse;width:100%;margin:4px 0 8px;table-layout:auto}
+table{border-collapse:collapse;width:calc(100% - 2px);margin:4px 0 8px;table-layout:auto}
 th,td{border:1px solid #d0d7de;padding:3px 5px;text-align:left;vertical-align:top;word-break:break-word}
 th{background:#f3f5f7}.meta td:first-child{width:160px;font-weight:bold}
 .verdict{padding:8px 10px;border-radius:4px;margin:6px 0}
@@ -21,7 +22,7 @@ th{background:#f3f5f7}.meta td:first-child{width:160px;font-weight:bold}
 .note{color:#57606a}ul.summary li{margin:3px 0}
 footer{margin-top:24px;color:#57606a;font-size:10px}
 @page{size:A4 landscape;margin:12mm}
-@media print{body{margin:0}h2{break-after:avoid}tr{break-inside:avoid}}
+@media print{body{margin:0;width:100%}h2{break-after:avoid}tr{break-inside:avoid}}
 """
 
 
