@@ -115,3 +115,13 @@ def test_pdf_is_refused_when_no_chromium_is_found(monkeypatch, tmp_path) -> None
     monkeypatch.setattr(pdf, "CHROMIUM_CANDIDATES", (str(tmp_path / "missing"), "no-such-chromium-binary"))
     with pytest.raises(PdfUnavailable, match="needs Chromium, which is not installed"):
         html_to_pdf("<p>x</p>")
+
+
+def test_the_attachment_name_cannot_break_its_header() -> None:
+    from sinks.reports.service import Made
+
+    r = _report()
+    r["parameters"] = {"prediction": 'p"; filename="evil.exe'}
+    name = Made("provenance", "pdf", b"", "0" * 64, r, {}).filename
+    assert name == "lineage-provenance-p___filename__evil.exe.pdf"
+    assert '"' not in name and ";" not in name and " " not in name
