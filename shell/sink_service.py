@@ -35,6 +35,7 @@ from sinks.clickhouse.loop import LoopConfig, SinkLoop, consumer_config
 from sinks.clickhouse.metrics import SinkMetrics
 from sinks.clickhouse.writer import ClickHouseSink
 from sinks.exceptions import SinkError
+from sinks.reports import http as reports_http
 from stream_apps import dashboard, intake_http
 from stream_apps.dashboard.data import metrics_text
 from stream_apps.monitor.service import Monitor
@@ -118,6 +119,7 @@ ROUTE_POLICY: dict[str, Need] = {
     "/api/alerts": Action.QUERY,
     "/api/pipeline/stats": Action.QUERY,
     "/metrics/pipeline": Action.METRICS,
+    reports_http.REPORTS_PATH: Action.REPORTS,  # and READ_ALL for the erasure report, checked by the handler
 }
 
 
@@ -126,7 +128,8 @@ async def _start_api(settings: Settings, api: ApiContext, monitor: Monitor, emit
     app = build_app(
         api,
         Guard(keys, settings),
-        mounts=[lambda a: intake_http.add_routes(a, emitter), lambda a: dashboard.add_routes(a, monitor)],
+        mounts=[lambda a: intake_http.add_routes(a, emitter), lambda a: dashboard.add_routes(a, monitor),
+                reports_http.add_routes],
         metrics_providers=[lambda: metrics_text(monitor)],
         policy={**ROUTE_POLICY, "/metrics/pipeline": PUBLIC if settings.api.metrics_public else Action.METRICS},
     )

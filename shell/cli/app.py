@@ -37,6 +37,7 @@ _COMMANDS: list[tuple[str, str, str]] = [
     ("shell.cli.query", "app", "query"),
     ("shell.cli.query", "sql", "sql"),
     ("shell.cli.query", "verify", "verify"),
+    ("shell.cli.report", "app", "report"),
     ("shell.cli.audit", "app", "audit"),
     ("shell.cli.emit", "emit", "emit"),
     ("shell.cli.demo", "demo", "demo"),
