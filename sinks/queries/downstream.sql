@@ -44,7 +44,12 @@ WITH paths AS MATERIALIZED
                OR ({namespace:String} = '' AND {node_type:String} IN ('', 'model_version')
                    AND startsWith(src, concat('model_version:', {name:String}, '@')))
                OR ({namespace:String} = '' AND {node_type:String} IN ('', 'feature_set')
-                   AND startsWith(src, concat('feature_set:', {name:String}, '@'))))
+                   AND startsWith(src, concat('feature_set:', {name:String}, '@')))
+               -- a dataset known under several identities (symlinks facet): start from all of them
+               OR ({node_type:String} IN ('', 'dataset') AND src IN (
+                   SELECT node_id FROM dataset_identity WHERE canonical IN (
+                       SELECT canonical FROM dataset_identity
+                       WHERE node_id = concat('dataset:', {namespace:String}, '/', {name:String})))))
           AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
           AND event_time <= {as_of:DateTime64(6, 'UTC')}
         GROUP BY src, dst, edge_type
