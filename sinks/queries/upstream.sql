@@ -25,7 +25,15 @@
 -- walk runs once.
 WITH paths AS MATERIALIZED
 (
-    WITH RECURSIVE up AS
+    WITH RECURSIVE
+    -- every identity of a symlinked dataset (dataset_identity): a dataset reached under one name
+    -- is traced to the writers of all of them
+    ident AS
+    (
+        SELECT i.node_id AS node_id, j.node_id AS member
+        FROM dataset_identity AS i INNER JOIN dataset_identity AS j ON j.canonical = i.canonical
+    ),
+    up AS
     (
         SELECT src, dst, edge_type, argMin(run_id, event_time) AS run_id, min(event_time) AS t,
                argMin(event_id, event_time) AS event_id,
@@ -63,8 +71,14 @@ WITH paths AS MATERIALIZED
                    countIf(up.src_version != '' AND e.dst_version = up.src_version) OVER reader AS writes_of_version,
                    argMax(e.src, e.event_time) OVER reader AS latest_writer
             FROM edges AS e
-            INNER JOIN up ON e.dst = up.src
-            WHERE e.dst IN (SELECT src FROM up) AND e.event_time <= up.t
+            INNER JOIN
+            (
+                SELECT u.src AS src, u.dst AS dst, u.edge_type AS edge_type, u.t AS t, u.src_version AS src_version,
+                       u.depth AS depth, if(m.member != '', m.member, u.src) AS key
+                FROM up AS u LEFT JOIN ident AS m ON m.node_id = u.src
+            ) AS up ON e.dst = up.key
+            WHERE e.dst IN (SELECT src FROM up UNION ALL SELECT member FROM ident WHERE node_id IN (SELECT src FROM up))
+              AND e.event_time <= up.t
               AND e.event_time <= {as_of:DateTime64(6, 'UTC')} AND up.depth < {max_depth:UInt32}
             WINDOW reader AS (PARTITION BY up.src, up.dst, up.edge_type)
         )

@@ -52,10 +52,11 @@ def test_marquez_reads_in_the_documented_shape(
     s = settings_factory(api_port=free_port())
     make_topics(s)
     with running_pipeline(s, tmp_path / "sink.log"):
-        names = ("spark_ctas_aggregation", "spark_report_from_summary", "trino_read_hive_table")
+        names = ("airflow_load_hive_table", "spark_ctas_aggregation", "spark_report_from_summary",
+                 "trino_read_hive_table")
         produce_all(s, [(s.topics.openlineage, None, (CORPUS / f"{n}.json").read_bytes(), None) for n in names])
-        wait_until(lambda: api_sql(s, "SELECT uniqExact(run_id) FROM edges WHERE edge_type = 'produced'")[0][0] >= 3,
-                   120, "the three runs' edges in ClickHouse")
+        wait_until(lambda: api_sql(s, "SELECT uniqExact(run_id) FROM edges WHERE edge_type = 'produced'")[0][0] >= 4,
+                   120, "the four runs' edges in ClickHouse")
         analyst, emitter = api_token(s, "analyst"), api_token(s, "emitter")
 
         # the report job, depth 0: its input and output datasets, exactly as Marquez documents them
@@ -78,15 +79,19 @@ def test_marquez_reads_in_the_documented_shape(
         ]}
 
         # the Hive name of /warehouse/orders (stated by Spark's symlinks facet) is the same node:
-        # from it, the whole graph, with Trino's read of the Hive table joined to Spark's lineage
+        # from it, the whole graph, with Airflow's load and Trino's read of the Hive table joined to
+        # Spark's lineage of the HDFS location
         status, doc = get(s, "/api/v1/lineage", {"nodeId": f"dataset:{HIVE}:sales.orders"}, analyst)
         assert status == 200, doc
         orders = f"dataset:{HDFS}:/warehouse/orders"
         ids = [n["id"] for n in doc["graph"]]
-        assert ids == [kpis, orders, summary, f"dataset:postgres://reporting-db:5432:reporting.public.order_counts",
-                       report, f"job:spark:{CTAS}", f"job:{TRINO_NS}:{TRINO}"]
+        load = "job:airflow-prod:load_orders.hive_load"
+        assert ids == [kpis, orders, summary, "dataset:postgres://core-db:5432:shop.public.orders",
+                       "dataset:postgres://reporting-db:5432:reporting.public.order_counts",
+                       load, report, f"job:spark:{CTAS}", f"job:{TRINO_NS}:{TRINO}"]
         node = {n["id"]: n for n in doc["graph"]}
         assert node[orders]["data"]["symlinks"] == [f"dataset:{HIVE}/sales.orders"]
+        assert node[orders]["inEdges"] == [{"origin": load, "destination": orders}]
         assert node[orders]["outEdges"] == [{"origin": orders, "destination": f"job:spark:{CTAS}"},
                                             {"origin": orders, "destination": f"job:{TRINO_NS}:{TRINO}"}]
         assert get(s, "/api/v1/lineage", {"nodeId": orders}, analyst)[1] == doc
@@ -150,3 +155,11 @@ def test_marquez_reads_in_the_documented_shape(
         upstream = run_cli(s, "query", "upstream", "--namespace", HIVE, "--name", "sales.orders", "--json").stdout
         assert json.loads(upstream) == json.loads(
             run_cli(s, "query", "upstream", "--namespace", HDFS, "--name", "/warehouse/orders", "--json").stdout)
+        assert {r["node_id"] for r in json.loads(upstream)} == {
+            "run:0190a3c2-4000-7000-8000-00000000f001", "job:airflow-prod/load_orders.hive_load",
+            "dataset:postgres://core-db:5432/shop.public.orders"}
+        # mid-walk: Spark read the HDFS name, Airflow wrote the Hive name; the walk goes through
+        out = run_cli(s, "query", "upstream", "--namespace", HDFS, "--name", "/warehouse/sales_summary", "--json").stdout
+        reached = {row["node_id"] for row in json.loads(out)}
+        assert {f"dataset:{HDFS}//warehouse/orders", "run:0190a3c2-4000-7000-8000-00000000f001",
+                "dataset:postgres://core-db:5432/shop.public.orders"} <= reached, reached
