@@ -24,7 +24,15 @@
 -- the reached node's version as of the edge time.
 -- `paths` is read twice: with enable_materialized_cte = 1 (the embedded store sets it) the
 -- walk runs once.
-WITH paths AS MATERIALIZED
+WITH
+-- every identity of a symlinked dataset (dataset_identity): a dataset written under one name
+-- reaches the readers of all of them
+ident AS MATERIALIZED
+(
+    SELECT i.node_id AS node_id, j.node_id AS member
+    FROM dataset_identity AS i INNER JOIN dataset_identity AS j ON j.canonical = i.canonical
+),
+paths AS MATERIALIZED
 (
     WITH RECURSIVE dn AS
     (
@@ -67,15 +75,24 @@ WITH paths AS MATERIALIZED
                    countIf(e.src_version != '' AND w.version = e.src_version AND w.written <= e.event_time) AS writes_of_version,
                    argMaxIf(w.writer, w.written, w.written <= e.event_time) AS latest_writer
             FROM edges AS e
-            INNER JOIN dn ON e.src = dn.dst
+            INNER JOIN
+            (
+                SELECT d.src AS src, d.dst AS dst, d.edge_type AS edge_type, d.t AS t, d.dst_version AS dst_version,
+                       d.depth AS depth, if(m.member != '', m.member, d.dst) AS key
+                FROM dn AS d LEFT JOIN ident AS m ON m.node_id = d.dst
+            ) AS dn ON e.src = dn.key
             LEFT JOIN
             (
-                SELECT dst AS dataset, src AS writer, dst_version AS version, event_time AS written
-                FROM edges
-                WHERE dst IN (SELECT dst FROM dn WHERE startsWith(dst, 'dataset:'))
-                  AND event_time <= {as_of:DateTime64(6, 'UTC')}
+                -- a write under any identity of the dataset counts as a write of each of them
+                SELECT if(m.member != '', m.member, x.dst) AS dataset, x.src AS writer, x.dst_version AS version,
+                       x.event_time AS written
+                FROM edges AS x LEFT JOIN ident AS m ON m.node_id = x.dst
+                WHERE x.dst IN (SELECT dst FROM dn WHERE startsWith(dst, 'dataset:')
+                                UNION ALL SELECT member FROM ident WHERE node_id IN (SELECT dst FROM dn))
+                  AND x.event_time <= {as_of:DateTime64(6, 'UTC')}
             ) AS w ON w.dataset = e.src
-            WHERE e.src IN (SELECT dst FROM dn) AND e.event_time >= dn.t
+            WHERE e.src IN (SELECT dst FROM dn UNION ALL SELECT member FROM ident WHERE node_id IN (SELECT dst FROM dn))
+              AND e.event_time >= dn.t
               AND e.event_time <= {as_of:DateTime64(6, 'UTC')} AND dn.depth < {max_depth:UInt32}
             GROUP BY e.src, e.dst, e.edge_type, e.run_id, e.event_time, e.event_id, e.src_version, e.dst_version,
                      dn.src, dn.edge_type, dn.dst_version, dn.depth

@@ -4,8 +4,8 @@
 -- known under several identities (the `symlinks` facet, see dataset_identity) are one node, under
 -- their canonical id. Served as `GET /api/v1/lineage?nodeId=...&depth=N` (sinks/marquez.py).
 --
--- Run as-is:
---   clickhouse-client --database lineage --param_node_id='dataset:postgres://crm:5432/crm.public.customers' \
+-- Run as-is (enable_materialized_cte lets ClickHouse compute the folded graph once, not per hop):
+--   clickhouse-client --database lineage --enable_materialized_cte=1 --param_node_id='dataset:postgres://crm:5432/crm.public.customers' \
 --     --param_max_depth=40 --queries-file marquez_lineage.sql
 -- Parameters:
 --   node_id    String  the start node: 'dataset:NAMESPACE/NAME' or 'job:NAMESPACE/NAME' (any identity)
@@ -14,10 +14,10 @@
 -- version and attributes (the latest stated), updated_at (its latest event), depth (hops from the
 -- start), inputs (ids of the nodes with an edge into it) and outputs (ids it has an edge to), both
 -- among the nodes reached.
-WITH RECURSIVE
-    ident AS (SELECT node_id, canonical FROM dataset_identity),
-    runs AS (SELECT dst AS run, any(src) AS job FROM edges WHERE edge_type = 'executes' GROUP BY dst),
-    flow AS
+WITH
+    ident AS MATERIALIZED (SELECT node_id, canonical FROM dataset_identity),
+    runs AS MATERIALIZED (SELECT dst AS run, any(src) AS job FROM edges WHERE edge_type = 'executes' GROUP BY dst),
+    flow AS MATERIALIZED
     (
         SELECT if(i1.canonical != '', i1.canonical, f.src) AS src, if(i2.canonical != '', i2.canonical, f.dst) AS dst
         FROM
@@ -34,26 +34,30 @@ WITH RECURSIVE
         LEFT JOIN ident AS i2 ON i2.node_id = f.dst
         GROUP BY src, dst
     ),
-    adjacent AS
+    reached AS MATERIALIZED
     (
-        SELECT src AS a, dst AS b FROM flow
-        UNION ALL
-        SELECT dst AS a, src AS b FROM flow
-    ),
-    start AS
-    (
-        SELECT if(count() > 0, any(i.canonical), {node_id:String}) AS node FROM ident AS i WHERE i.node_id = {node_id:String}
-    ),
-    walk AS
-    (
-        SELECT node, toUInt32(0) AS depth FROM start
-        UNION ALL
-        SELECT j.b AS node, any(w.depth) + 1 AS depth
-        FROM walk AS w INNER JOIN adjacent AS j ON j.a = w.node
-        WHERE w.depth < {max_depth:UInt32}
-        GROUP BY j.b
-    ),
-    reached AS (SELECT node, min(depth) AS depth FROM walk GROUP BY node)
+        WITH RECURSIVE
+        adjacent AS
+        (
+            SELECT src AS a, dst AS b FROM flow
+            UNION ALL
+            SELECT dst AS a, src AS b FROM flow
+        ),
+        start AS
+        (
+            SELECT if(count() > 0, any(i.canonical), {node_id:String}) AS node FROM ident AS i WHERE i.node_id = {node_id:String}
+        ),
+        walk AS
+        (
+            SELECT node, toUInt32(0) AS depth FROM start
+            UNION ALL
+            SELECT j.b AS node, any(w.depth) + 1 AS depth
+            FROM walk AS w INNER JOIN adjacent AS j ON j.a = w.node
+            WHERE w.depth < {max_depth:UInt32}
+            GROUP BY j.b
+        )
+        SELECT node, min(depth) AS depth FROM walk GROUP BY node
+    )
 SELECT
     r.node AS node_id,
     n.node_type AS node_type,

@@ -23,17 +23,17 @@
 -- one row per edge, nearest first, with the node's version as of the edge time.
 -- `paths` is read twice: with enable_materialized_cte = 1 (the embedded store sets it) the
 -- walk runs once.
-WITH paths AS MATERIALIZED
+WITH
+-- every identity of a symlinked dataset (dataset_identity): a dataset reached under one name
+-- is traced to the writers of all of them
+ident AS MATERIALIZED
 (
-    WITH RECURSIVE
-    -- every identity of a symlinked dataset (dataset_identity): a dataset reached under one name
-    -- is traced to the writers of all of them
-    ident AS
-    (
-        SELECT i.node_id AS node_id, j.node_id AS member
-        FROM dataset_identity AS i INNER JOIN dataset_identity AS j ON j.canonical = i.canonical
-    ),
-    up AS
+    SELECT i.node_id AS node_id, j.node_id AS member
+    FROM dataset_identity AS i INNER JOIN dataset_identity AS j ON j.canonical = i.canonical
+),
+paths AS MATERIALIZED
+(
+    WITH RECURSIVE up AS
     (
         SELECT src, dst, edge_type, argMin(run_id, event_time) AS run_id, min(event_time) AS t,
                argMin(event_id, event_time) AS event_id,

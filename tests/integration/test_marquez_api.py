@@ -163,3 +163,9 @@ def test_marquez_reads_in_the_documented_shape(
         reached = {row["node_id"] for row in json.loads(out)}
         assert {f"dataset:{HDFS}//warehouse/orders", "run:0190a3c2-4000-7000-8000-00000000f001",
                 "dataset:postgres://core-db:5432/shop.public.orders"} <= reached, reached
+        out = run_cli(s, "query", "downstream", "--namespace", "postgres://core-db:5432", "--name", "shop.public.orders",
+                      "--json").stdout
+        reached = {row["node_id"] for row in json.loads(out)}
+        assert {f"dataset:{HIVE}/sales.orders", "run:0190a3c2-7d1e-7b3a-9c4f-1e2d3c4b5a60",  # Spark read the HDFS name
+                "run:0190a3c2-9000-7000-8000-00000000e001",  # Trino the Hive name
+                f"dataset:{HDFS}//reports/regional_kpis"} <= reached, reached
