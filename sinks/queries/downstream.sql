@@ -22,8 +22,11 @@
 -- latest write at or before the read. So rows of June 15-20 do not impact what was computed
 -- from the table after a later run rewrote it. Output: one row per edge, nearest first, with
 -- the reached node's version as of the edge time.
+-- A dataset known under several identities (the symlinks facet, view dataset_identity) is one
+-- dataset for the walk: it starts from every identity of the start node and goes on under every
+-- identity of a dataset it reaches.
 -- `paths` is read twice: with enable_materialized_cte = 1 (the embedded store sets it) the
--- walk runs once.
+-- walk runs once (and so does `ident`).
 WITH
 -- every identity of a symlinked dataset (dataset_identity): a dataset written under one name
 -- reaches the readers of all of them

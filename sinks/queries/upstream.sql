@@ -21,8 +21,11 @@
 -- a version no recorded run wrote) to the latest run that wrote it at or before the read; see
 -- prediction.sql. The start node's own writers are all listed (within since/until). Output:
 -- one row per edge, nearest first, with the node's version as of the edge time.
+-- A dataset known under several identities (the symlinks facet, view dataset_identity) is one
+-- dataset for the walk: it starts from every identity of the start node and goes on under every
+-- identity of a dataset it reaches.
 -- `paths` is read twice: with enable_materialized_cte = 1 (the embedded store sets it) the
--- walk runs once.
+-- walk runs once (and so does `ident`).
 WITH
 -- every identity of a symlinked dataset (dataset_identity): a dataset reached under one name
 -- is traced to the writers of all of them
