@@ -139,7 +139,7 @@ def _node_data(row: Mapping[str, Any], ids: Mapping[str, NodeRef]) -> dict[str, 
             "updatedAt": _iso(row["updated_at"])}
     if ref.kind == "job":
         refs = {"inputs": row["inputs"], "outputs": row["outputs"]}
-        return {**base, "type": "STREAM" if attrs.get("processing_type") == "STREAMING" else "BATCH",
+        return {**base, "type": "STREAM" if row.get("processing_type") == "STREAMING" else "BATCH",
                 "simpleName": ref.name,
                 **{side: [{"namespace": ids[i].namespace, "name": ids[i].name} for i in refs[side] if i in ids]
                    for side in ("inputs", "outputs")}}

@@ -13,7 +13,7 @@
 -- Output: one row per node reached: node_id, node_type ('dataset' or 'job'), namespace, name,
 -- version and attributes (the latest stated), updated_at (its latest event), depth (hops from the
 -- start), inputs (ids of the nodes with an edge into it) and outputs (ids it has an edge to), both
--- among the nodes reached.
+-- among the nodes reached, and for a job processing_type (BATCH / STREAMING, '' if never stated).
 WITH
     ident AS MATERIALIZED (SELECT node_id, canonical FROM dataset_identity),
     runs AS MATERIALIZED (SELECT dst AS run, any(src) AS job FROM edges WHERE edge_type = 'executes' GROUP BY dst),
@@ -68,7 +68,8 @@ SELECT
     n.updated_at AS updated_at,
     r.depth AS depth,
     arraySort(i.inputs) AS inputs,
-    arraySort(o.outputs) AS outputs
+    arraySort(o.outputs) AS outputs,
+    p.processing_type AS processing_type
 FROM reached AS r
 LEFT JOIN
 (
@@ -90,5 +91,14 @@ LEFT JOIN
     SELECT src, groupUniqArray(dst) AS outputs FROM flow
     WHERE src IN (SELECT node FROM reached) AND dst IN (SELECT node FROM reached) GROUP BY src
 ) AS o ON o.src = r.node
+LEFT JOIN
+(
+    -- a job's processing type (BATCH / STREAMING) as its latest run stated it
+    SELECT e.src AS job, argMaxIf(n.attributes['processing_type'], n.event_time,
+                                  n.attributes['processing_type'] != '') AS processing_type
+    FROM edges AS e INNER JOIN nodes AS n ON n.node_id = e.dst
+    WHERE e.edge_type = 'executes' AND e.src IN (SELECT node FROM reached) AND n.node_type = 'run'
+    GROUP BY e.src
+) AS p ON p.job = r.node
 WHERE n.node_type IN ('dataset', 'job')
 ORDER BY node_id

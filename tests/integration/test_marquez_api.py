@@ -53,10 +53,10 @@ def test_marquez_reads_in_the_documented_shape(
     make_topics(s)
     with running_pipeline(s, tmp_path / "sink.log"):
         names = ("airflow_load_hive_table", "spark_ctas_aggregation", "spark_report_from_summary",
-                 "trino_read_hive_table")
+                 "trino_read_hive_table", "flink_streaming_running")
         produce_all(s, [(s.topics.openlineage, None, (CORPUS / f"{n}.json").read_bytes(), None) for n in names])
-        wait_until(lambda: api_sql(s, "SELECT uniqExact(run_id) FROM edges WHERE edge_type = 'produced'")[0][0] >= 4,
-                   120, "the four runs' edges in ClickHouse")
+        wait_until(lambda: api_sql(s, "SELECT uniqExact(run_id) FROM edges WHERE edge_type = 'produced'")[0][0] >= 5,
+                   120, "the five runs' edges in ClickHouse")
         analyst, emitter = api_token(s, "analyst"), api_token(s, "emitter")
 
         # the report job, depth 0: its input and output datasets, exactly as Marquez documents them
@@ -95,6 +95,14 @@ def test_marquez_reads_in_the_documented_shape(
         assert node[orders]["outEdges"] == [{"origin": orders, "destination": f"job:spark:{CTAS}"},
                                             {"origin": orders, "destination": f"job:{TRINO_NS}:{TRINO}"}]
         assert get(s, "/api/v1/lineage", {"nodeId": orders}, analyst)[1] == doc
+
+        # a streaming job (Flink, jobType STREAMING) is a STREAM job, as Marquez types it
+        status, doc = get(s, "/api/v1/lineage", {"nodeId": "job:flink-jobs:clickstream_sessionizer", "depth": "0"},
+                          analyst)
+        assert status == 200 and [(n["id"], n["type"]) for n in doc["graph"]] == [
+            ("dataset:kafka://broker-1:9092:clicks", "DATASET"), ("dataset:kafka://broker-1:9092:sessions", "DATASET"),
+            ("job:flink-jobs:clickstream_sessionizer", "JOB")], doc
+        assert doc["graph"][2]["data"]["type"] == "STREAM"
 
         # column lineage of one field, with what is computed from it
         field = f"datasetField:{HDFS}:/warehouse/sales_summary:total_amount"

@@ -57,7 +57,7 @@ def _row(node_id: str, kind: str, ns: str, name: str, inputs: list[str], outputs
          attributes: dict[str, str] | None = None, version: str = "") -> dict[str, object]:
     return {"node_id": node_id, "node_type": kind, "namespace": ns, "name": name, "version": version,
             "attributes": attributes or {}, "updated_at": datetime(2024, 3, 4, 1, 2, 3, 500000, tzinfo=timezone.utc),
-            "depth": 0, "inputs": inputs, "outputs": outputs}
+            "depth": 0, "inputs": inputs, "outputs": outputs, "processing_type": ""}
 
 
 def test_lineage_document_matches_hand_written_marquez_graph() -> None:
@@ -152,3 +152,8 @@ def test_a_run_events_dataset_keeps_its_symlinks_for_the_walks() -> None:
     assert nodes["dataset:hdfs://namenode:8020//warehouse/orders"].attributes == {
         "symlinks": '["dataset:hive://metastore:9083/sales.orders"]'}
     assert nodes["dataset:hdfs://namenode:8020//warehouse/sales_summary"].attributes == {}  # no facet, no attribute
+
+
+def test_a_streaming_job_is_a_stream_job() -> None:
+    row = {**_row("job:flink/s", "job", "flink", "s", [], []), "processing_type": "STREAMING"}
+    assert lineage_document([row])["graph"][0]["data"]["type"] == "STREAM"
