@@ -35,8 +35,8 @@ from lineage.pii.exceptions import (
     SubjectErased,
 )
 from lineage.pii.holder import KeyholderClient, SnapshotOpener
-from sinks.access.audit import DECRYPT, QUERY, SQL, AuditTrail, audited_query
 from sinks import marquez
+from sinks.access.audit import DECRYPT, QUERY, SQL, AuditTrail, audited_query
 from sinks.access.http import (
     ANY_KEY,
     PUBLIC,
