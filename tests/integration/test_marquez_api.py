@@ -166,6 +166,14 @@ def test_marquez_reads_in_the_documented_shape(
         assert {r["node_id"] for r in json.loads(upstream)} == {
             "run:0190a3c2-4000-7000-8000-00000000f001", "job:airflow-prod/load_orders.hive_load",
             "dataset:postgres://core-db:5432/shop.public.orders"}
+        # column lineage starts from either name too (Spark stated it for the HDFS name)
+        def columns(ns: str, name: str) -> list[dict[str, Any]]:
+            out = run_cli(s, "query", "columns", "--namespace", ns, "--name", name, "--column", "amount",
+                          "--direction", "downstream", "--json").stdout
+            return list(json.loads(out))
+
+        by_hive = columns(HIVE, "sales.orders")
+        assert by_hive == columns(HDFS, "/warehouse/orders") and len(by_hive) == 2, by_hive
         # mid-walk: Spark read the HDFS name, Airflow wrote the Hive name; the walk goes through
         out = run_cli(s, "query", "upstream", "--namespace", HDFS, "--name", "/warehouse/sales_summary", "--json").stdout
         reached = {row["node_id"] for row in json.loads(out)}
