@@ -158,6 +158,8 @@ def hierarchy(run: Mapping[str, Any]) -> tuple[tuple[str, str, str] | None, tupl
 
 
 def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
+    """A run's datasets; one stating other identities (the ``symlinks`` facet) keeps them as the
+    ``symlinks`` attribute, so the walks treat them as one dataset (see ``dataset_identity``)."""
     return [
         Node(
             dataset_id(d["namespace"], d["name"]),
@@ -165,9 +167,20 @@ def _datasets(items: Iterable[Mapping[str, Any]]) -> list[Node]:
             d["namespace"],
             d["name"],
             d.get("version") or "",
+            _symlinks(d.get("facets")),
         )
         for d in items
     ]
+
+
+def _symlinks(facets: Mapping[str, Any] | None) -> dict[str, str]:
+    """``{"symlinks": JSON list of dataset ids}`` from a ``symlinks`` dataset facet, else ``{}``."""
+    links = _facet((facets or {}).get("symlinks"))
+    if not isinstance(links, Mapping) or not isinstance(links.get("identifiers"), list):
+        return {}
+    ids = [dataset_id(str(i.get("namespace")), str(i.get("name"))) for i in links["identifiers"]
+           if isinstance(i, Mapping) and i.get("namespace") and i.get("name")]
+    return {"symlinks": orjson.dumps(ids).decode()} if ids else {}
 
 
 #: Run facet of a record converted from a static DatasetEvent / JobEvent (see
@@ -197,10 +210,7 @@ def dataset_attributes(facets: Mapping[str, Any] | None) -> dict[str, str]:
     tags = _facet(facets.get("tags"))
     if isinstance(tags, Mapping) and isinstance(tags.get("tags"), list):
         out["tags"] = ",".join(f"{t.get('key')}={t.get('value')}" for t in tags["tags"] if isinstance(t, Mapping))
-    links = _facet(facets.get("symlinks"))
-    if isinstance(links, Mapping) and isinstance(links.get("identifiers"), list):
-        ids = [dataset_id(str(i.get("namespace")), str(i.get("name"))) for i in links["identifiers"] if isinstance(i, Mapping)]
-        out["symlinks"] = orjson.dumps(ids).decode()
+    out.update(_symlinks(facets))
     return out
 
 

@@ -108,10 +108,11 @@ async def _serve(settings: Settings, loop: SinkLoop, api: ApiContext | None) -> 
     print("lineage sink: stopped", flush=True)
 
 
-#: What each mounted route needs (the sink's own routes are declared by ``build_app``).
+#: What each mounted route needs, by ``"METHOD path"`` or by path for every method (the sink's own
+#: routes, e.g. ``GET /api/v1/lineage``, the Marquez-compatible read, are declared by ``build_app``).
 ROUTE_POLICY: dict[str, Need] = {
-    intake_http.LINEAGE_PATH: Action.INTAKE,
-    intake_http.BATCH_PATH: Action.INTAKE,
+    f"POST {intake_http.LINEAGE_PATH}": Action.INTAKE,
+    f"POST {intake_http.BATCH_PATH}": Action.INTAKE,
     "/dashboard": PUBLIC,  # the page and its assets hold no data; it signs in with a key
     "/dashboard/": PUBLIC,
     "/dashboard/static": PUBLIC,

@@ -35,8 +35,20 @@ from lineage.pii.exceptions import (
     SubjectErased,
 )
 from lineage.pii.holder import KeyholderClient, SnapshotOpener
+from sinks import marquez
 from sinks.access.audit import DECRYPT, QUERY, SQL, AuditTrail, audited_query
-from sinks.access.http import ANY_KEY, PUBLIC, REASON_HEADER, Guard, Need, actor_of, forbidden, reason_of, require
+from sinks.access.http import (
+    ANY_KEY,
+    PUBLIC,
+    REASON_HEADER,
+    Guard,
+    Need,
+    actor_of,
+    forbidden,
+    reason_of,
+    require,
+    rule_for,
+)
 from sinks.access.roles import Action, Actor, Role, allows
 from sinks.clickhouse.client import QueryResult, Store, error_line, store_id
 from sinks.clickhouse.metrics import SinkMetrics
@@ -212,6 +224,48 @@ async def named_query(request: web.Request) -> web.Response:
     return await _answer(ctx, actor, QUERY, name, raw, reason_of(request), run)
 
 
+async def _marquez(request: web.Request, what: str,
+                   build: Callable[[marquez.Runner, Mapping[str, str]], dict[str, Any]]) -> web.Response:
+    """A Marquez-compatible read, audited like a named query (action ``query``, ``what`` its name)."""
+    ctx: ApiContext = request.app[CTX]
+    actor = actor_of(request)
+    raw = dict(request.query)
+    reason = reason_of(request)
+
+    def read(sql: str, params: Mapping[str, Any]) -> QueryResult:
+        return ctx.query(sql, params, READONLY_SETTINGS)
+
+    def run() -> dict[str, Any]:
+        with ctx.audit.attempt(actor, QUERY, what, params=raw, reason=reason, refusals=(QueryError,)) as attempt:
+            if not reason and actor.role.value in ctx.settings.api.reason_required:
+                raise QueryRefused(f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+            doc = build(read, raw)
+            attempt.rows = len(doc["graph"])
+        return doc
+
+    try:
+        doc = await asyncio.get_running_loop().run_in_executor(None, run)
+    except marquez.NodeNotFound as exc:
+        return _error(404, str(exc))
+    except QueryError as exc:
+        return _error(400, str(exc))
+    except ClickHouseError as exc:
+        return _error(400, error_line(exc))
+    except AuditError as exc:
+        return _error(503, str(exc))
+    return web.Response(body=dumps(doc), content_type="application/json")
+
+
+async def marquez_lineage(request: web.Request) -> web.Response:
+    """``GET /api/v1/lineage?nodeId=...&depth=N``: Marquez's lineage graph (see :mod:`sinks.marquez`)."""
+    return await _marquez(request, "marquez_lineage", marquez.lineage)
+
+
+async def marquez_column_lineage(request: web.Request) -> web.Response:
+    """``GET /api/v1/column-lineage?nodeId=...&depth=N&withDownstream=...``: Marquez's column lineage graph."""
+    return await _marquez(request, "marquez_column_lineage", marquez.column_lineage)
+
+
 DECRYPT_PATH = "/api/snapshots/{pointer:.+}:decrypt"
 _DECRYPT_STATUS: dict[type[Exception], int] = {
     SubjectErased: 410, PointerError: 404, IntegrityError: 409, AuditError: 503, ReasonRequired: 400,
@@ -263,8 +317,9 @@ def build_app(
 ) -> web.Application:
     """The sink's routes, then each of ``mounts``; ``/metrics`` also serves ``metrics_providers``.
 
-    ``policy`` maps each mounted route's path (as registered) to what it needs; a route with no
-    rule is an error here, at startup, rather than a route open to anyone.
+    ``policy`` maps each mounted route, ``"METHOD path"`` or a bare ``path`` for every method (as
+    registered, see :func:`~sinks.access.http.rule_for`), to what it needs; a route with no rule
+    is an error here, at startup, rather than a route open to anyone.
     """
     app = web.Application(client_max_size=16 << 20, middlewares=[guard.middleware])
     app[CTX] = ctx
@@ -274,12 +329,17 @@ def build_app(
         "/metrics": PUBLIC if ctx.settings.api.metrics_public else Action.METRICS,
         "/api/sql": Action.QUERY,
         "/api/query/{name}": Action.QUERY,  # and per query, see QUERY_NEEDS
+        # Marquez-compatible reads; POST on the same path is the OpenLineage intake (mounted)
+        f"GET {marquez.LINEAGE_PATH}": Action.QUERY,
+        f"GET {marquez.COLUMN_LINEAGE_PATH}": Action.QUERY,
         **(policy or {}),
     }
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/sql", sql)
     app.router.add_get("/api/query/{name}", named_query)
+    app.router.add_get(marquez.LINEAGE_PATH, marquez_lineage)
+    app.router.add_get(marquez.COLUMN_LINEAGE_PATH, marquez_column_lineage)
     # any key: the handler checks the right itself, so a refused attempt is audited too
     guard.protect([app.router.add_post(DECRYPT_PATH, decrypt_snapshot)], ANY_KEY)
     guard.add_session_routes(app)
@@ -289,7 +349,8 @@ def build_app(
         if route in guard.needs:
             continue
         path = route.resource.canonical if route.resource is not None else ""
-        if path not in rules:
+        need = rule_for(rules, route.method, path)
+        if need is None:
             raise ValueError(f"route {route.method} {path} has no access rule")
-        guard.protect([route], rules[path])
+        guard.protect([route], need)
     return app

@@ -2,7 +2,9 @@
 
 Every route the API serves is registered with what it needs (:func:`Guard.protect`): an
 :class:`~sinks.access.roles.Action`, :data:`ANY_KEY` (any valid key) or :data:`PUBLIC`. A route
-registered with nothing is refused to everyone (fail closed). A request authenticates with
+registered with nothing is refused to everyone (fail closed). Rules are written per method and
+path (``"GET /api/v1/lineage"``) or per path for every method (``"/api/alerts"``); see
+:func:`rule_for`. A request authenticates with
 ``Authorization: Bearer <token>`` (what scripts, the CLI and the OpenLineage HTTP transport's
 ``api_key`` auth send) or with the session cookie a browser gets by signing in with a key
 (``POST /api/session``; HttpOnly, SameSite=Strict, never a token in a URL). Browser requests are
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -49,6 +51,21 @@ ANY_KEY = Access.ANY_KEY
 Need = Action | Access
 ACTOR: web.RequestKey[Actor] = web.RequestKey("lineage_actor", Actor)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def rule_for(rules: Mapping[str, Need], method: str, path: str) -> Need | None:
+    """What a route needs: the rule for ``"METHOD path"``, else the rule for ``path`` (any method).
+
+    ``HEAD`` follows its ``GET`` rule. ``None`` when neither exists: the caller refuses to start.
+    So one path can serve methods with different rights (``POST /api/v1/lineage`` is intake,
+    ``GET /api/v1/lineage`` a query), and a method added to a path that has only method rules
+    gets no right by accident.
+    """
+    method = method.upper()
+    for key in (f"{method} {path}", *((f"GET {path}",) if method == "HEAD" else ()), path):
+        if key in rules:
+            return rules[key]
+    return None
 
 
 def _json(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

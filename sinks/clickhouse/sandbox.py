@@ -33,6 +33,7 @@ LINEAGE_TABLES = frozenset({
     "raw_events", "chain_heads", "nodes", "edges", "inference_lineage", "inference_lineage_anon",
     "inference_lineage_resolved", "inference_lineage_resolved_anon",
     "training_runs", "pipeline_metrics", "alerts", "schema_migrations", "query_audit", "chain_starts", "column_edges",
+    "dataset_identity",
 })
 #: What each role may read. Analysts see no raw records, no pseudonymous subject references and
 #: not the audit log.

@@ -33,7 +33,13 @@ WITH RECURSIVE walk AS
                argMax(run_id, event_time) AS run_id, max(event_time) AS last_seen
         FROM column_edges
         WHERE event_time <= {as_of:DateTime64(6, 'UTC')}
-          AND if({direction:String} = 'upstream', dst, src) = concat('dataset:', {namespace:String}, '/', {name:String})
+          -- the dataset under any of its identities (symlinks facet, view dataset_identity)
+          AND if({direction:String} = 'upstream', dst, src) IN (
+              SELECT concat('dataset:', {namespace:String}, '/', {name:String})
+              UNION ALL
+              SELECT node_id FROM dataset_identity WHERE canonical IN (
+                  SELECT canonical FROM dataset_identity
+                  WHERE node_id = concat('dataset:', {namespace:String}, '/', {name:String})))
         GROUP BY far_ds, far_col, near_ds, near_col, transformation_type, subtype
     )
     WHERE {column:String} = '' OR near_col = {column:String}

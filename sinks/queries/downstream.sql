@@ -22,9 +22,20 @@
 -- latest write at or before the read. So rows of June 15-20 do not impact what was computed
 -- from the table after a later run rewrote it. Output: one row per edge, nearest first, with
 -- the reached node's version as of the edge time.
+-- A dataset known under several identities (the symlinks facet, view dataset_identity) is one
+-- dataset for the walk: it starts from every identity of the start node and goes on under every
+-- identity of a dataset it reaches.
 -- `paths` is read twice: with enable_materialized_cte = 1 (the embedded store sets it) the
--- walk runs once.
-WITH paths AS MATERIALIZED
+-- walk runs once (and so does `ident`).
+WITH
+-- every identity of a symlinked dataset (dataset_identity): a dataset written under one name
+-- reaches the readers of all of them
+ident AS MATERIALIZED
+(
+    SELECT i.node_id AS node_id, j.node_id AS member
+    FROM dataset_identity AS i INNER JOIN dataset_identity AS j ON j.canonical = i.canonical
+),
+paths AS MATERIALIZED
 (
     WITH RECURSIVE dn AS
     (
@@ -44,7 +55,12 @@ WITH paths AS MATERIALIZED
                OR ({namespace:String} = '' AND {node_type:String} IN ('', 'model_version')
                    AND startsWith(src, concat('model_version:', {name:String}, '@')))
                OR ({namespace:String} = '' AND {node_type:String} IN ('', 'feature_set')
-                   AND startsWith(src, concat('feature_set:', {name:String}, '@'))))
+                   AND startsWith(src, concat('feature_set:', {name:String}, '@')))
+               -- a dataset known under several identities (symlinks facet): start from all of them
+               OR ({node_type:String} IN ('', 'dataset') AND src IN (
+                   SELECT node_id FROM dataset_identity WHERE canonical IN (
+                       SELECT canonical FROM dataset_identity
+                       WHERE node_id = concat('dataset:', {namespace:String}, '/', {name:String})))))
           AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
           AND event_time <= {as_of:DateTime64(6, 'UTC')}
         GROUP BY src, dst, edge_type
@@ -62,15 +78,24 @@ WITH paths AS MATERIALIZED
                    countIf(e.src_version != '' AND w.version = e.src_version AND w.written <= e.event_time) AS writes_of_version,
                    argMaxIf(w.writer, w.written, w.written <= e.event_time) AS latest_writer
             FROM edges AS e
-            INNER JOIN dn ON e.src = dn.dst
+            INNER JOIN
+            (
+                SELECT d.src AS src, d.dst AS dst, d.edge_type AS edge_type, d.t AS t, d.dst_version AS dst_version,
+                       d.depth AS depth, if(m.member != '', m.member, d.dst) AS key
+                FROM dn AS d LEFT JOIN ident AS m ON m.node_id = d.dst
+            ) AS dn ON e.src = dn.key
             LEFT JOIN
             (
-                SELECT dst AS dataset, src AS writer, dst_version AS version, event_time AS written
-                FROM edges
-                WHERE dst IN (SELECT dst FROM dn WHERE startsWith(dst, 'dataset:'))
-                  AND event_time <= {as_of:DateTime64(6, 'UTC')}
+                -- a write under any identity of the dataset counts as a write of each of them
+                SELECT if(m.member != '', m.member, x.dst) AS dataset, x.src AS writer, x.dst_version AS version,
+                       x.event_time AS written
+                FROM edges AS x LEFT JOIN ident AS m ON m.node_id = x.dst
+                WHERE x.dst IN (SELECT dst FROM dn WHERE startsWith(dst, 'dataset:')
+                                UNION ALL SELECT member FROM ident WHERE node_id IN (SELECT dst FROM dn))
+                  AND x.event_time <= {as_of:DateTime64(6, 'UTC')}
             ) AS w ON w.dataset = e.src
-            WHERE e.src IN (SELECT dst FROM dn) AND e.event_time >= dn.t
+            WHERE e.src IN (SELECT dst FROM dn UNION ALL SELECT member FROM ident WHERE node_id IN (SELECT dst FROM dn))
+              AND e.event_time >= dn.t
               AND e.event_time <= {as_of:DateTime64(6, 'UTC')} AND dn.depth < {max_depth:UInt32}
             GROUP BY e.src, e.dst, e.edge_type, e.run_id, e.event_time, e.event_id, e.src_version, e.dst_version,
                      dn.src, dn.edge_type, dn.dst_version, dn.depth

@@ -21,9 +21,20 @@
 -- a version no recorded run wrote) to the latest run that wrote it at or before the read; see
 -- prediction.sql. The start node's own writers are all listed (within since/until). Output:
 -- one row per edge, nearest first, with the node's version as of the edge time.
+-- A dataset known under several identities (the symlinks facet, view dataset_identity) is one
+-- dataset for the walk: it starts from every identity of the start node and goes on under every
+-- identity of a dataset it reaches.
 -- `paths` is read twice: with enable_materialized_cte = 1 (the embedded store sets it) the
--- walk runs once.
-WITH paths AS MATERIALIZED
+-- walk runs once (and so does `ident`).
+WITH
+-- every identity of a symlinked dataset (dataset_identity): a dataset reached under one name
+-- is traced to the writers of all of them
+ident AS MATERIALIZED
+(
+    SELECT i.node_id AS node_id, j.node_id AS member
+    FROM dataset_identity AS i INNER JOIN dataset_identity AS j ON j.canonical = i.canonical
+),
+paths AS MATERIALIZED
 (
     WITH RECURSIVE up AS
     (
@@ -43,7 +54,12 @@ WITH paths AS MATERIALIZED
                OR ({namespace:String} = '' AND {node_type:String} IN ('', 'model_version')
                    AND startsWith(dst, concat('model_version:', {name:String}, '@')))
                OR ({namespace:String} = '' AND {node_type:String} IN ('', 'feature_set')
-                   AND startsWith(dst, concat('feature_set:', {name:String}, '@'))))
+                   AND startsWith(dst, concat('feature_set:', {name:String}, '@')))
+               -- a dataset known under several identities (symlinks facet): start from all of them
+               OR ({node_type:String} IN ('', 'dataset') AND dst IN (
+                   SELECT node_id FROM dataset_identity WHERE canonical IN (
+                       SELECT canonical FROM dataset_identity
+                       WHERE node_id = concat('dataset:', {namespace:String}, '/', {name:String})))))
           AND event_time >= {since:DateTime64(6, 'UTC')} AND event_time <= {until:DateTime64(6, 'UTC')}
           AND event_time <= {as_of:DateTime64(6, 'UTC')}
         GROUP BY src, dst, edge_type
@@ -58,8 +74,14 @@ WITH paths AS MATERIALIZED
                    countIf(up.src_version != '' AND e.dst_version = up.src_version) OVER reader AS writes_of_version,
                    argMax(e.src, e.event_time) OVER reader AS latest_writer
             FROM edges AS e
-            INNER JOIN up ON e.dst = up.src
-            WHERE e.dst IN (SELECT src FROM up) AND e.event_time <= up.t
+            INNER JOIN
+            (
+                SELECT u.src AS src, u.dst AS dst, u.edge_type AS edge_type, u.t AS t, u.src_version AS src_version,
+                       u.depth AS depth, if(m.member != '', m.member, u.src) AS key
+                FROM up AS u LEFT JOIN ident AS m ON m.node_id = u.src
+            ) AS up ON e.dst = up.key
+            WHERE e.dst IN (SELECT src FROM up UNION ALL SELECT member FROM ident WHERE node_id IN (SELECT src FROM up))
+              AND e.event_time <= up.t
               AND e.event_time <= {as_of:DateTime64(6, 'UTC')} AND up.depth < {max_depth:UInt32}
             WINDOW reader AS (PARTITION BY up.src, up.dst, up.edge_type)
         )

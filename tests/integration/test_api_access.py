@@ -45,6 +45,8 @@ DATA_ROUTES = [
     ("GET", "/api/query/completeness?model=m", None),
     ("POST", "/api/v1/lineage", b"{}"),
     ("POST", "/api/v1/lineage/batch", b"[]"),
+    ("GET", "/api/v1/lineage?nodeId=dataset:ns:name", None),
+    ("GET", "/api/v1/column-lineage?nodeId=dataset:ns:name", None),
     ("GET", "/api/alerts", None),
     ("GET", "/api/dashboard/data", None),
     ("GET", "/api/pipeline/stats", None),
