@@ -24,6 +24,7 @@ from lineage.settings import Settings
 from lineage.topics import ensure_topics
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
+from sinks import explorer
 from sinks.access.audit import AuditTrail
 from sinks.access.http import PUBLIC, Guard, Need
 from sinks.access.keys import ApiKeys
@@ -118,6 +119,7 @@ ROUTE_POLICY: dict[str, Need] = {
     "/api/alerts": Action.QUERY,
     "/api/pipeline/stats": Action.QUERY,
     "/metrics/pipeline": Action.METRICS,
+    **explorer.ROUTE_POLICY,
 }
 
 
@@ -126,7 +128,8 @@ async def _start_api(settings: Settings, api: ApiContext, monitor: Monitor, emit
     app = build_app(
         api,
         Guard(keys, settings),
-        mounts=[lambda a: intake_http.add_routes(a, emitter), lambda a: dashboard.add_routes(a, monitor)],
+        mounts=[lambda a: intake_http.add_routes(a, emitter), lambda a: dashboard.add_routes(a, monitor),
+                explorer.add_routes],
         metrics_providers=[lambda: metrics_text(monitor)],
         policy={**ROUTE_POLICY, "/metrics/pipeline": PUBLIC if settings.api.metrics_public else Action.METRICS},
     )
