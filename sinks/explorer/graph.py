@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from sinks.exceptions import QueryError
 
 #: Node types the explorer knows (the prefixes of node ids, see ``lineage.graph``).
@@ -140,16 +142,21 @@ def facets_of(payload: Any, node_type: str, namespace: str, name: str) -> dict[s
     return found
 
 
-def _keep(found: dict[str, Any], facets: Any) -> None:
-    if isinstance(facets, str):
-        import orjson
-
+def _parsed(value: Any) -> Any:
+    """Facets travel as JSON text on the wire (a map of strings): parse what parses, keep the rest."""
+    if isinstance(value, str):
         try:
-            facets = orjson.loads(facets)
+            return orjson.loads(value)
         except orjson.JSONDecodeError:
-            return
+            return value
+    return value
+
+
+def _keep(found: dict[str, Any], facets: Any) -> None:
+    facets = _parsed(facets)
     if not isinstance(facets, Mapping):
         return
-    for key, value in facets.items():
-        if key in PANEL_FACETS and value not in (None, {}, []):
+    for key, raw in facets.items():
+        value = _parsed(raw)
+        if key in PANEL_FACETS and value not in (None, {}, [], ""):
             found[key] = {k: v for k, v in value.items() if not k.startswith("_")} if isinstance(value, Mapping) else value

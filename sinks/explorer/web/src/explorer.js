@@ -190,7 +190,7 @@ function legend() {
 
 function nodeLabel(n) {
   if (n.group) return n.name + "\n\u00d7" + n.count;
-  const name = n.node_type === "run" ? "run " + short(n.version || n.node_id.slice(4), 12) + "\n" + short(n.name, 28) : short(n.name, 34);
+  const name = n.node_type === "run" ? "run \u2026" + (n.version || n.node_id.slice(4)).slice(-12) + "\n" + short(n.name, 28) : short(n.name, 34);
   return n.version && n.node_type !== "run" ? name + "\n@" + short(n.version, 16) : name;
 }
 
@@ -201,7 +201,7 @@ function elements(graph, labels) {
       classes: (n.group ? "group " : "") + (n.node_id === graph.focus ? "focus" : "") });
   }
   for (const e of graph.edges) {
-    const run = e.count ? e.count + " edges" : (e.run_id ? "run " + e.run_id.slice(0, 8) + " " : "") + when(e.time).slice(0, 16);
+    const run = e.count ? e.count + " edges" : (e.run_id ? "run \u2026" + e.run_id.slice(-8) + " " : "") + when(e.time).slice(0, 16);
     els.push({ group: "edges", data: { id: e.src + "->" + e.dst + "#" + e.edge_type, source: e.src, target: e.dst,
       label: labels ? run : "", raw: e } });
   }
@@ -450,7 +450,7 @@ async function predictionView(panel, predictionId) {
 function decrypt(box, snapshot) {
   const old = $("decrypt-form");
   if (old) { old.querySelector("input").focus(); return; }
-  const input = el("input", { id: "decrypt-reason", type: "text", size: "36", required: "required", "aria-label": "Reason for decrypting (recorded in the audit log)",
+  const input = el("input", { id: "decrypt-reason", type: "text", size: "36", "aria-required": "true", "aria-label": "Reason for decrypting (recorded in the audit log)",
     placeholder: "reason (recorded in the audit log)" });
   const form = el("form", { id: "decrypt-form" }, input, el("button", { type: "submit", text: "Decrypt" }), el("p", { id: "decrypt-out" }));
   form.addEventListener("submit", async (ev) => {
