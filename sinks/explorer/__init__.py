@@ -25,7 +25,7 @@ from sinks.clickhouse.client import QueryResult, error_line
 from sinks.clickhouse.queries import FAR_FUTURE, FAR_PAST, READONLY_SETTINGS, parse_time
 from sinks.exceptions import AuditError, QueryError, QueryRefused
 from sinks.explorer import data
-from sinks.explorer.graph import NODE_TYPES, parse_depth, parse_direction
+from sinks.explorer.graph import NODE_TYPES, parse_bounded, parse_depth, parse_direction
 
 STATIC = Path(__file__).with_name("static")
 BUNDLE = STATIC / "explorer.bundle.js"
@@ -142,7 +142,7 @@ async def graph(request: web.Request) -> web.Response:
         depth = parse_depth(q.get("depth", "3"), s.max_depth)
         since, until = _time(request, "since", FAR_PAST), _time(request, "until", FAR_FUTURE)
         as_of = _time(request, "as_of", FAR_FUTURE)
-        cap = parse_depth(q.get("cap", str(s.node_cap)), s.node_cap) if "cap" in q else s.node_cap
+        cap = parse_bounded(q["cap"], 10, s.node_cap, "cap") if "cap" in q else s.node_cap
     except QueryError as exc:
         return _error(400, str(exc))
     params = {"node": node, "direction": direction, "depth": str(depth), "since": since, "until": until, "as_of": as_of}

@@ -32,14 +32,19 @@ def parse_direction(value: str) -> str:
     return value
 
 
-def parse_depth(value: str, maximum: int) -> int:
+def parse_bounded(value: str, low: int, high: int, name: str) -> int:
+    """An integer parameter in ``low..high``, else a one-line QueryError naming it."""
     try:
-        depth = int(value)
+        n = int(value)
     except ValueError:
-        raise QueryError(f"depth must be an integer, not {value[:40]!r}") from None
-    if not 1 <= depth <= maximum:
-        raise QueryError(f"depth out of range 1..{maximum}: {depth}")
-    return depth
+        raise QueryError(f"{name} must be an integer, not {value[:40]!r}") from None
+    if not low <= n <= high:
+        raise QueryError(f"{name} out of range {low}..{high}: {n}")
+    return n
+
+
+def parse_depth(value: str, maximum: int) -> int:
+    return parse_bounded(value, 1, maximum, "depth")
 
 
 @dataclass

@@ -186,4 +186,10 @@ def test_past_the_node_cap_the_graph_is_grouped_with_counts(settings: Settings, 
         async with client(settings, store) as http:  # the default cap: the same neighbourhood node by node
             status, g = await get(http, path, auth_headers(settings, "analyst"))
             assert status == 200 and not g["grouped"] and len(g["nodes"]) == g["total_nodes"]
+            # a caller may lower the cap for one view, never raise it past the setting
+            status, g = await get(http, path + "&cap=10", auth_headers(settings, "analyst"))
+            assert status == 200 and g["grouped"] and g["cap"] == 10
+            for bad in ("5", "999999", "x"):
+                status, body = await get(http, path + "&cap=" + bad, auth_headers(settings, "analyst"))
+                assert status == 400 and body["error"].startswith("cap "), bad
     run(go())

@@ -11,6 +11,7 @@ to test-artifacts/explorer-*.png.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 
 from helpers import api_token, free_port, wait_until
 from integration.explorer_support import BULK, BULK_NODES, FACETED
-from integration.sink_support import REPO, deployment, env_for, start_sink, stop_sink, wait_healthy
+from integration.sink_support import REPO, deployment, env_for, run_cli, start_sink, stop_sink, wait_healthy
 from integration.test_dashboard_browser import ARTIFACTS, _driver, _sign_in
 from lineage.settings import Settings
 from sinks import explorer
@@ -209,8 +210,21 @@ def test_investigator_decrypt_asks_for_a_reason(site: Settings, driver: Any) -> 
     assert driver.execute_script(calls) == 0
     reason.send_keys("case 17: appeal of p1", Keys.ENTER)
     # The scenario's pointer names no stored snapshot: the route answers (audited) with its refusal.
-    wait_until(lambda: by_id(driver, "decrypt-out").text.strip() != "", 30, "the decrypt route's answer")
+    def answered() -> str | None:
+        text = by_id(driver, "decrypt-out").text.strip()
+        return text if "not a snapshot pointer" in text else None
+
+    answer = wait_until(answered, 30, "the decrypt route's answer")
     assert driver.execute_script(calls) == 1
+    assert "not a snapshot pointer" in answer and "\n" not in answer
+    # The attempt is in the query audit log: who, the reason given, the pointer and the refusal.
+    def logged() -> list[dict[str, Any]]:
+        out = run_cli(site, "audit", "log", "--since", "1h", "--json").stdout
+        return [e for e in json.loads(out) if e["action"] == "decrypt" and e["role"] == "investigator"]
+
+    (entry,) = wait_until(logged, 60, "the decrypt attempt in the audit log", 0.5)
+    assert entry["reason"] == "case 17: appeal of p1" and entry["what"] == "enc://snap/p1"
+    assert entry["outcome"] != "ok"
     assert no_csp_violations(driver) == []
 
 
@@ -232,4 +246,20 @@ def test_a_2000_node_neighbourhood_renders_and_stays_interactive(site: Settings,
     click_node(driver, target)
     wait_until(lambda: panel_ready(driver, target), 30, "a panel in the wide graph")
     assert "derived_0500" in by_id(driver, "panel").text
+
+    # A lower node cap: the same neighbourhood grouped by type and namespace, with counts.
+    cap = by_id(driver, "cap")
+    cap.clear()
+    cap.send_keys("100")
+    by_id(driver, "apply").click()
+    wait_until(lambda: graph_ready(driver) and driver.execute_script("return lineageExplorer.timings.grouped"), 60,
+               "the grouped view")
+    groups = driver.execute_script(
+        "return lineageExplorer.cy.nodes('.group').map(n => [n.id(), n.data('raw').count])")
+    assert dict(groups) == {"group:run|bulk": 1000, f"group:dataset|{BULK[0]}": 1000}
+    assert "grouped by type and namespace" in by_id(driver, "graph-status").text
+    click_node(driver, "group:run|bulk")
+    wait_until(lambda: panel_ready(driver, "group:run|bulk") and "1000 nodes" in by_id(driver, "panel").text, 20,
+               "a group's panel")
+    assert driver.save_screenshot(str(ARTIFACTS / "explorer-grouped.png"))
     assert no_csp_violations(driver) == []

@@ -88,6 +88,8 @@ async function signedIn() {
   $("whoami").textContent = config.name + " (" + config.role + ")";
   $("reason-label").hidden = !config.reason_required;
   $("depth").max = String(config.max_depth);
+  $("cap").max = String(config.node_cap);
+  if (!$("cap").value) $("cap").value = String(config.node_cap);
   legend();
   const node = new URLSearchParams(location.search).get("node");
   if (node) openNode(node);
@@ -245,6 +247,8 @@ function style(labels) {
 
 function graphQuery(node, depth) {
   const p = new URLSearchParams({ node: node, direction: $("direction").value, depth: String(depth || $("depth").value || 6) });
+  const cap = parseInt($("cap").value, 10);
+  if (cap && state.config && cap < state.config.node_cap) p.set("cap", String(cap));
   for (const [id, key] of [["since", "since"], ["until", "until"], ["as-of", "as_of"]]) {
     const v = $(id).value.trim();
     if (v) p.set(key, v);
@@ -380,6 +384,7 @@ async function select(nodeId) {
   if (!info.found) { panel.appendChild(el("p", { class: "muted", text: "no node with this id as of the time asked" })); panel.dataset.state = "ready"; return; }
   panel.appendChild(table(["", ""], [["id", info.node_id], ["namespace", info.namespace], ["version", info.version],
     ["first seen", when(info.first_seen)], ["last seen", when(info.last_seen)], ["events", info.events]]));
+  if (info.node_type === "prediction") await predictionView(panel, info.name);
   const attrs = Object.entries(info.attributes || {});
   if (attrs.length) { panel.appendChild(el("h3", { text: "Attributes" })); panel.appendChild(table(["key", "value"], attrs)); }
   panel.appendChild(el("h3", { text: "Versions over time (" + info.versions.length + ")" }));
@@ -393,11 +398,10 @@ async function select(nodeId) {
     else panel.appendChild(el("pre", { text: JSON.stringify(value, null, 1) }));
   }
   panel.appendChild(el("h3", { text: "Runs (" + info.runs.length + ")" }));
-  panel.appendChild(table(["run", "edges", "last seen"], info.runs.map((r) => [nodeButton("run:" + r.run_id, short(r.run_id, 18)), (r.edge_types || []).join(", "), when(r.last_seen)])));
+  panel.appendChild(table(["run", "edges", "last seen"], info.runs.map((r) => [nodeButton("run:" + r.run_id, "\u2026" + r.run_id.slice(-12)), (r.edge_types || []).join(", "), when(r.last_seen)])));
   panel.appendChild(el("h3", { text: "Alerts naming it (" + info.alerts.length + ")" }));
   panel.appendChild(table(["alert", "state", "summary", "since"], info.alerts.map((a) => [a.name, a.state, a.summary, when(a.since)])));
   if (info.node_type === "dataset") await columnView(panel, nodeId);
-  if (info.node_type === "prediction") await predictionView(panel, info.name);
   panel.dataset.state = "ready";
 }
 
@@ -457,9 +461,11 @@ function decrypt(box, snapshot) {
     ev.preventDefault();
     const reason = input.value.trim();
     const out = $("decrypt-out");
-    if (!reason) { out.textContent = "a reason is required"; return; }
+    if (!reason) { out.className = "error"; out.textContent = "a reason is required"; return; }
+    out.className = "";
+    out.textContent = "decrypting\u2026";
     try {
-      const body = await call("/api/snapshots/" + encodeURIComponent(snapshot.pointer).replace(/%2F/g, "/") + ":decrypt", { method: "POST",
+      const body = await call("/api/snapshots/" + encodeURI(snapshot.pointer) + ":decrypt", { method: "POST",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason: reason, sha256: snapshot.sha256 }) });
       out.textContent = "";
       out.appendChild(el("pre", { id: "snapshot-plain", text: JSON.stringify(body.snapshot, null, 1) }));
