@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,24 @@ def test_analyst_searches_a_model_reads_a_dataset_and_opens_a_prediction(site: S
     facets = [h.get_attribute("data-facet") for h in driver.find_elements(By.CSS_SELECTOR, "#panel h3.facet")]
     assert {"schema", "tags", "columnLineage"} <= set(facets)
     assert "risk score 0..1" in by_id(driver, "panel").text and "IDENTITY" in by_id(driver, "columns").text
+
+    # Depth 1, then expand the writing run's neighbours and collapse them again.
+    depth = by_id(driver, "depth")
+    depth.clear()
+    depth.send_keys("1")
+    by_id(driver, "apply").click()
+    count = "return lineageExplorer.cy.nodes().length"
+    wait_until(lambda: graph_ready(driver) and driver.execute_script(count) == 2, 30, "the depth-1 neighbourhood")
+    writer = "run:" + str(uuid.UUID(int=77))
+    click_node(driver, writer)
+    wait_until(lambda: panel_ready(driver, writer), 20, "the run's panel")
+    by_id(driver, "expand").click()
+    wait_until(lambda: driver.execute_script(count) == 4 and by_id(driver, "expand").text == "Collapse", 20, "expanded")
+    ids = set(driver.execute_script("return lineageExplorer.cy.nodes().map(n => n.id())"))
+    assert {"job:etl/score_customers", DATASET} <= ids
+    by_id(driver, "expand").click()
+    wait_until(lambda: driver.execute_script(count) == 2 and by_id(driver, "expand").text == "Expand neighbours", 20,
+               "collapsed")
 
     # A deep link to a prediction: its chain, tier, snapshot status and the report downloads.
     driver.get(f"{site.api_url}/explore?node={quote('prediction:p1', safe='')}")
