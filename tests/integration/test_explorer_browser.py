@@ -282,3 +282,57 @@ def test_a_2000_node_neighbourhood_renders_and_stays_interactive(site: Settings,
                "a group's panel")
     assert driver.save_screenshot(str(ARTIFACTS / "explorer-grouped.png"))
     assert no_csp_violations(driver) == []
+
+
+def test_investigator_decrypts_a_sealed_snapshot_from_a_deep_link(stack: Any, tmp_path: Path) -> None:
+    """The whole path: an inference event through the worker (snapshot sealed into the encrypted
+    store), the sink serving the explorer, the key holder opening the snapshot for the decrypt
+    route; the investigator follows a deep link, states a reason and reads the plaintext."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from factories import inference_event
+    from integration.alerts_support import http_json, start_pipeline
+    from integration.worker_support import encode_many, produce_all
+
+    for pipe in start_pipeline(stack, tmp_path):
+        s = pipe.settings
+        pid, secret = f"xp-{uuid.uuid4().hex[:8]}", f"VAL{uuid.uuid4().hex[:8]}"
+        event = inference_event(pid, subject_id=f"subj-{pid}", snapshot={"income": secret}, risk=0.95)
+        produce_all(s, [(s.topics.inference, pid.encode(), encode_many(s, "inference", [event])[0], None)])
+
+        def sealed() -> str:
+            body = http_json(s, f"{explorer.API}/prediction?id={pid}")
+            return str(body["snapshot"]["pointer"]) if body.get("found") else ""
+
+        pointer = wait_until(sealed, 120, f"the prediction's sealed snapshot\n{pipe.logs()}", 0.5)
+        profile = tempfile.mkdtemp(prefix="chromium-")
+        drv = _driver(profile)
+        try:
+            drv.get(f"{s.api_url}/explore?node={quote('prediction:' + pid, safe='')}")
+            sign_in(drv, s, "investigator")
+            # a role that must state a reason is asked for one before anything loads
+            wait_until(lambda: drv.switch_to.active_element.get_attribute("id") == "reason", 10, "the reason field focused")
+            assert "state a reason" in by_id(drv, "graph-status").text and by_id(drv, "panel").get_attribute("data-node") is None
+            drv.switch_to.active_element.send_keys("case 42: customer appeal", Keys.ENTER)
+            wait_until(lambda: panel_ready(drv, "prediction:" + pid), 30, "the prediction's panel")
+            assert "consequential" in by_id(drv, "prediction-facts").text and "sealed" in by_id(drv, "prediction-facts").text
+            assert secret not in drv.page_source  # nothing in the clear until asked
+            by_id(drv, "decrypt").click()
+            reason = wait_until(lambda: drv.find_elements(By.ID, "decrypt-reason"), 10, "the reason field")[0]
+            reason.send_keys("case 42: customer appeal", Keys.ENTER)
+            plain = wait_until(lambda: drv.find_elements(By.ID, "snapshot-plain"), 60, f"the plaintext\n{pipe.logs()}")[0]
+            assert secret in plain.text
+            assert drv.save_screenshot(str(ARTIFACTS / "explorer-decrypt.png"))
+            assert secret not in drv.current_url and no_csp_violations(drv) == []
+        finally:
+            drv.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+        def logged() -> list[dict[str, Any]]:
+            out = run_cli(s, "audit", "log", "--action", "decrypt", "--since", "1h", "--json").stdout
+            return [e for e in json.loads(out) if e["what"] == pointer and e["outcome"] == "ok"]
+
+        (entry,) = wait_until(logged, 60, "the decrypt in the audit log", 0.5)
+        assert entry["role"] == "investigator" and entry["reason"] == "case 42: customer appeal"
+        assert secret not in json.dumps(entry)

@@ -92,7 +92,12 @@ async function signedIn() {
   if (!$("cap").value) $("cap").value = String(config.node_cap);
   legend();
   const node = new URLSearchParams(location.search).get("node");
-  if (node) openNode(node);
+  if (node && config.reason_required && !$("reason").value.trim()) {
+    // this role states a reason for every query: ask for it before loading the linked node
+    state.focus = node;
+    $("graph-status").textContent = "state a reason (recorded in the audit log), then Show";
+    $("reason").focus();
+  } else if (node) openNode(node);
 }
 
 async function start() {
