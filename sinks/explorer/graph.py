@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from lineage.redact import redact_text
 from sinks.exceptions import QueryError
 
 #: Node types the explorer knows (the prefixes of node ids, see ``lineage.graph``).
@@ -164,4 +165,16 @@ def _keep(found: dict[str, Any], facets: Any) -> None:
     for key, raw in facets.items():
         value = _parsed(raw)
         if key in PANEL_FACETS and value not in (None, {}, [], ""):
-            found[key] = {k: v for k, v in value.items() if not k.startswith("_")} if isinstance(value, Mapping) else value
+            kept = {k: v for k, v in value.items() if not k.startswith("_")} if isinstance(value, Mapping) else value
+            found[key] = _redacted(kept)
+
+
+def _redacted(value: Any) -> Any:
+    """Facets name data sources by URI, which may carry ``user:password@``: masked before shown."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value

@@ -62,11 +62,22 @@ def bulk_records() -> list[GraphRecord]:
     return out
 
 
+#: A dataset whose name is markup: the page must show it as text and run nothing.
+HOSTILE = ("xss://evil", '<img src=x onerror="window.__pwned=1">')
+
+
+def hostile_record() -> GraphRecord:
+    ev = run_event("dataset", str(uuid.UUID(int=78)), "COMPLETE", event_id=event_uuid(901),
+                   eventTime=datetime(2024, 6, 24, 6, tzinfo=timezone.utc), job=job_ref("etl", "<script>window.__pwned=2</script>"),
+                   inputs=[dataset_ref("warehouse://dw", "dw.customers", "w3")], outputs=[dataset_ref(*HOSTILE, "1")])
+    return build_record("dataset", ev, "c-hostile")
+
+
 def fill(directory: Path) -> None:
     store = Store.open(f"chdb://{directory.resolve()}", "lineage")
     try:
         sink = ClickHouseSink(store, ["g"])
-        records = [*scenario_records(), faceted_record(), *bulk_records()]
+        records = [*scenario_records(), faceted_record(), hostile_record(), *bulk_records()]
         for i, rec in enumerate(records):
             sink.add(Message("g", 0, i, rec.event_id.encode(), rec.to_bytes()))
         sink.flush()

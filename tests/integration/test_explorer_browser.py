@@ -25,7 +25,7 @@ from urllib.parse import quote
 import pytest
 
 from helpers import api_token, free_port, wait_until
-from integration.explorer_support import BULK, BULK_NODES, FACETED
+from integration.explorer_support import BULK, BULK_NODES, FACETED, HOSTILE
 from integration.sink_support import REPO, deployment, env_for, run_cli, start_sink, stop_sink, wait_healthy
 from integration.test_dashboard_browser import ARTIFACTS, _driver, _sign_in
 from lineage.settings import Settings
@@ -189,6 +189,19 @@ def test_analyst_searches_a_model_reads_a_dataset_and_opens_a_prediction(site: S
     by_id(driver, "expand").click()
     wait_until(lambda: driver.execute_script(count) == 2 and by_id(driver, "expand").text == "Expand neighbours", 20,
                "collapsed")
+
+    # Markup in names is shown as text, never run (search list, graph, panel).
+    search = by_id(driver, "search")
+    search.clear()
+    search.send_keys("onerror")
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#search-results li[data-node]"), 15, "the hostile name found")
+    assert HOSTILE[1][:30] in by_id(driver, "search-results").text
+    search.send_keys(Keys.ENTER)
+    hostile = f"dataset:{HOSTILE[0]}/{HOSTILE[1]}"
+    wait_until(lambda: panel_ready(driver, hostile) and graph_ready(driver), 30, "the hostile dataset's panel")
+    assert HOSTILE[1] in by_id(driver, "panel").text
+    assert "<script>" in driver.execute_script("return lineageExplorer.cy.nodes().map(n => n.data('label')).join(' ')")
+    assert driver.execute_script("return window.__pwned === undefined && !document.querySelector('#panel img, #search-results img')")
 
     # A deep link to a prediction: its chain, tier, snapshot status and the report downloads.
     driver.get(f"{site.api_url}/explore?node={quote('prediction:p1', safe='')}")

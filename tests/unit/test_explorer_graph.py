@@ -76,6 +76,14 @@ def test_facets_come_from_the_matching_dataset_or_job_only() -> None:
     assert facets_of(payload, "job", "etl", "other") == {} and facets_of(None, "dataset", "pg", "a") == {}
 
 
+def test_credentials_in_facet_uris_are_masked() -> None:
+    payload = {"inputs": [{"namespace": "pg", "name": "a", "facets": {
+        "datasource": json.dumps({"name": "crm", "uri": "postgres://etl:hunter2@crm:5432/crm"}),
+        "sql": json.dumps({"query": "SELECT * FROM dblink('postgres://admin:s3cret@db/x', 'q')"})}}]}
+    shown = json.dumps(facets_of(payload, "dataset", "pg", "a"))
+    assert "hunter2" not in shown and "s3cret" not in shown and "crm:5432" in shown
+
+
 def test_the_demo_link_is_a_deep_link_without_a_secret() -> None:
     link = explorer_link("http://127.0.0.1:8088/", "pred-12ab")
     assert link == "http://127.0.0.1:8088/explore?node=prediction:pred-12ab"
