@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXPLORER := sinks/explorer/web
+BUNDLE := sinks/explorer/static/explorer.bundle.js
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-unit stop down status bench typecheck clean help
@@ -20,7 +22,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[pipeline,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The explorer's browser bundle (cytoscape.js + dagre, pinned by package-lock.json), built with esbuild.
+$(BUNDLE): $(EXPLORER)/package.json $(EXPLORER)/package-lock.json $(EXPLORER)/src/explorer.js
+	cd $(EXPLORER) && npm ci --no-audit --no-fund && npm run build
+
+install: $(STAMP) $(BUNDLE)
 	$(BIN)/lineage stack install
 
 demo: install

@@ -195,6 +195,17 @@ class ApiSettings(_Group):
     reason_required: tuple[str, ...] = ("auditor", "investigator")
 
 
+class ExplorerSettings(_Group):
+    """The lineage explorer (``/explore``): how much of a neighbourhood the page draws node by node."""
+
+    #: Past this many nodes a neighbourhood is shown grouped by node type and namespace, with counts.
+    node_cap: int = Field(default=2500, ge=10, le=20_000)
+    #: The deepest neighbourhood (hops each way) a request may ask for.
+    max_depth: int = Field(default=12, ge=1, le=50)
+    #: Rows a type-ahead search answers with.
+    search_limit: int = Field(default=20, ge=1, le=200)
+
+
 class AuditSettings(_Group):
     """The query audit log: every decrypt, erase, flag, key operation and query, who, why, outcome."""
 
@@ -297,6 +308,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     sql: SqlSettings = SqlSettings()
     api: ApiSettings = ApiSettings()
+    explorer: ExplorerSettings = ExplorerSettings()
     audit: AuditSettings = AuditSettings()
     pii: PiiSettings = PiiSettings()
     checkpoints: CheckpointSettings = CheckpointSettings()

@@ -171,3 +171,10 @@ def _predictions(rng: random.Random, n: int, t: datetime) -> Iterator[tuple[str,
                 },
             },
         }
+
+
+def explorer_link(api_url: str, prediction: str) -> str:
+    """The explorer's deep link to one prediction: a node id in the query string, never a key."""
+    from urllib.parse import quote
+
+    return f"{api_url.rstrip('/')}/explore?node={quote('prediction:' + prediction, safe=':')}"

@@ -24,6 +24,7 @@ from lineage.settings import Settings
 from lineage.topics import ensure_topics
 from producers.config import EmitterConfig
 from producers.emitter import Emitter
+from sinks import explorer
 from sinks.access.audit import AuditTrail
 from sinks.access.http import PUBLIC, Guard, Need
 from sinks.access.keys import ApiKeys
@@ -121,6 +122,7 @@ ROUTE_POLICY: dict[str, Need] = {
     "/api/pipeline/stats": Action.QUERY,
     "/metrics/pipeline": Action.METRICS,
     reports_http.REPORTS_PATH: Action.REPORTS,  # and READ_ALL for the erasure report, checked by the handler
+    **explorer.ROUTE_POLICY,
 }
 
 
@@ -130,7 +132,7 @@ async def _start_api(settings: Settings, api: ApiContext, monitor: Monitor, emit
         api,
         Guard(keys, settings),
         mounts=[lambda a: intake_http.add_routes(a, emitter), lambda a: dashboard.add_routes(a, monitor),
-                reports_http.add_routes],
+                reports_http.add_routes, explorer.add_routes],
         metrics_providers=[lambda: metrics_text(monitor)],
         policy={**ROUTE_POLICY, "/metrics/pipeline": PUBLIC if settings.api.metrics_public else Action.METRICS},
     )

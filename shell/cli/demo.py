@@ -118,6 +118,7 @@ def demo(
         f"\nemitter: {stats['delivered']} delivered, {stats['spool_depth']} still spooled, "
         f"{stats['failed']} failed\n"
         f"dashboard: {settings.api_url}/dashboard (sign in with the key in {settings.credentials_path})\n"
+        f"explorer:  {lending.explorer_link(settings.api_url, pid)} (the sample prediction; same key)\n"
         f"more keys: `.venv/bin/lineage keys create --role analyst|auditor|investigator|emitter --name NAME`\n"
         f"The stack is still running. Query it with `.venv/bin/lineage query ...`; "
         f"stop it with `make down` (or `.venv/bin/lineage stack down`)."
