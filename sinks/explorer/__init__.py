@@ -26,13 +26,14 @@ from sinks.clickhouse.queries import FAR_FUTURE, FAR_PAST, READONLY_SETTINGS, pa
 from sinks.exceptions import AuditError, QueryError, QueryRefused
 from sinks.explorer import data
 from sinks.explorer.graph import NODE_TYPES, parse_bounded, parse_depth, parse_direction
+from sinks.reports.http import REPORTS_PATH
 
 STATIC = Path(__file__).with_name("static")
 BUNDLE = STATIC / "explorer.bundle.js"
 PAGE_PATH = "/explore"
 API = "/api/v1/explore"
 #: Where the provenance report of a prediction is downloaded (served by the reports routes).
-REPORT_PATH = "/api/v1/reports/provenance"
+REPORT_PATH = REPORTS_PATH.format(kind="provenance")
 
 #: Same policy as the dashboard: only its own script and stylesheet, only this API, never framed.
 #: cytoscape sets element styles from script, hence ``style-src 'unsafe-inline'`` for attributes
@@ -115,7 +116,7 @@ async def config(request: web.Request) -> web.Response:
     s = ctx.settings.explorer
     return _json({"name": actor.name, "role": actor.role.value, "node_cap": s.node_cap, "max_depth": s.max_depth,
                   "node_types": NODE_TYPES, "reason_required": actor.role.value in ctx.settings.api.reason_required,
-                  "may_decrypt": allows(actor.role, Action.DECRYPT),
+                  "may_decrypt": allows(actor.role, Action.DECRYPT), "may_report": allows(actor.role, Action.REPORTS),
                   "anonymised": not allows(actor.role, Action.READ_ALL), "report_path": REPORT_PATH})
 
 

@@ -11,6 +11,7 @@ to test-artifacts/explorer-*.png.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -209,10 +210,8 @@ def test_analyst_searches_a_model_reads_a_dataset_and_opens_a_prediction(site: S
     facts = by_id(driver, "prediction-facts").text
     assert "full" in facts and "regulated" in facts and "sealed" in facts and "subj-" not in facts
     assert "model_version:fraud@1" in by_id(driver, "prediction").text
-    links = {a.get_attribute("data-format"): a for a in driver.find_elements(By.CSS_SELECTOR, "#prediction a.download")}
-    assert set(links) == {"html", "pdf", "json"}
-    assert links["html"].get_attribute("href") == f"{site.api_url}{explorer.REPORT_PATH}?prediction=p1&format=html"
-    assert links["pdf"].get_attribute("download") == "provenance-p1.pdf"
+    # Reports are for roles with the `reports` right (auditor, investigator): none offered here.
+    assert not driver.find_elements(By.CSS_SELECTOR, "#prediction .download")
     assert not driver.find_elements(By.ID, "decrypt")  # analysts may not decrypt
     assert token not in driver.current_url
     assert driver.save_screenshot(str(ARTIFACTS / "explorer-prediction.png"))
@@ -257,6 +256,28 @@ def test_investigator_decrypt_asks_for_a_reason(site: Settings, driver: Any) -> 
     (entry,) = wait_until(logged, 60, "the decrypt attempt in the audit log", 0.5)
     assert entry["reason"] == "case 17: appeal of p1" and entry["what"] == "enc://snap/p1"
     assert entry["outcome"] != "ok"
+
+    # The provenance report downloads from the panel, with the reason; its SHA-256 is audited.
+    downloads = Path(tempfile.mkdtemp(prefix="explorer-downloads-"))
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    buttons = {b.get_attribute("data-format"): b for b in driver.find_elements(By.CSS_SELECTOR, "#prediction button.download")}
+    assert set(buttons) == {"html", "pdf", "json"}
+    buttons["html"].click()
+    saved = wait_until(lambda: [p for p in downloads.glob("*.html")], 60, "the downloaded provenance report")[0]
+    page = saved.read_text()
+    assert "p1" in page and "fraud" in page and "<script" not in page.lower()
+    digest = hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert by_id(driver, "report-out").get_attribute("data-sha256") == digest
+
+    def report_logged() -> list[dict[str, Any]]:
+        out = run_cli(site, "audit", "log", "--since", "1h", "--json").stdout
+        return [e for e in json.loads(out) if e["action"] == "report" and e["role"] == "investigator"
+                and e.get("details", {}).get("sha256") == digest]
+
+    (entry,) = wait_until(report_logged, 60, "the report's SHA-256 in the audit log", 0.5)
+    assert entry["reason"] == "case 17: appeal of p1"
+    assert driver.save_screenshot(str(ARTIFACTS / "explorer-report-download.png"))
+    shutil.rmtree(downloads, ignore_errors=True)
     assert no_csp_violations(driver) == []
 
 

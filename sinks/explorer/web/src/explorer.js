@@ -439,10 +439,12 @@ async function predictionView(panel, predictionId) {
   t.id = "prediction-facts";
   box.appendChild(t);
   const actions = el("div", { class: "actions" });
-  const report = state.config.report_path + "?prediction=" + encodeURIComponent(predictionId);
-  for (const fmt of ["html", "pdf", "json"]) {
-    actions.appendChild(el("a", { href: report + "&format=" + fmt, download: "provenance-" + predictionId + "." + fmt,
-      class: "download", "data-format": fmt, text: "Provenance report (" + fmt.toUpperCase() + ")" }));
+  if (state.config.may_report) {
+    for (const fmt of ["html", "pdf", "json"]) {
+      const b = el("button", { type: "button", class: "download", "data-format": fmt, text: "Provenance report (" + fmt.toUpperCase() + ")" });
+      b.addEventListener("click", () => downloadReport(box, predictionId, fmt));
+      actions.appendChild(b);
+    }
   }
   if (state.config.may_decrypt && p.snapshot.pointer) {
     const b = el("button", { type: "button", id: "decrypt", text: "Decrypt snapshot\u2026" });
@@ -454,6 +456,39 @@ async function predictionView(panel, predictionId) {
   box.appendChild(table(["depth", "node", "version", "edge", "run", "time"], p.chain.map((c) => [c.depth, nodeButton(c.node_id, short(c.node_id, 48)),
     c.version || "", c.edge_type, short(c.run_id, 12), when(c.edge_time)])));
   panel.appendChild(box);
+}
+
+// A report is fetched with the session cookie and, for roles that state one, the reason header (a
+// plain link could not send it), then saved from memory under the name the server gives it.
+async function downloadReport(box, predictionId, fmt) {
+  let out = $("report-out");
+  if (!out) { out = el("p", { id: "report-out", role: "status" }); box.appendChild(out); }
+  out.className = "";
+  out.textContent = "preparing the " + fmt.toUpperCase() + " report\u2026";
+  const headers = {};
+  const reason = $("reason").value.trim();
+  if (reason) headers["X-Lineage-Reason"] = reason;
+  const url = state.config.report_path + "?prediction=" + encodeURIComponent(predictionId) + "&format=" + fmt;
+  try {
+    const res = await fetch(url, { credentials: "same-origin", headers });
+    if (res.status === 401) { signedOut("session ended; sign in again"); return; }
+    if (!res.ok) {
+      let body = null;
+      try { body = await res.json(); } catch (e) { body = null; }
+      throw new Error((body && body.error) || "HTTP " + res.status);
+    }
+    const blob = await res.blob();
+    const named = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+    const name = named ? named[1] : "provenance-" + predictionId + "." + fmt;
+    const href = URL.createObjectURL(blob);
+    const a = el("a", { href, download: name });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
+    out.textContent = "saved " + name + " (SHA-256 " + (res.headers.get("X-Report-SHA256") || "?").slice(0, 16) + "\u2026, recorded in the audit log)";
+    out.dataset.sha256 = res.headers.get("X-Report-SHA256") || "";
+  } catch (e) { out.className = "error"; out.textContent = e.message; }
 }
 
 function decrypt(box, snapshot) {
