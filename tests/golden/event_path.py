@@ -12,9 +12,10 @@ Everything that varies between runs is fixed or taken out here:
 * the run-state verdicts and the model-lineage table a batch sees are inputs of the vector (in
   the worker they come from Redis and the table), and the schema registry is a fixed id map.
 
-Regenerate (only when the event path's behaviour changes on purpose, and review the diff)::
+Recompute the expected outputs (only when the event path's behaviour changes on purpose, and
+review the diff); ``--rebuild`` also builds the inputs anew from :func:`corpus`::
 
-    .venv/bin/python -m tests.golden.event_path
+    .venv/bin/python -m tests.golden.event_path [--rebuild]
 """
 from __future__ import annotations
 
@@ -488,16 +489,27 @@ def corpus() -> list[Vector]:
     return out
 
 
-def generate() -> list[dict[str, Any]]:
+def generate(vectors: list[Vector]) -> list[dict[str, Any]]:
     docs = []
-    for v in corpus():
+    for v in vectors:
         v.expect = run_vector(v)
         docs.append(v.as_json())
     return docs
 
 
-def main() -> None:
-    docs = generate()
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.golden.event_path", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rebuild", action="store_true",
+                        help="build the inputs anew from the corpus (sealed inputs get fresh ciphertext); "
+                             "default: keep the committed inputs and recompute only the expected outputs")
+    args = parser.parse_args(argv)
+    if args.rebuild or not VECTORS.exists():
+        vectors = corpus()
+    else:
+        vectors = [Vector.from_json({**v, "expect": None}) for v in json.loads(VECTORS.read_text())["vectors"]]
+    docs = generate(vectors)
     VECTORS.write_text(json.dumps({"now_s": NOW_S, "vectors": docs}, indent=1, sort_keys=True) + "\n")
     print(f"{len(docs)} vectors -> {VECTORS}")
 
