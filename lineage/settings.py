@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lineage.exceptions import ConfigError
@@ -313,6 +313,26 @@ class Settings(BaseSettings):
     pii: PiiSettings = PiiSettings()
     checkpoints: CheckpointSettings = CheckpointSettings()
     validation: ValidationSettings = ValidationSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stack_addresses(cls, data: Any) -> Any:
+        """Unset Kafka and Redis addresses follow the local stack's ports when those are set, so
+        ``LINEAGE_STACK__KAFKA_PORT=36092`` alone starts and uses a stack on 36092 rather than
+        finding another one on the default port."""
+        if not isinstance(data, dict) or data.get("stack") is None:
+            return data
+        stack = data["stack"]
+
+        def given(name: str) -> Any:
+            return stack.get(name) if isinstance(stack, dict) else getattr(stack, name, None)
+
+        kafka_port, redis_port = given("kafka_port"), given("redis_port")
+        if kafka_port is not None and "kafka_bootstrap" not in data:
+            data = {**data, "kafka_bootstrap": f"127.0.0.1:{int(kafka_port)}"}
+        if redis_port is not None and "redis_url" not in data:
+            data = {**data, "redis_url": f"redis://127.0.0.1:{int(redis_port)}/0"}
+        return data
 
     @field_validator("clickhouse_url")
     @classmethod

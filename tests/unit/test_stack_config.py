@@ -75,3 +75,20 @@ def test_cluster_id_has_kafka_uuid_shape() -> None:
     for cid in ids:
         assert len(cid) == 22 and not cid.startswith("-")
         assert len(base64.urlsafe_b64decode(cid + "==")) == 16
+
+
+def test_unset_addresses_follow_the_stack_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting only the stack's ports moves the pipeline's Kafka and Redis addresses with them; an
+    address set explicitly wins; with neither, the defaults stay."""
+    from lineage.settings import load_settings
+
+    monkeypatch.setenv("LINEAGE_STACK__KAFKA_PORT", "36092")
+    monkeypatch.setenv("LINEAGE_STACK__REDIS_PORT", "36379")
+    s = load_settings()
+    assert (s.kafka_bootstrap, s.redis_url) == ("127.0.0.1:36092", "redis://127.0.0.1:36379/0")
+    monkeypatch.setenv("LINEAGE_KAFKA_BOOTSTRAP", "kafka.internal:9092")
+    assert load_settings().kafka_bootstrap == "kafka.internal:9092"
+    for name in ("LINEAGE_STACK__KAFKA_PORT", "LINEAGE_STACK__REDIS_PORT", "LINEAGE_KAFKA_BOOTSTRAP"):
+        monkeypatch.delenv(name)
+    s = load_settings()
+    assert (s.kafka_bootstrap, s.redis_url) == ("127.0.0.1:19092", "redis://127.0.0.1:16379/0")
