@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from lineage.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Adds routes (and their startup/cleanup hooks) to the app.
 RouteMount = Callable[[web.Application], None]
@@ -141,8 +142,38 @@ CTX: web.AppKey[ApiContext] = web.AppKey("lineage_api_ctx", ApiContext)
 METRICS_PROVIDERS: web.AppKey[tuple[MetricsProvider, ...]] = web.AppKey("lineage_metrics_providers", tuple)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json")
+def error_response(status: int, message: str) -> web.Response:
+    """``{"error": message}``: one line, never cached."""
+    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+
+def require_reason(ctx: ApiContext, actor: Actor, reason: str) -> None:
+    """Roles in ``api.reason_required`` give a reason: without one, :class:`QueryRefused` (raised
+    inside an audited attempt, so the refusal is recorded like any other)."""
+    if not reason and actor.role.value in ctx.settings.api.reason_required:
+        raise QueryRefused(f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+
+
+async def answer_off_loop(run: Callable[[], T], answer: Callable[[T], web.Response],
+                          not_found: tuple[type[Exception], ...] = (),
+                          unavailable: tuple[type[Exception], ...] = ()) -> web.Response:
+    """Run ``run`` (blocking: a query) on a worker thread and answer with ``answer(result)``; a bad
+    question is a one-line 400, ``not_found`` a 404, ``unavailable`` (and an audit log that cannot
+    record) a 503."""
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(None, run)
+    except not_found as exc:
+        return error_response(404, str(exc))
+    except unavailable as exc:
+        return error_response(503, str(exc))
+    except QueryError as exc:
+        return error_response(400, str(exc).splitlines()[0] if str(exc) else "bad request")
+    except ClickHouseError as exc:
+        return error_response(400, error_line(exc))
+    except AuditError as exc:
+        return error_response(503, str(exc))
+    return answer(result)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -167,10 +198,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=b"".join(parts), headers={"Content-Type": PROM_TYPE})
 
 
-def _refuse(message: str) -> QueryResult:
-    raise QueryRefused(message)
-
-
 async def _answer(ctx: ApiContext, actor: Actor, action: str, what: str, params: Mapping[str, Any], reason: str,
                   run: Callable[[], QueryResult]) -> web.Response:
     """Run an audited query on a worker thread and answer with its rows, or a one-line 400.
@@ -178,18 +205,14 @@ async def _answer(ctx: ApiContext, actor: Actor, action: str, what: str, params:
     Roles in ``api.reason_required`` must give a reason: without one the query does not run, and
     the refusal is recorded like any other.
     """
-    if not reason and actor.role.value in ctx.settings.api.reason_required:
-        run = partial(_refuse, f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
-    loop = asyncio.get_running_loop()
-    try:
-        res = await loop.run_in_executor(None, audited_query, ctx.audit, actor, action, what, params, reason, run)
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    except AuditError as exc:
-        return _error(503, str(exc))
-    return web.Response(body=dumps(result_json(res)), content_type="application/json")
+    def checked() -> QueryResult:
+        require_reason(ctx, actor, reason)
+        return run()
+
+    return await answer_off_loop(
+        partial(audited_query, ctx.audit, actor, action, what, params, reason, checked),
+        lambda res: web.Response(body=dumps(result_json(res)), content_type="application/json"),
+    )
 
 
 async def sql(request: web.Request) -> web.Response:
@@ -203,7 +226,7 @@ async def sql(request: web.Request) -> web.Response:
         else:
             text, params, reason = await request.text(), dict(request.query), reason_of(request)
     except (ValueError, AttributeError):
-        return _error(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
+        return error_response(400, "body must be JSON {\"sql\": ..., \"params\": {...}} or plain SQL text")
     return await _answer(ctx, actor, SQL, text, params, reason,
                          partial(ctx.sandboxed, text, sandbox_role(actor.role), params))
 
@@ -237,23 +260,13 @@ async def _marquez(request: web.Request, what: str,
 
     def run() -> dict[str, Any]:
         with ctx.audit.attempt(actor, QUERY, what, params=raw, reason=reason, refusals=(QueryError,)) as attempt:
-            if not reason and actor.role.value in ctx.settings.api.reason_required:
-                raise QueryRefused(f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+            require_reason(ctx, actor, reason)
             doc = build(read, raw)
             attempt.rows = len(doc["graph"])
         return doc
 
-    try:
-        doc = await asyncio.get_running_loop().run_in_executor(None, run)
-    except marquez.NodeNotFound as exc:
-        return _error(404, str(exc))
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    except AuditError as exc:
-        return _error(503, str(exc))
-    return web.Response(body=dumps(doc), content_type="application/json")
+    return await answer_off_loop(run, lambda doc: web.Response(body=dumps(doc), content_type="application/json"),
+                                 not_found=(marquez.NodeNotFound,))
 
 
 async def marquez_lineage(request: web.Request) -> web.Response:
@@ -289,7 +302,7 @@ async def decrypt_snapshot(request: web.Request) -> web.Response:
         if not isinstance(body, dict):
             raise ValueError
     except ValueError:
-        return _error(400, 'body must be JSON {"reason": "...", "sha256": "..."} or empty')
+        return error_response(400, 'body must be JSON {"reason": "...", "sha256": "..."} or empty')
     reason = reason_of(request, body.get("reason"))
     loop = asyncio.get_running_loop()
     if not allows(actor.role, Action.DECRYPT):
@@ -303,7 +316,7 @@ async def decrypt_snapshot(request: web.Request) -> web.Response:
             opener=ctx.keyholder or KeyholderClient.from_settings(ctx.settings)))
     except (PiiError, AuditError) as exc:
         status = next((code for kind, code in _DECRYPT_STATUS.items() if isinstance(exc, kind)), 400)
-        return _error(status, str(exc))
+        return error_response(status, str(exc))
     return web.Response(body=dumps({k: out[k] for k in ("pointer", "subject_ref", "snapshot")}),
                         content_type="application/json", headers={"Cache-Control": "no-store"})
 

@@ -9,21 +9,20 @@ route ``POST /api/snapshots/{pointer}:decrypt`` (investigators, with a reason).
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.access.audit import QUERY, audited_query
-from sinks.access.http import PUBLIC, REASON_HEADER, Need, actor_of, reason_of
+from sinks.access.http import PUBLIC, Need, actor_of, reason_of
 from sinks.access.roles import Action, allows
-from sinks.api_server import CTX, ApiContext, dumps
-from sinks.clickhouse.client import QueryResult, error_line
+from sinks.api_server import CTX, ApiContext, answer_off_loop, dumps, error_response, require_reason
+from sinks.clickhouse.client import QueryResult
 from sinks.clickhouse.queries import FAR_FUTURE, FAR_PAST, READONLY_SETTINGS, parse_time
-from sinks.exceptions import AuditError, QueryError, QueryRefused
+from sinks.exceptions import QueryError
 from sinks.explorer import data
 from sinks.explorer.graph import NODE_TYPES, parse_bounded, parse_depth, parse_direction
 from sinks.reports.http import REPORTS_PATH
@@ -61,9 +60,6 @@ ROUTE_POLICY: dict[str, Need] = {
 }
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
 
 
 def _json(body: Any) -> web.Response:
@@ -86,22 +82,13 @@ async def _audited(request: web.Request, what: str, params: dict[str, str],
     out: list[Any] = []
 
     def run() -> QueryResult:
-        if not reason and actor.role.value in ctx.settings.api.reason_required:
-            raise QueryRefused(f"a reason is required for the {actor.role.value} role ({REASON_HEADER} header)")
+        require_reason(ctx, actor, reason)
         answer = build(lambda sql, p: ctx.query(sql, p, READONLY_SETTINGS))
         out.append(answer)
         return QueryResult(["rows"], ["UInt64"], [(0,)] * rows(answer))
 
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(None, audited_query, ctx.audit, actor, QUERY, f"explore.{what}", params, reason, run)
-    except QueryError as exc:
-        return _error(400, str(exc))
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    except AuditError as exc:
-        return _error(503, str(exc))
-    return _json(out[0])
+    return await answer_off_loop(partial(audited_query, ctx.audit, actor, QUERY, f"explore.{what}", params, reason, run),
+                                 lambda _: _json(out[0]))
 
 
 def _time(request: web.Request, name: str, default: str) -> str:
@@ -125,9 +112,9 @@ async def search(request: web.Request) -> web.Response:
     text = request.query.get("q", "").strip()
     kind = request.query.get("type", "").strip()
     if not 1 <= len(text) <= 200:
-        return _error(400, "q must be 1..200 characters")
+        return error_response(400, "q must be 1..200 characters")
     if kind and kind not in NODE_TYPES:
-        return _error(400, f"type must be one of {', '.join(NODE_TYPES)}")
+        return error_response(400, f"type must be one of {', '.join(NODE_TYPES)}")
     limit = ctx.settings.explorer.search_limit
     return await _audited(request, "search", {"q": text, "type": kind},
                           lambda q: {"results": data.search(q, text, limit, kind)}, lambda a: len(a["results"]))
@@ -145,7 +132,7 @@ async def graph(request: web.Request) -> web.Response:
         as_of = _time(request, "as_of", FAR_FUTURE)
         cap = parse_bounded(q["cap"], 10, s.node_cap, "cap") if "cap" in q else s.node_cap
     except QueryError as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     params = {"node": node, "direction": direction, "depth": str(depth), "since": since, "until": until, "as_of": as_of}
     return await _audited(request, "graph", params,
                           lambda qr: data.neighbourhood(qr, node, direction, depth, since, until, as_of).to_json(cap),
@@ -157,7 +144,7 @@ async def node(request: web.Request) -> web.Response:
     try:
         as_of = _time(request, "as_of", FAR_FUTURE)
     except QueryError as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     return await _audited(request, "node", {"node": node_id, "as_of": as_of},
                           lambda q: data.panel(q, node_id, as_of), lambda a: 1 if a.get("found") else 0)
 
@@ -172,7 +159,7 @@ async def prediction(request: web.Request) -> web.Response:
     actor = actor_of(request)
     pid = request.query.get("id", "").strip()
     if not 1 <= len(pid) <= 512:
-        return _error(400, "id must be a prediction id (1..512 characters)")
+        return error_response(400, "id must be a prediction id (1..512 characters)")
     read_all = allows(actor.role, Action.READ_ALL)
     return await _audited(request, "prediction", {"id": pid},
                           lambda q: data.prediction(q, pid, read_all), lambda a: len(a["chain"]) + int(a["found"]))

@@ -18,15 +18,14 @@ from typing import Any
 
 import redis
 from aiohttp import web
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.access.audit import REPORT
 from sinks.access.http import REASON_HEADER, actor_of, forbidden, reason_of
 from sinks.access.roles import Action, allows
-from sinks.api_server import CTX, ApiContext, dumps
-from sinks.clickhouse.client import QueryResult, error_line
+from sinks.api_server import CTX, ApiContext, answer_off_loop, error_response
+from sinks.clickhouse.client import QueryResult
 from sinks.clickhouse.queries import READONLY_SETTINGS, get_query
-from sinks.exceptions import AuditError, QueryError
+from sinks.exceptions import AuditError
 from sinks.reports import subjects
 from sinks.reports.gather import ReportNotFound, Source
 from sinks.reports.params import MEDIA_TYPES
@@ -37,9 +36,6 @@ REPORTS_PATH = "/api/v1/reports/{kind}"
 _REDIS: web.AppKey[Any] = web.AppKey("lineage_reports_redis", object)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
 
 
 def sink_source(ctx: ApiContext, client: Any) -> Source:
@@ -76,32 +72,26 @@ async def report(request: web.Request) -> web.Response:
             await loop.run_in_executor(None, partial(ctx.audit.record, actor, REPORT, kind, params=raw, reason=reason,
                                                      outcome=refusal))
         except AuditError as exc:
-            return _error(503, str(exc))
+            return error_response(503, str(exc))
         if "role may not" in refusal:
             return forbidden(actor, Action.READ_ALL)
-        return _error(400, refusal.removeprefix("refused: "))
+        return error_response(400, refusal.removeprefix("refused: "))
     source = sink_source(ctx, request.app[_REDIS])
-    try:
-        made = await loop.run_in_executor(None, partial(make_report, source, kind, raw, fmt, actor, ctx.audit, reason))
-    except ReportNotFound as exc:
-        return _error(404, str(exc))
-    except PdfUnavailable as exc:
-        return _error(503, str(exc))
-    except QueryError as exc:
-        return _error(400, str(exc).splitlines()[0] if str(exc) else "bad request")
-    except ClickHouseError as exc:
-        return _error(400, error_line(exc))
-    except AuditError as exc:
-        return _error(503, str(exc))
-    headers = {
-        "Content-Disposition": f'attachment; filename="{made.filename}"',
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "X-Report-SHA256": made.sha256,
-        "X-Report-Verified": "true" if made.report["integrity"].get("verified") else "false",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-    }
-    return web.Response(body=made.body, headers={"Content-Type": MEDIA_TYPES[made.fmt], **headers})
+
+    def attachment(made: Any) -> web.Response:
+        headers = {
+            "Content-Type": MEDIA_TYPES[made.fmt],
+            "Content-Disposition": f'attachment; filename="{made.filename}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-Report-SHA256": made.sha256,
+            "X-Report-Verified": "true" if made.report["integrity"].get("verified") else "false",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        }
+        return web.Response(body=made.body, headers=headers)
+
+    return await answer_off_loop(partial(make_report, source, kind, raw, fmt, actor, ctx.audit, reason), attachment,
+                                 not_found=(ReportNotFound,), unavailable=(PdfUnavailable,))
 
 
 def add_routes(app: web.Application) -> None:
