@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from lineage.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sinks.clickhouse.backend import RemoteBackend
 
 app = typer.Typer(help="Audit reports (html, pdf, json): provenance, impact, completeness, erasure.",
                   no_args_is_help=True)
@@ -31,45 +32,13 @@ _REASON = typer.Option("", "--reason", help="Why (recorded in the audit log; req
                                             "investigator keys).")
 
 
-def _fail(message: str) -> None:
-    from sinks.exceptions import QueryError
-
-    raise QueryError(message)
-
-
-def _remote(api_url: str, key: str | None, kind: str, params: dict[str, str], fmt: str,
+def _remote(backend: RemoteBackend, kind: str, params: dict[str, str], fmt: str,
             reason: str) -> tuple[bytes, str, str, bool | None]:
     """(body, file name, sha256, verified) from the sink's report route."""
-    from sinks.clickhouse.backend import _header_safe
-    from sinks.exceptions import AccessError
-
-    if key is None:
-        raise AccessError("the sink API needs a key: set LINEAGE_API_KEY or store one in the credentials file "
-                          "(`lineage keys create --role auditor --name NAME --save`)")
     query = urllib.parse.urlencode({**params, "format": fmt})
-    headers = {"Authorization": f"Bearer {key}"}
-    if reason:
-        headers["X-Lineage-Reason"] = _header_safe(reason)
-    req = urllib.request.Request(f"{api_url.rstrip('/')}/api/v1/reports/{urllib.parse.quote(kind)}?{query}",
-                                 headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=300) as resp:
-            body = resp.read()
-            disposition = resp.headers.get("Content-Disposition", "")
-            sha = resp.headers.get("X-Report-SHA256", "")
-            verified = resp.headers.get("X-Report-Verified")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", str(exc))
-        except ValueError:
-            message = str(exc)
-        if exc.code in (401, 403):
-            raise AccessError(f"the sink refused the key ({exc.code}): {message}") from None
-        _fail(message)
-        raise
-    except (urllib.error.URLError, OSError) as exc:
-        _fail(f"the sink API at {api_url} did not answer: {exc}")
-        raise
+    body, headers = backend.get(f"/api/v1/reports/{urllib.parse.quote(kind)}?{query}", reason, timeout=300)
+    disposition, sha = headers.get("Content-Disposition", ""), headers.get("X-Report-SHA256", "")
+    verified = headers.get("X-Report-Verified")
     name = disposition.partition('filename="')[2].rstrip('"') or f"lineage-{kind}.{fmt}"
     return body, name, sha, None if verified is None else verified == "true"
 
@@ -113,7 +82,7 @@ def _make(kind: str, params: dict[str, str | None], fmt: str, output: str | None
     backend = open_backend(settings)
     try:
         if isinstance(backend, RemoteBackend):
-            body, name, sha, verified = _remote(backend.api_url, backend.api_key, kind, given, fmt, reason)
+            body, name, sha, verified = _remote(backend, kind, given, fmt, reason)
         elif isinstance(backend, DirectBackend):
             body, name, sha, verified = _local(settings, backend, kind, given, fmt, reason)
         else:  # pragma: no cover - open_backend returns one of the two
@@ -187,7 +156,9 @@ def erasure(
 def _pseudonym(subject: str) -> str:
     settings = load_settings()
     if settings.pseudonym_key is None and not Path(settings.pseudonym_key_path).exists():
-        _fail(f"no pseudonym key here ({settings.pseudonym_key_path}): run this where the pipeline's keys are, "
+        from sinks.exceptions import QueryError
+
+        raise QueryError(f"no pseudonym key here ({settings.pseudonym_key_path}): run this where the pipeline's keys are, "
               "or pass --subject-ref")
     from shell.cli.pii import _data_keys
 

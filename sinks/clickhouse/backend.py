@@ -13,6 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sinks.access.audit import QUERY, SQL, audited_query
@@ -99,10 +100,12 @@ class RemoteBackend:
             headers[REASON_HEADER] = _header_safe(reason)
         return headers
 
-    def _call(self, req: urllib.request.Request) -> QueryResult:
+    def fetch(self, req: urllib.request.Request, timeout: float | None = None) -> tuple[bytes, Message]:
+        """(body, headers) of a call to the sink; a refused key is an :class:`AccessError`, any
+        other refusal or no answer a one-line :class:`QueryError`."""
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body = json.loads(resp.read())
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                return resp.read(), resp.headers
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read()).get("error", str(exc))
@@ -113,6 +116,13 @@ class RemoteBackend:
             raise QueryError(message) from None
         except (urllib.error.URLError, OSError) as exc:
             raise QueryError(f"the sink API at {self.api_url} did not answer: {exc}") from None
+
+    def get(self, path: str, reason: str = "", timeout: float | None = None) -> tuple[bytes, Message]:
+        """``GET path`` (with its query string) with the CLI's key and ``reason``."""
+        return self.fetch(urllib.request.Request(f"{self.api_url}{path}", headers=self._headers(reason)), timeout)
+
+    def _call(self, req: urllib.request.Request) -> QueryResult:
+        body = json.loads(self.fetch(req)[0])
         return QueryResult(body["columns"], body["types"], [tuple(r) for r in body["rows"]])
 
     def named(self, name: str, params: dict[str, Any], reason: str = "") -> QueryResult:
