@@ -11,7 +11,7 @@ counts are re-keyed by model (what Faust's ``group_by`` does):
 * ``detect_completeness`` reads the graph topic. For each inference row it sends the row's
   counters (see :func:`~stream_apps.alerts.completeness.window_counts`) to an internal topic
   (:func:`lineage.topics.window_counts_topic`, created with the pipeline's topics) keyed by
-  model, stamped with the graph row's timestamp. Faust flushes its producer before
+  model, stamped with the prediction's event time (the window it counts in). Faust flushes its producer before
   it commits the graph offsets, so a committed row's counters were delivered (at least once).
   It also keeps a table of runs that STARTed (keyed ``"<run_id>|<partition>"``), records
   terminal events in Redis (a run's START and COMPLETE usually sit on different partitions)
@@ -23,8 +23,9 @@ counts are re-keyed by model (what Faust's ``group_by`` does):
 
 An ``@app.timer`` scans the tables' stores, restricted to the partitions this worker actively
 owns (standby replicas are skipped) and not while a rebalance or table recovery is under way
-(counts may be partial then): every window that closed within `eval_horizon` is
-evaluated (including windows recovered from the changelog after a restart, which Faust never
+(counts may be partial then): every window that closed within `eval_horizon` and that the
+watermark gate released (:mod:`stream_apps.alerts.watermarks`: every partition upstream of the
+window caught up with its end, or the bounded wait expired) is evaluated (including windows recovered from the changelog after a restart, which Faust never
 expires by itself), and runs past their deadline are checked. Alerts are fired through the
 Redis-backed engine (exactly one notification across workers); window alerts no one re-asserts
 for `stale_after_s` resolve. Predictions stored before their version's training lineage are
