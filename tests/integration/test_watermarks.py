@@ -16,6 +16,8 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from integration.alerts_support import (
 )
 from integration.worker_support import encode_many, produce_all, read_to_end
 from lineage.topics import window_counts_topic
+from shell.stack.process import ManagedProcess
 from stream_apps.alerts.completeness import SHARE_ALERT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,14 +49,24 @@ PARTITIONS = 6
 LACKING, COMPLETE = 8, 192
 
 
-@pytest.fixture(scope="module")
-def pipe(stack, tmp_path_factory) -> Iterator[Pipeline]:
-    yield from start_pipeline(
-        stack, Path(tmp_path_factory.mktemp("wm")),
-        window_s=WINDOW, window_grace_s=GRACE, eval_interval_s=EVAL, eval_horizon_s=180,
-        watermark_max_wait_s=120, lineage_share_min=0.95, sample_interval_s=2, cooldown_s=300,
-        lag_threshold=1_000_000, dlq_rate_threshold=1e9,
+def _pipeline(stack: Any, tmp: Path, max_wait_s: float) -> Iterator[Pipeline]:
+    return start_pipeline(
+        stack, tmp, window_s=WINDOW, window_grace_s=GRACE, eval_interval_s=EVAL, eval_horizon_s=180,
+        watermark_max_wait_s=max_wait_s, resolve_after_s=3, lineage_share_min=0.95, sample_interval_s=2,
+        cooldown_s=300, lag_threshold=1_000_000, dlq_rate_threshold=1e9,
     )
+
+
+@pytest.fixture
+def pipe(stack, tmp_path) -> Iterator[Pipeline]:
+    """A bounded wait far longer than the pause."""
+    yield from _pipeline(stack, tmp_path, 120)
+
+
+@pytest.fixture
+def impatient(stack, tmp_path) -> Iterator[Pipeline]:
+    """A bounded wait (1 s) that expires while a worker is stopped."""
+    yield from _pipeline(stack, tmp_path, 1)
 
 
 def _key_on(partition: int) -> bytes:
@@ -93,7 +106,18 @@ def _window_points(pipe: Pipeline, model: str) -> list[tuple[str, str, float]]:
     return out
 
 
-def test_paused_worker_holds_the_window_back(pipe: Pipeline) -> None:
+@dataclass
+class Held:
+    """Two workers; worker 2 stopped while it holds 192 of the window's 200 predictions."""
+
+    model: str
+    end: float
+    second: ManagedProcess
+    theirs_ev: set[int]
+
+
+@contextmanager
+def _held_window(pipe: Pipeline) -> Iterator[Held]:
     s = pipe.settings
     assert s.topics.partitions == PARTITIONS
     by_model = window_counts_topic(s)
@@ -131,36 +155,77 @@ def test_paused_worker_holds_the_window_back(pipe: Pipeline) -> None:
         complete = [inference_event(model=model, version="1") for _ in range(COMPLETE)]
         windows = {int(e["event_time"] / 1e6) // WINDOW for e in lacking + complete}
         assert len(windows) == 1, "the predictions straddle two windows"
-        end = (windows.pop() + 1) * WINDOW
+        end = float((windows.pop() + 1) * WINDOW)
         mine_keys, theirs_keys = [_key_on(p) for p in sorted(mine_ev)], [_key_on(p) for p in sorted(theirs_ev)]
         raws = encode_many(s, "inference", lacking + complete)
         produce_all(s, [(s.topics.inference, mine_keys[i % len(mine_keys)], raw, None)
                         for i, raw in enumerate(raws[:LACKING])]
                     + [(s.topics.inference, theirs_keys[i % len(theirs_keys)], raw, None)
                        for i, raw in enumerate(raws[LACKING:])])
-
-        # While worker 2 is stopped: worker 1 counted the 8 it holds, the window closed and the
-        # evaluation ticks a wall clock would have evaluated it at went by.
+        # Worker 1 counts the 8 it holds; the window closes.
         wait_until(lambda: _committed_on(s, s.events_group, s.topics.inference, mine_ev)
                    and _committed_on(s, s.app_id, s.topics.graph, mine_graph)
                    and _committed_on(s, s.app_id, by_model, mine_bm), 30,
                    f"worker 1 counting its share\n{pipe.logs()}", 0.2)
-        wait_until(lambda: time.time() >= end + GRACE + 4 * EVAL, WINDOW + 10, "the window to close", 0.1)
-        assert not _committed_on(s, s.events_group, s.topics.inference, theirs_ev), "worker 2 was not holding data"
-        assert [a for a in pipe.hook.alerts(SHARE_ALERT) if a["labels"]["model"] == model] == []
-        assert _window_points(pipe, model) == [], "figures published for a window still held"
-        assert second.signal(signal.SIGCONT)
-
-        want = {"inference_window_events": float(LACKING + COMPLETE),
-                "inference_window_lineage_share": COMPLETE / (LACKING + COMPLETE)}
-        points = wait_until(lambda: (lambda p: p if {n for n, _, _ in p} == set(want) else None)(_window_points(pipe, model)),
-                            90, f"the window's figures\n{pipe.logs()}\n--- worker 2\n{second.tail(60)}", 1.0)
-        # Exact from the first publication: nothing partial went out, before or after the resume.
-        assert {(n, round(v, 6)) for n, _, v in points} == {(n, round(v, 6)) for n, v in want.items()}, points
-        assert len({ts for _, ts, _ in points}) == 1
-        assert [r for r in topic_alerts(s) if r["alert_name"] == SHARE_ALERT and r["labels"].get("model") == model] == []
-        assert [a for a in pipe.hook.alerts(SHARE_ALERT) if a["labels"]["model"] == model] == []
-        assert second.is_running() and pipe.worker.is_running(), pipe.logs()
+        yield Held(model, end, second, theirs_ev)
     finally:
         second.signal(signal.SIGCONT)
         second.stop(timeout=30)
+
+
+def _share_alerts(pipe: Pipeline, model: str) -> list[dict[str, Any]]:
+    return [a for a in pipe.hook.alerts(SHARE_ALERT) if a["labels"]["model"] == model]
+
+
+WANT = {"inference_window_events": float(LACKING + COMPLETE),
+        "inference_window_lineage_share": COMPLETE / (LACKING + COMPLETE)}
+
+
+def _exact_figures(pipe: Pipeline, held: Held) -> list[tuple[str, str, float]]:
+    """Waits until the last published figures of the window are the exact ones; returns them all."""
+    def last() -> list[tuple[str, str, float]] | None:
+        points = _window_points(pipe, held.model)
+        latest = {n: round(v, 6) for n, _, v in points}
+        return points if latest == {n: round(v, 6) for n, v in WANT.items()} else None
+    return wait_until(last, 90, f"the window's exact figures\n{pipe.logs()}\n--- worker 2\n{held.second.tail(60)}", 1.0)
+
+
+def test_paused_worker_holds_the_window_back(pipe: Pipeline) -> None:
+    s = pipe.settings
+    with _held_window(pipe) as held:
+        # The evaluation ticks a wall clock would have evaluated the window at go by.
+        wait_until(lambda: time.time() >= held.end + GRACE + 4 * EVAL, WINDOW + 10, "the window to close", 0.1)
+        assert not _committed_on(s, s.events_group, s.topics.inference, held.theirs_ev), "worker 2 held no data"
+        assert _share_alerts(pipe, held.model) == []
+        assert _window_points(pipe, held.model) == [], "figures published for a window still held"
+        assert held.second.signal(signal.SIGCONT)
+
+        points = _exact_figures(pipe, held)
+        # Exact from the first publication: nothing partial went out, before or after the resume.
+        assert {(n, round(v, 6)) for n, _, v in points} == {(n, round(v, 6)) for n, v in WANT.items()}, points
+        assert len({ts for _, ts, _ in points}) == 1
+        assert [r for r in topic_alerts(s) if r["alert_name"] == SHARE_ALERT and r["labels"].get("model") == held.model] == []
+        assert _share_alerts(pipe, held.model) == []
+        assert held.second.is_running() and pipe.worker.is_running(), pipe.logs()
+
+
+def test_bounded_wait_fires_then_late_counts_correct_it_once(impatient: Pipeline) -> None:
+    pipe, s = impatient, impatient.settings
+    with _held_window(pipe) as held:
+        # The 1 s wait expires with worker 2's partitions behind: the partial count (8 of 8) fires.
+        (fired,) = wait_until(lambda: _share_alerts(pipe, held.model), 30,
+                              f"the share alert on the partial count\n{pipe.logs()}", 0.2)
+        assert fired["status"] == "firing" and "100.0% of 8 inference events" in fired["annotations"]["summary"], fired
+        assert not _committed_on(s, s.events_group, s.topics.inference, held.theirs_ev), "worker 2 held no data"
+        assert held.second.signal(signal.SIGCONT)
+
+        # Its data is counted: the window is evaluated again, the figures corrected, the alert resolved.
+        points = _exact_figures(pipe, held)
+        assert ("inference_window_events", 8.0) in {(n, v) for n, _, v in points}, points  # the partial figures went out
+        states = wait_until(lambda: (lambda a: a if [x["status"] for x in a] == ["firing", "resolved"] else None)(
+            _share_alerts(pipe, held.model)), 60, f"the share alert resolved\n{pipe.logs()}", 0.5)
+        # Each state change published once, on the topic as to the webhook.
+        on_topic = [r for r in topic_alerts(s) if r["alert_name"] == SHARE_ALERT and r["labels"].get("model") == held.model]
+        assert [r["state"] for r in on_topic] == ["firing", "resolved"], on_topic
+        assert len(states) == 2
+        assert held.second.is_running() and pipe.worker.is_running(), pipe.logs()
