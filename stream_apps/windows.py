@@ -108,6 +108,7 @@ def register(app: faust.App, settings: Settings) -> None:
     stat_log = WindowStatLog(cfg.window_retention_s)
     stats = StreamStats(f"{socket.gethostname()}:{os.getpid()}")
     gate = WatermarkGate(cfg.window_grace_s, cfg.watermark_wait_s)
+    owned: set[int] = set()  # the by-model partitions the gate's held windows were read for
     progress = ProgressReader(settings.kafka_common(), settings.topics.inference, settings.topics.graph,
                               window_counts_topic(settings), parts, settings.events_group, settings.app_id)
 
@@ -212,6 +213,10 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def released(closed: Windows, now: float, mine: set[int]) -> Windows:
         """The closed windows the watermark gate lets through (see :mod:`stream_apps.alerts.watermarks`)."""
+        if mine != owned:
+            owned.clear()
+            owned.update(mine)
+            gate.restart()
         waiting = gate.waiting(end for _, end in closed)
         if waiting:
             for r in gate.advance(waiting, now, await read_progress(mine)):

@@ -161,6 +161,11 @@ class WatermarkGate:
             return False
         return True
 
+    def restart(self) -> None:
+        """Start the windows still held over (this worker's partitions changed: the targets read
+        so far do not cover the new ones). Released windows stay released."""
+        self.held.clear()
+
     def forget(self, before: float) -> None:
         """Drop what is remembered of windows that ended before ``before`` (past the horizon)."""
         self.released = {e for e in self.released if e >= before}

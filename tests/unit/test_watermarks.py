@@ -120,3 +120,16 @@ def test_bounded_wait_setting_is_capped_inside_the_horizon() -> None:
     assert AlertSettings().watermark_wait_s == 30.0
     cfg = AlertSettings(window_s=10, eval_horizon_s=20, window_grace_s=2, eval_interval_s=1, watermark_max_wait_s=60)
     assert cfg.watermark_wait_s == 16.0  # a held window is still evaluated inside the horizon
+
+
+def test_restart_reads_held_windows_again_and_keeps_released_ones() -> None:
+    gate = WatermarkGate(LATE, 60.0)
+    drained = _reading({0: (10, 10, 1)}, {0: (4, 0)})
+    gate.advance([END], END + LATE, drained)
+    gate.advance([END], END + LATE, drained)
+    assert gate.held[END].phase == 1 and gate.held[END].targets == {(GRAPH, 0): 4}
+    gate.restart()  # partitions moved: start over from phase 0
+    assert gate.waiting([END]) == [END] and END not in gate.held
+    gate.released.add(END - 10)
+    gate.restart()
+    assert gate.waiting([END - 10]) == []
