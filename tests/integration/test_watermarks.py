@@ -97,13 +97,14 @@ def _committed_on(settings: Any, group: str, topic: str, parts: set[int]) -> boo
 
 
 def _window_points(pipe: Pipeline, model: str) -> list[tuple[str, str, float]]:
-    """Every window figure published for ``model`` on the metrics topic: (name, window end, value)."""
+    """Every window figure published for ``model`` on the metrics topic: (name, window end, value),
+    in the order they were published (the records spread over partitions: sorted by record time)."""
     out = []
     for m in read_to_end(pipe.settings, pipe.settings.topics.metrics):
         rec = orjson.loads(m.value())
         if rec["labels"].get("model") == model and rec["name"].startswith("inference_window_"):
-            out.append((rec["name"], rec["ts"], float(rec["value"])))
-    return out
+            out.append((m.timestamp()[1], m.partition(), m.offset(), (rec["name"], rec["ts"], float(rec["value"]))))
+    return [point for *_, point in sorted(out)]
 
 
 @dataclass
