@@ -42,8 +42,8 @@ from stream_apps.alerts.completeness import SHARE_ALERT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-WINDOW = 4
-GRACE = 1.0
+WINDOW = 3
+GRACE = 0.5
 EVAL = 0.5
 PARTITIONS = 6
 LACKING, COMPLETE = 8, 192
@@ -195,7 +195,7 @@ def test_paused_worker_holds_the_window_back(pipe: Pipeline) -> None:
     s = pipe.settings
     with _held_window(pipe) as held:
         # The evaluation ticks a wall clock would have evaluated the window at go by.
-        wait_until(lambda: time.time() >= held.end + GRACE + 4 * EVAL, WINDOW + 10, "the window to close", 0.1)
+        wait_until(lambda: time.time() >= held.end + GRACE + 3 * EVAL, WINDOW + 10, "the window to close", 0.1)
         assert not _committed_on(s, s.events_group, s.topics.inference, held.theirs_ev), "worker 2 held no data"
         assert _share_alerts(pipe, held.model) == []
         assert _window_points(pipe, held.model) == [], "figures published for a window still held"
