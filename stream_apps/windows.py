@@ -11,8 +11,8 @@ counts are re-keyed by model (what Faust's ``group_by`` does):
 * ``detect_completeness`` reads the graph topic. For each inference row it sends the row's
   counters (see :func:`~stream_apps.alerts.completeness.window_counts`) to an internal topic
   (:func:`lineage.topics.window_counts_topic`, created with the pipeline's topics) keyed by
-  model, stamped with the prediction's event time (the window it counts in). Faust flushes its producer before
-  it commits the graph offsets, so a committed row's counters were delivered (at least once).
+  model, stamped with the prediction's event time (the window it counts in). Faust flushes its
+  producer before it commits the graph offsets, so a committed row's counters were delivered (at least once).
   It also keeps a table of runs that STARTed (keyed ``"<run_id>|<partition>"``), records
   terminal events in Redis (a run's START and COMPLETE usually sit on different partitions)
   and emitter last-seen times in Redis (heartbeat), so "silent" means silent for all workers.
@@ -25,8 +25,8 @@ An ``@app.timer`` scans the tables' stores, restricted to the partitions this wo
 owns (standby replicas are skipped) and not while a rebalance or table recovery is under way
 (counts may be partial then): every window that closed within `eval_horizon` and that the
 watermark gate released (:mod:`stream_apps.alerts.watermarks`: every partition upstream of the
-window caught up with its end, or the bounded wait expired) is evaluated (including windows recovered from the changelog after a restart, which Faust never
-expires by itself), and runs past their deadline are checked. Alerts are fired through the
+window caught up with its end, or the bounded wait expired) is evaluated (including windows
+recovered from the changelog after a restart, which Faust never expires by itself), and runs past their deadline are checked. Alerts are fired through the
 Redis-backed engine (exactly one notification across workers); window alerts no one re-asserts
 for `stale_after_s` resolve. Predictions stored before their version's training lineage are
 counted per version and evaluated against the model-lineage table as it is now, so a closed

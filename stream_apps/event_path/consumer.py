@@ -29,8 +29,8 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 
 from lineage.kafka import MANUAL_COMMIT_CONSUMER, client_config
 from lineage.settings import Settings
-from stream_apps.event_path.batch import InMessageFields
 from stream_apps.alerts.watermarks import encode_watermark
+from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.child import ProcessingChild
 from stream_apps.exceptions import BatchNotProcessed
 
