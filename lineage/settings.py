@@ -135,6 +135,9 @@ class AlertSettings(_Group):
     window_retention_s: float = Field(default=3600.0, gt=0)
     eval_interval_s: float = Field(default=1.0, gt=0)
     eval_horizon_s: float | None = Field(default=None, gt=0)  # closed windows re-evaluated this long
+    # A closed window is first evaluated once every partition that can hold its events is past its
+    # end + window_grace_s (per-partition watermarks), or this long after that if one is not.
+    watermark_max_wait_s: float = Field(default=30.0, ge=0)
     run_deadline_s: float = Field(default=3600.0, gt=0)
     # A streaming run (jobType.processingType = STREAMING) is never awaited to end; it is stalled
     # when no START or RUNNING of it arrived for this long.
@@ -163,6 +166,11 @@ class AlertSettings(_Group):
     def stale_after_s(self) -> float:
         """A window alert nobody re-asserted for this long is resolved."""
         return self.resolve_after_s if self.resolve_after_s is not None else 2 * self.window_s
+
+    @property
+    def watermark_wait_s(self) -> float:
+        """The bounded wait, capped so that a held window is still evaluated inside the horizon."""
+        return max(0.0, min(self.watermark_max_wait_s, self.horizon_s - self.window_grace_s - 2 * self.eval_interval_s))
 
     @property
     def horizon_s(self) -> float:

@@ -11,8 +11,8 @@ counts are re-keyed by model (what Faust's ``group_by`` does):
 * ``detect_completeness`` reads the graph topic. For each inference row it sends the row's
   counters (see :func:`~stream_apps.alerts.completeness.window_counts`) to an internal topic
   (:func:`lineage.topics.window_counts_topic`, created with the pipeline's topics) keyed by
-  model, stamped with the graph row's timestamp. Faust flushes its producer before
-  it commits the graph offsets, so a committed row's counters were delivered (at least once).
+  model, stamped with the prediction's event time (the window it counts in). Faust flushes its
+  producer before it commits the graph offsets, so a committed row's counters were delivered (at least once).
   It also keeps a table of runs that STARTed (keyed ``"<run_id>|<partition>"``), records
   terminal events in Redis (a run's START and COMPLETE usually sit on different partitions)
   and emitter last-seen times in Redis (heartbeat), so "silent" means silent for all workers.
@@ -23,9 +23,10 @@ counts are re-keyed by model (what Faust's ``group_by`` does):
 
 An ``@app.timer`` scans the tables' stores, restricted to the partitions this worker actively
 owns (standby replicas are skipped) and not while a rebalance or table recovery is under way
-(counts may be partial then): every window that closed within `eval_horizon` is
-evaluated (including windows recovered from the changelog after a restart, which Faust never
-expires by itself), and runs past their deadline are checked. Alerts are fired through the
+(counts may be partial then): every window that closed within `eval_horizon` and that the
+watermark gate released (:mod:`stream_apps.alerts.watermarks`: every partition upstream of the
+window caught up with its end, or the bounded wait expired) is evaluated (including windows
+recovered from the changelog after a restart, which Faust never expires by itself), and runs past their deadline are checked. Alerts are fired through the
 Redis-backed engine (exactly one notification across workers); window alerts no one re-asserts
 for `stale_after_s` resolve. Predictions stored before their version's training lineage are
 counted per version and evaluated against the model-lineage table as it is now, so a closed
@@ -36,6 +37,7 @@ partition's own event context); the evaluation horizon keeps any leftover from r
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -46,10 +48,11 @@ from typing import Any
 import faust
 import orjson
 import redis.asyncio as aioredis
+from confluent_kafka import KafkaException
 
 from lineage.graph import GraphRecord
 from lineage.keyspace import KeySpace
-from lineage.metric_records import metric_record
+from lineage.metric_records import metric_record, rfc3339
 from lineage.settings import Settings
 from lineage.topics import window_counts_retention_ms, window_counts_topic
 from stream_apps.alerts.completeness import (
@@ -58,6 +61,7 @@ from stream_apps.alerts.completeness import (
     STREAM_ALERT,
     WINDOW_ALERTS,
     Point,
+    Windows,
     count_key,
     evaluate_windows,
     heartbeat_alerts,
@@ -66,6 +70,8 @@ from stream_apps.alerts.completeness import (
 from stream_apps.alerts.config import alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
 from stream_apps.alerts.model import Alert
+from stream_apps.alerts.progress import ProgressReader
+from stream_apps.alerts.watermarks import Progress, WatermarkGate
 from stream_apps.detectors import ClosedWindows, HeartbeatThrottle, RunTracker, StreamStats, StreamUpdate, WindowStatLog
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,10 @@ def register(app: faust.App, settings: Settings) -> None:
     heartbeats = HeartbeatThrottle()
     stat_log = WindowStatLog(cfg.window_retention_s)
     stats = StreamStats(f"{socket.gethostname()}:{os.getpid()}")
+    gate = WatermarkGate(cfg.window_grace_s, cfg.watermark_wait_s)
+    owned: set[int] = set()  # the by-model partitions the gate's held windows were read for
+    progress = ProgressReader(settings.kafka_common(), settings.topics.inference, settings.topics.graph,
+                              window_counts_topic(settings), parts, settings.events_group, settings.app_id)
 
     async def send_alert(key: bytes, value: bytes) -> None:
         fut = await alerts_topic.send(key=key, value=value)
@@ -122,12 +132,14 @@ def register(app: faust.App, settings: Settings) -> None:
         for name, labels, ts, value in points:
             await metrics_topic.send(value=metric_record(name, labels, ts, value))
 
-    async def observe(rec: GraphRecord, partition: int, timestamp: float) -> None:
+    async def observe(rec: GraphRecord, partition: int) -> None:
         now = time.time()
         pairs = window_counts(rec)
         if pairs and rec.inference is not None:
             model = str(rec.inference.get("model_name") or "")
-            await by_model.send(key=model.encode(), value=orjson.dumps(pairs), timestamp=timestamp)
+            # Stamped with the prediction's event time: the window it counts in is the one it was made in,
+            # however late a paused or rebalanced worker gets to it.
+            await by_model.send(key=model.encode(), value=orjson.dumps(pairs), timestamp=rec.event_time / 1e6)
         end = runs.observe(rec, partition)
         if isinstance(end, StreamUpdate):  # the latest update of a streaming run, whichever partition
             await redis.zadd(space.alert_streaming_seen, {end.run_id: end.event_time}, gt=True)
@@ -151,7 +163,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 log.error("graph row at %s[%s]@%s undecodable: %s", event.message.topic,
                           event.message.partition, event.message.offset, exc)
                 continue
-            await observe(rec, event.message.partition, event.message.timestamp)
+            await observe(rec, event.message.partition)
 
     @app.agent(by_model, concurrency=1, name="count_windows")
     async def count_windows(stream: faust.StreamT[bytes]) -> None:
@@ -191,12 +203,37 @@ def register(app: faust.App, settings: Settings) -> None:
         return heartbeat_alerts(expected, [None if v is None else int(v) for v in seen],
                                 [None if v is None else int(v) for v in base], now, cfg.heartbeat_window_s)
 
+    async def read_progress(mine: set[int]) -> Progress | None:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, progress.read, mine)
+        except KafkaException as exc:
+            log.warning("stream progress unreadable (%s); closed windows wait (at most %.0fs)",
+                        exc.args[0] if exc.args else exc, gate.max_wait_s)
+            return None
+
+    async def released(closed: Windows, now: float, mine: set[int]) -> Windows:
+        """The closed windows the watermark gate lets through (see :mod:`stream_apps.alerts.watermarks`)."""
+        if mine != owned:
+            owned.clear()
+            owned.update(mine)
+            gate.restart()
+        waiting = gate.waiting(end for _, end in closed)
+        if waiting:
+            for r in gate.advance(waiting, now, await read_progress(mine)):
+                if r.timed_out:
+                    log.warning("window ending %s evaluated after the %.0fs watermark wait with partitions "
+                                "still behind: %s", rfc3339(int(r.end * 1e6)), gate.max_wait_s,
+                                ", ".join(f"{t}[{p}]" for t, p in r.behind) or "none read")
+        gate.forget(now - cfg.horizon_s)
+        return {w: c for w, c in closed.items() if w[1] in gate.released}
+
     @app.timer(interval=cfg.eval_interval_s, name="evaluate_windows")
     async def evaluate_windows_timer() -> None:
         now = time.time()
         # While partitions move or tables recover, a worker's counts may be partial: wait.
         settled = not (app.rebalancing or app.in_recovery)
-        closed = windows.collect(now, active(by_model.get_topic_name())) if settled else {}
+        mine = active(by_model.get_topic_name())
+        closed = await released(windows.collect(now, mine), now, mine) if settled else {}
         firing = (evaluate_windows(closed, cfg, known) + await overdue_runs(now)) if settled else []
         silent = await silent_emitters(now)
         for alert in firing + silent:

@@ -25,10 +25,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from lineage.kafka import MANUAL_COMMIT_CONSUMER, client_config
 from lineage.settings import Settings
+from stream_apps.alerts.watermarks import encode_watermark
 from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.child import ProcessingChild
 from stream_apps.exceptions import BatchNotProcessed
@@ -74,6 +75,7 @@ class ConsumerLoop:
         self._apply = apply
         self._stopping = threading.Event()
         self.totals: Counter[str] = Counter()
+        self._watermarks: dict[tuple[str, int], int] = {}  # (topic, partition) -> latest record timestamp, ms
         t = settings.topics
         self.topics = [*t.event_topics.values(), t.openlineage]
 
@@ -116,14 +118,20 @@ class ConsumerLoop:
             self._apply(updates)
         self.totals.update(counters)
 
-    @staticmethod
-    def _commit(consumer: Consumer, msgs: list[Any]) -> None:
+    def _commit(self, consumer: Consumer, msgs: list[Any]) -> None:
+        """Commit past ``msgs``; each partition's commit carries its event-time watermark (the
+        latest record timestamp processed there), which window evaluation waits on."""
         ends: dict[tuple[str, int], int] = {}
         for m in msgs:
             key = (m.topic(), m.partition())
             ends[key] = max(ends.get(key, -1), m.offset() + 1)
+            kind, ts = m.timestamp()
+            if kind != TIMESTAMP_NOT_AVAILABLE:
+                self._watermarks[key] = max(self._watermarks.get(key, 0), ts)
+        offsets = [TopicPartition(t, p, o, metadata=encode_watermark(self._watermarks[(t, p)])
+                                  if (t, p) in self._watermarks else None) for (t, p), o in ends.items()]
         try:
-            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # e.g. the group is rebalancing: the outputs are written; whoever owns the partitions
             # next re-processes from the last commit and the copies are de-duplicated downstream.
