@@ -31,8 +31,8 @@ STATIC = Path(__file__).with_name("static")
 BUNDLE = STATIC / "explorer.bundle.js"
 PAGE_PATH = "/explore"
 API = "/api/v1/explore"
-#: Where the provenance report of a prediction is downloaded (served by the reports routes).
-REPORT_PATH = REPORTS_PATH.format(kind="provenance")
+#: Where reports are downloaded from (``<this><kind>?...``, served by the reports route).
+REPORTS_BASE = REPORTS_PATH.format(kind="")
 
 #: Same policy as the dashboard: only its own script and stylesheet, only this API, never framed.
 #: cytoscape sets element styles from script, hence ``style-src 'unsafe-inline'`` for attributes
@@ -104,7 +104,7 @@ async def config(request: web.Request) -> web.Response:
     return _json({"name": actor.name, "role": actor.role.value, "node_cap": s.node_cap, "max_depth": s.max_depth,
                   "node_types": NODE_TYPES, "reason_required": actor.role.value in ctx.settings.api.reason_required,
                   "may_decrypt": allows(actor.role, Action.DECRYPT), "may_report": allows(actor.role, Action.REPORTS),
-                  "anonymised": not allows(actor.role, Action.READ_ALL), "report_path": REPORT_PATH})
+                  "anonymised": not allows(actor.role, Action.READ_ALL), "reports_path": REPORTS_BASE})
 
 
 async def search(request: web.Request) -> web.Response:

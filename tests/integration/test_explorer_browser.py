@@ -257,26 +257,39 @@ def test_investigator_decrypt_asks_for_a_reason(site: Settings, driver: Any) -> 
     assert entry["reason"] == "case 17: appeal of p1" and entry["what"] == "enc://snap/p1"
     assert entry["outcome"] != "ok"
 
-    # The provenance report downloads from the panel, with the reason; its SHA-256 is audited.
+    # The reports download from the panels, with the reason; each one's SHA-256 is audited.
     downloads = Path(tempfile.mkdtemp(prefix="explorer-downloads-"))
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    buttons = {b.get_attribute("data-format"): b for b in driver.find_elements(By.CSS_SELECTOR, "#prediction button.download")}
-    assert set(buttons) == {"html", "pdf", "json"}
-    buttons["html"].click()
-    saved = wait_until(lambda: [p for p in downloads.glob("*.html")], 60, "the downloaded provenance report")[0]
-    page = saved.read_text()
-    assert "p1" in page and "fraud" in page and "<script" not in page.lower()
-    digest = hashlib.sha256(saved.read_bytes()).hexdigest()
-    assert by_id(driver, "report-out").get_attribute("data-sha256") == digest
 
-    def report_logged() -> list[dict[str, Any]]:
-        out = run_cli(site, "audit", "log", "--since", "1h", "--json").stdout
-        return [e for e in json.loads(out) if e["action"] == "report" and e["role"] == "investigator"
-                and e.get("details", {}).get("sha256") == digest]
+    def download(selector: str, kind: str) -> str:
+        buttons = {b.get_attribute("data-format"): b for b in driver.find_elements(By.CSS_SELECTOR, selector)}
+        assert set(buttons) == {"html", "pdf", "json"}
+        buttons["html"].click()
+        saved = wait_until(lambda: [p for p in downloads.glob(f"lineage-{kind}-*.html")], 60, f"the downloaded {kind} report")[0]
+        digest = hashlib.sha256(saved.read_bytes()).hexdigest()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, f".report-out[data-sha256='{digest}']"), 10, "the saved note")
 
-    (entry,) = wait_until(report_logged, 60, "the report's SHA-256 in the audit log", 0.5)
-    assert entry["reason"] == "case 17: appeal of p1"
+        def report_logged() -> list[dict[str, Any]]:
+            out = run_cli(site, "audit", "log", "--since", "1h", "--json").stdout
+            return [e for e in json.loads(out) if e["action"] == "report" and e["role"] == "investigator"
+                    and e["what"] == kind and e.get("details", {}).get("sha256") == digest]
+
+        (entry,) = wait_until(report_logged, 60, f"the {kind} report's SHA-256 in the audit log", 0.5)
+        assert entry["reason"] == "case 17: appeal of p1"
+        page = saved.read_text()
+        assert "<script" not in page.lower()
+        return page
+
+    page = download("#prediction button.download[data-report='provenance']", "provenance")
+    assert "p1" in page and "fraud" in page
+    assert driver.find_elements(By.CSS_SELECTOR, "#prediction button.download[data-report='erasure']")  # the subject's
     assert driver.save_screenshot(str(ARTIFACTS / "explorer-report-download.png"))
+    driver.get(f"{site.api_url}/explore?node={quote(DATASET, safe='')}")
+    wait_until(lambda: by_id(driver, "reason-label").is_displayed(), 30, "signed in again from the session cookie")
+    by_id(driver, "reason").send_keys("case 17: appeal of p1", Keys.ENTER)
+    wait_until(lambda: panel_ready(driver, DATASET), 30, "the dataset's panel")
+    page = download("#panel button.download[data-report='impact']", "impact")
+    assert "dw.customers" in page
     shutil.rmtree(downloads, ignore_errors=True)
     assert no_csp_violations(driver) == []
 

@@ -386,6 +386,8 @@ async function select(nodeId) {
   ex.addEventListener("click", () => toggleExpand(nodeId));
   actions.appendChild(ex);
   panel.appendChild(actions);
+  if (info.found && info.node_type === "dataset") reportButtons(actions, panel, "impact", { namespace: info.namespace, name: info.name }, "Impact report");
+  if (info.found && info.node_type === "model") reportButtons(actions, panel, "completeness", { model: info.name }, "Completeness report");
   if (!info.found) { panel.appendChild(el("p", { class: "muted", text: "no node with this id as of the time asked" })); panel.dataset.state = "ready"; return; }
   panel.appendChild(table(["", ""], [["id", info.node_id], ["namespace", info.namespace], ["version", info.version],
     ["first seen", when(info.first_seen)], ["last seen", when(info.last_seen)], ["events", info.events]]));
@@ -439,13 +441,8 @@ async function predictionView(panel, predictionId) {
   t.id = "prediction-facts";
   box.appendChild(t);
   const actions = el("div", { class: "actions" });
-  if (state.config.may_report) {
-    for (const fmt of ["html", "pdf", "json"]) {
-      const b = el("button", { type: "button", class: "download", "data-format": fmt, text: "Provenance report (" + fmt.toUpperCase() + ")" });
-      b.addEventListener("click", () => downloadReport(box, predictionId, fmt));
-      actions.appendChild(b);
-    }
-  }
+  reportButtons(actions, box, "provenance", { prediction: predictionId }, "Provenance report");
+  if (r.subject_ref) reportButtons(actions, box, "erasure", { subject_ref: r.subject_ref }, "Subject (erasure) report");
   if (state.config.may_decrypt && p.snapshot.pointer) {
     const b = el("button", { type: "button", id: "decrypt", text: "Decrypt snapshot\u2026" });
     b.addEventListener("click", () => decrypt(box, p.snapshot));
@@ -458,19 +455,29 @@ async function predictionView(panel, predictionId) {
   panel.appendChild(box);
 }
 
+// Download buttons for one report (HTML, PDF, JSON), for roles with the reports right.
+function reportButtons(actions, box, kind, params, label) {
+  if (!state.config.may_report) return;
+  for (const fmt of ["html", "pdf", "json"]) {
+    const b = el("button", { type: "button", class: "download", "data-report": kind, "data-format": fmt, text: label + " (" + fmt.toUpperCase() + ")" });
+    b.addEventListener("click", () => downloadReport(box, kind, params, fmt));
+    actions.appendChild(b);
+  }
+}
+
 // A report is fetched with the session cookie and, for roles that state one, the reason header (a
 // plain link could not send it), then saved from memory under the name the server gives it.
-async function downloadReport(box, predictionId, fmt) {
-  let out = $("report-out");
-  if (!out) { out = el("p", { id: "report-out", role: "status" }); box.appendChild(out); }
-  out.className = "";
-  out.textContent = "preparing the " + fmt.toUpperCase() + " report\u2026";
+async function downloadReport(box, kind, params, fmt) {
+  let out = box.querySelector(".report-out");
+  if (!out) { out = el("p", { class: "report-out", role: "status" }); box.appendChild(out); }
+  out.className = "report-out";
+  out.textContent = "preparing the " + kind + " report (" + fmt.toUpperCase() + ")\u2026";
   const headers = {};
   const reason = $("reason").value.trim();
   if (reason) headers["X-Lineage-Reason"] = reason;
-  const url = state.config.report_path + "?prediction=" + encodeURIComponent(predictionId) + "&format=" + fmt;
+  const query = new URLSearchParams(Object.assign({}, params, { format: fmt }));
   try {
-    const res = await fetch(url, { credentials: "same-origin", headers });
+    const res = await fetch(state.config.reports_path + encodeURIComponent(kind) + "?" + query.toString(), { credentials: "same-origin", headers });
     if (res.status === 401) { signedOut("session ended; sign in again"); return; }
     if (!res.ok) {
       let body = null;
@@ -479,16 +486,17 @@ async function downloadReport(box, predictionId, fmt) {
     }
     const blob = await res.blob();
     const named = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
-    const name = named ? named[1] : "provenance-" + predictionId + "." + fmt;
+    const name = named ? named[1] : kind + "." + fmt;
     const href = URL.createObjectURL(blob);
     const a = el("a", { href, download: name });
     document.body.appendChild(a);
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(href), 60000);
-    out.textContent = "saved " + name + " (SHA-256 " + (res.headers.get("X-Report-SHA256") || "?").slice(0, 16) + "\u2026, recorded in the audit log)";
-    out.dataset.sha256 = res.headers.get("X-Report-SHA256") || "";
-  } catch (e) { out.className = "error"; out.textContent = e.message; }
+    const sha = res.headers.get("X-Report-SHA256") || "";
+    out.textContent = "saved " + name + " (SHA-256 " + sha.slice(0, 16) + "\u2026, recorded in the audit log)";
+    out.dataset.sha256 = sha;
+  } catch (e) { out.className = "report-out error"; out.textContent = e.message; }
 }
 
 function decrypt(box, snapshot) {
