@@ -4,10 +4,11 @@ Kafka) over a store holding the June 2024 scenario, a faceted ETL run and a 2,00
 An analyst signs in (HttpOnly session cookie, no key in the URL or page), searches a model with
 the keyboard (arrow keys + Enter in the type-ahead list), opens its graph, clicks a dataset node
 and reads its panel (versions, facets, column lineage), reaches the side panel with Tab, follows a
-deep link to a prediction and sees its provenance-report download links; an investigator gets the
-decrypt action, which asks for a reason and calls the audited decrypt route. The wide neighbourhood
-loads and stays interactive; its load and render times are printed, not asserted. Screenshots go
-to test-artifacts/explorer-*.png.
+deep link to a prediction (analysts are offered no reports); an investigator gets the decrypt
+action, which asks for a reason and calls the audited decrypt route, and downloads a prediction's
+provenance report and a dataset's impact report, whose SHA-256 the audit log holds. The wide
+neighbourhood loads and stays interactive; its load and render times are printed and written to
+test-artifacts/explorer-2000-nodes.json, not asserted. Screenshots go to test-artifacts/explorer-*.png.
 """
 from __future__ import annotations
 
@@ -303,6 +304,7 @@ def test_a_2000_node_neighbourhood_renders_and_stays_interactive(site: Settings,
     timings = driver.execute_script("return lineageExplorer.timings")
     print(f"\nexplorer: {timings['nodes']} nodes, {timings['edges']} edges: load (fetch) {timings['fetch_ms']} ms, "
           f"layout + first render {timings['render_ms']} ms", flush=True)
+    (ARTIFACTS / "explorer-2000-nodes.json").write_text(json.dumps(timings, indent=1) + "\n")  # kept with the screenshots
     assert timings["nodes"] == BULK_NODES and not timings["grouped"]
     assert driver.execute_script("return lineageExplorer.cy.nodes().length") == BULK_NODES
     assert driver.save_screenshot(str(ARTIFACTS / "explorer-2000-nodes.png"))
