@@ -169,8 +169,6 @@ def lineage_document(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"graph": graph}
 
 
-def _rows(res: QueryResult) -> list[dict[str, Any]]:
-    return [dict(zip(res.columns, row)) for row in res.rows]
 
 
 def lineage(run: Runner, query: Mapping[str, str]) -> dict[str, Any]:
@@ -184,7 +182,7 @@ def lineage(run: Runner, query: Mapping[str, str]) -> dict[str, Any]:
     ref = parse_node_id(node_id)
     depth = parse_depth(query.get("depth"))
     # a job hop is two (dataset -> job -> dataset), and the datasets of the last jobs reached are shown
-    rows = _rows(run(LINEAGE_QUERY.sql, {"node_id": ref.graph_id, "max_depth": 2 * depth + 1}))
+    rows = run(LINEAGE_QUERY.sql, {"node_id": ref.graph_id, "max_depth": 2 * depth + 1}).dicts()
     if not rows:
         raise NodeNotFound(f"node {node_id[:200]!r} not found")
     return lineage_document(rows)
@@ -257,7 +255,7 @@ def column_lineage(run: Runner, query: Mapping[str, str]) -> dict[str, Any]:
     def walk(direction: str) -> list[dict[str, Any]]:
         params = spec.bind({"namespace": ref.namespace, "name": ref.name, "column": column,
                             "direction": direction, "max_depth": str(depth), "as_of": FAR_FUTURE})
-        return _rows(run(spec.sql, params))
+        return run(spec.sql, params).dicts()
 
     return column_document((ref, column), walk("upstream") if depth else [],
                            walk("downstream") if downstream and depth else [])

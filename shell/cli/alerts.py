@@ -32,7 +32,7 @@ def fetch(settings: Settings, since: str, limit: int) -> list[dict[str, Any]]:
         res = backend.sql(SQL, params={"since": when, "limit": limit})
     finally:
         backend.close()
-    return [dict(zip(res.columns, row)) for row in res.rows]
+    return res.dicts()
 
 
 def alerts(

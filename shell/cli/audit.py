@@ -62,7 +62,7 @@ def audit_log(
     finally:
         backend.close()
     if as_json:
-        rows = [_decoded(dict(zip(res.columns, row))) for row in res.rows]
+        rows = [_decoded(row) for row in res.dicts()]
         print(json.dumps([_jsonable(r) for r in rows], indent=2))
         return
     emit(res.columns, res.rows, False, "query audit log")

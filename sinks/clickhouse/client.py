@@ -112,6 +112,10 @@ class QueryResult:
     types: list[str]
     rows: list[tuple[Any, ...]]
 
+    def dicts(self) -> list[dict[str, Any]]:
+        """The rows as ``{column: value}``."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
 
 def error_line(exc: Exception) -> str:
     """The first line of an engine error (at most 500 characters): what a 400 or a CLI error shows."""

@@ -36,7 +36,7 @@ def build_report(named: Named, settings: Settings) -> dict[str, Any]:
     res = named("verify", {})
     summary = named("verify_summary", {})
     chains = {str(name): {"rows": int(rows), "partitions": int(parts)} for name, rows, parts in summary.rows}
-    problems = [dict(zip(res.columns, row)) for row in res.rows]
+    problems = res.dicts()
     checkpoint, signed_problems = check_checkpoints(named, settings)
     problems.extend(signed_problems)
     ok = not problems and checkpoint["status"] in ("valid", "none", "no_public_key")

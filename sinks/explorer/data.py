@@ -15,17 +15,13 @@ import orjson
 
 from sinks.clickhouse.client import QueryResult
 from sinks.clickhouse.queries import FAR_FUTURE, FAR_PAST, get_query
-from sinks.explorer.graph import Graph, facets_of, node_type_of, rows_as_dicts
+from sinks.explorer.graph import Graph, facets_of, node_type_of
 
 Query = Callable[[str, Mapping[str, Any]], QueryResult]
 
 #: Hard stop for one neighbourhood walk, whatever the node cap (the cap only decides grouping).
 WALK_LIMIT = 20_000
 _TS = "DateTime64(6, 'UTC')"
-
-
-def _dicts(res: QueryResult) -> list[dict[str, Any]]:
-    return rows_as_dicts(res.columns, res.rows)
 
 
 def search(query: Query, text: str, limit: int, node_type: str = "") -> list[dict[str, Any]]:
@@ -38,7 +34,7 @@ def search(query: Query, text: str, limit: int, node_type: str = "") -> list[dic
         GROUP BY node_id
         ORDER BY positionCaseInsensitive(name, {{q:String}}) = 1 DESC, length(node_id), node_id
         LIMIT {int(limit)}"""
-    return _dicts(query(sql, {"q": text, "t": node_type}))
+    return query(sql, {"q": text, "t": node_type}).dicts()
 
 
 def _hop(query: Query, frontier: list[str], upstream: bool, since: str, until: str, as_of: str) -> list[dict[str, Any]]:
@@ -51,7 +47,7 @@ def _hop(query: Query, frontier: list[str], upstream: bool, since: str, until: s
         WHERE {near} IN {{frontier:Array(String)}}
           AND event_time >= {{since:{_TS}}} AND event_time <= {{until:{_TS}}} AND event_time <= {{as_of:{_TS}}}
         GROUP BY src, dst, edge_type"""
-    rows = _dicts(query(sql, {"frontier": frontier, "since": since, "until": until, "as_of": as_of}))
+    rows = query(sql, {"frontier": frontier, "since": since, "until": until, "as_of": as_of}).dicts()
     for row in rows:
         row["next"] = row[far]
     return rows
@@ -97,7 +93,7 @@ def neighbourhood(query: Query, node_id: str, direction: str, depth: int, since:
         FROM nodes
         WHERE node_id IN {{ids:Array(String)}} AND event_time <= {{as_of:{_TS}}}
         GROUP BY node_id"""
-    found = {r["node_id"]: r for r in _dicts(query(sql, {"ids": ids, "as_of": as_of}))}
+    found = {r["node_id"]: r for r in query(sql, {"ids": ids, "as_of": as_of}).dicts()}
     for r in found.values():
         r["version"] = r.pop("latest")
     for nid in ids:
@@ -110,25 +106,25 @@ def neighbourhood(query: Query, node_id: str, direction: str, depth: int, since:
 def panel(query: Query, node_id: str, as_of: str = FAR_FUTURE) -> dict[str, Any]:
     """A node's side panel: identity, versions over time, facets, runs and the alerts naming it."""
     kind = node_type_of(node_id)
-    head = _dicts(query(f"""
+    head = query(f"""
         SELECT node_id, any(node_type) AS node_type, any(namespace) AS namespace, any(name) AS name,
                argMax(version, event_time) AS version, argMax(attributes, event_time) AS attributes,
                min(event_time) AS first_seen, max(event_time) AS last_seen, uniqExact(event_id) AS events
         FROM nodes WHERE node_id = {{id:String}} AND event_time <= {{as_of:{_TS}}} GROUP BY node_id""",
-                        {"id": node_id, "as_of": as_of}))
+                        {"id": node_id, "as_of": as_of}).dicts()
     if not head:
         return {"node_id": node_id, "node_type": kind, "found": False}
     node = head[0]
-    versions = _dicts(query(f"""
+    versions = query(f"""
         SELECT version, min(event_time) AS first_seen, max(event_time) AS last_seen, uniqExact(event_id) AS events
         FROM nodes WHERE node_id = {{id:String}} AND version != '' AND event_time <= {{as_of:{_TS}}}
-        GROUP BY version ORDER BY first_seen""", {"id": node_id, "as_of": as_of}))
-    runs = _dicts(query(f"""
+        GROUP BY version ORDER BY first_seen""", {"id": node_id, "as_of": as_of}).dicts()
+    runs = query(f"""
         SELECT run_id, groupUniqArray(edge_type) AS edge_types, min(event_time) AS first_seen,
                max(event_time) AS last_seen, any(if(src = {{id:String}}, dst, src)) AS other
         FROM edges
         WHERE (src = {{id:String}} OR dst = {{id:String}}) AND run_id != '' AND event_time <= {{as_of:{_TS}}}
-        GROUP BY run_id ORDER BY last_seen DESC LIMIT 50""", {"id": node_id, "as_of": as_of}))
+        GROUP BY run_id ORDER BY last_seen DESC LIMIT 50""", {"id": node_id, "as_of": as_of}).dicts()
     facets: dict[str, Any] = {}
     if kind in ("dataset", "job", "run"):
         records = query(f"""
@@ -142,27 +138,27 @@ def panel(query: Query, node_id: str, as_of: str = FAR_FUTURE) -> dict[str, Any]
                 continue
             facets.update(facets_of(payload, kind, node["namespace"], node["name"]))
     words = [w for w in {node["name"], f"{node['name']}@{node['version']}" if node["version"] else ""} if w]
-    alerts = _dicts(query("""
+    alerts = query("""
         SELECT fingerprint, argMax(alert_name, updated_at) AS name, argMax(state, updated_at) AS state,
                argMax(severity, updated_at) AS severity, argMax(summary, updated_at) AS summary,
                argMax(labels, updated_at) AS labels, min(starts_at) AS since, max(updated_at) AS last_change
         FROM (SELECT * FROM alerts
               WHERE hasAny(mapValues(labels), {words:Array(String)})
                  OR arrayExists(w -> positionCaseInsensitive(summary, w) > 0, {words:Array(String)}))
-        GROUP BY fingerprint ORDER BY last_change DESC LIMIT 50""", {"words": words}))
+        GROUP BY fingerprint ORDER BY last_change DESC LIMIT 50""", {"words": words}).dicts()
     return {**node, "found": True, "versions": versions, "runs": runs, "facets": facets, "alerts": alerts}
 
 
 def columns(query: Query, node_id: str) -> dict[str, Any]:
     """Column lineage into and out of one dataset (the ``columnLineage`` facet's edges)."""
     node_type_of(node_id)
-    rows = _dicts(query("""
+    rows = query("""
         SELECT src, src_column, dst, dst_column, transformation_type, subtype, description,
                masking, dataset_wide, run_id, max(event_time) AS time
         FROM column_edges FINAL
         WHERE dst = {id:String} OR src = {id:String}
         GROUP BY src, src_column, dst, dst_column, transformation_type, subtype, description, masking, dataset_wide, run_id
-        ORDER BY dst, dst_column, src, src_column LIMIT 5000""", {"id": node_id}))
+        ORDER BY dst, dst_column, src, src_column LIMIT 5000""", {"id": node_id}).dicts()
     return {"node_id": node_id, "inputs": [r for r in rows if r["dst"] == node_id],
             "outputs": [r for r in rows if r["src"] == node_id and r["dst"] != node_id]}
 
@@ -170,10 +166,10 @@ def columns(query: Query, node_id: str) -> dict[str, Any]:
 def prediction(query: Query, prediction_id: str, read_all: bool) -> dict[str, Any]:
     """A prediction: its resolved lineage row, sampling tier and reason, snapshot status and provenance chain."""
     view = "inference_lineage_resolved" if read_all else "inference_lineage_resolved_anon"
-    found = _dicts(query(f"SELECT * FROM {view} WHERE prediction_id = {{p:String}} ORDER BY event_time DESC LIMIT 1",
-                         {"p": prediction_id}))
+    found = query(f"SELECT * FROM {view} WHERE prediction_id = {{p:String}} ORDER BY event_time DESC LIMIT 1",
+                         {"p": prediction_id}).dicts()
     spec = get_query("prediction")
-    chain = _dicts(query(spec.sql, spec.bind({"prediction_id": prediction_id})))
+    chain = query(spec.sql, spec.bind({"prediction_id": prediction_id})).dicts()
     if not found:
         return {"prediction_id": prediction_id, "found": False, "chain": chain}
     row = found[0]

@@ -4,7 +4,7 @@ Nothing here talks to the store, so it is tested as plain functions.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,10 +109,6 @@ def group(focus: str, nodes: Mapping[str, Mapping[str, Any]], edges: Iterable[Ma
         m["count"] += 1
     return {"nodes": out_nodes + sorted(groups.values(), key=lambda g: (g["depth"], g["node_id"])),
             "edges": list(merged.values())}
-
-
-def rows_as_dicts(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-    return [dict(zip(columns, row)) for row in rows]
 
 
 #: Facets the side panel shows, by the name OpenLineage gives them.

@@ -41,10 +41,6 @@ class Source:
     sealed: Callable[[str], Mapping[str, int]] | None = None
 
 
-def _dicts(res: QueryResult) -> list[dict[str, Any]]:
-    return [dict(zip(res.columns, row)) for row in res.rows]
-
-
 _PREDICTION = """
 SELECT prediction_id, event_id, event_time, model_name, model_version, endpoint, decision_type, risk_score,
        regulatory_class, training_run_id, feature_sets, tier, tier_reason, snapshot_pointer, snapshot_sha256,
@@ -81,12 +77,12 @@ def provenance(src: Source, params: Mapping[str, str], actor: Actor) -> dict[str
     pid = params["prediction"]
     report = new_report("provenance", f"Provenance of prediction {pid}",
                         f"Which data, processed how, produced the model that made prediction {pid}?", params, actor)
-    found = _dicts(src.query(_PREDICTION, {"prediction": pid}))
+    found = src.query(_PREDICTION, {"prediction": pid}).dicts()
     if not found:
         raise ReportNotFound(f"no prediction {pid!r} is recorded")
     pred = found[0]
-    path = _dicts(src.named("prediction", {"prediction_id": pid}))
-    training = _dicts(src.query(_TRAINING, {"run": pred["training_run_id"]})) if pred["training_run_id"] else []
+    path = src.named("prediction", {"prediction_id": pid}).dicts()
+    training = src.query(_TRAINING, {"run": pred["training_run_id"]}).dicts() if pred["training_run_id"] else []
     erased = bool(src.erased_at(pred["subject_ref"])) if src.erased_at else False
     downstream_of = {r["downstream_node"] for r in path}
     sources = [r for r in path if r["node_type"] == "dataset" and r["node_id"] not in downstream_of]
@@ -156,7 +152,7 @@ def impact(src: Source, params: Mapping[str, str], actor: Actor) -> dict[str, An
                         f"What is downstream of {target}{window}: jobs, datasets, models, model versions, predictions?",
                         params, actor)
     q = {"namespace": ns, "name": name, "since": params.get("since"), "until": params.get("until")}
-    rows = _dicts(src.named("downstream", q))
+    rows = src.named("downstream", q).dicts()
     if not rows:
         report["summary"] = [f"Nothing recorded is downstream of {target}{window}."]
     preds = [r for r in rows if r["node_type"] == "prediction"]
@@ -212,8 +208,8 @@ def completeness(src: Source, params: Mapping[str, str], actor: Actor) -> dict[s
     report = new_report("completeness", f"Lineage completeness of {model}",
                         f"What share of model {model}'s predictions has full lineage, by version and day"
                         + (f", since {params['since']}" if "since" in params else "") + "?", params, actor)
-    overall = _dicts(src.named("completeness", {"model": model}))
-    windowed = _dicts(src.query(_WINDOWED, {"model": model, "since": since}))
+    overall = src.named("completeness", {"model": model}).dicts()
+    windowed = src.query(_WINDOWED, {"model": model, "since": since}).dicts()
     if not overall or all(r["versions"] == 0 for r in overall):
         raise ReportNotFound(f"no model {model!r} is recorded")
     total = next((r for r in overall if r["model_version"] == "(all)"), overall[-1])
@@ -263,8 +259,8 @@ def erasure(src: Source, params: Mapping[str, str], actor: Actor) -> dict[str, A
     report = new_report("erasure", f"Erasure of data subject {ref}",
                         f"What was predicted about data subject {ref} (pseudonymous reference), with which model "
                         "versions, which feature snapshots were held, and were they destroyed?", params, actor)
-    preds = _dicts(src.query(_SUBJECT, {"ref": ref}))
-    records = _dicts(src.query(_ERASURES, {"ref": ref}))
+    preds = src.query(_SUBJECT, {"ref": ref}).dicts()
+    records = src.query(_ERASURES, {"ref": ref}).dicts()
     state = dict(src.sealed(ref)) if src.sealed else {}
     erased_at = src.erased_at(ref) if src.erased_at else None
     pointers = [p for p in preds if p["snapshot_pointer"]]
