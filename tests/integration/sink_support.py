@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +143,10 @@ def deployment(stack: Any, data_dir: Path, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def api_client(settings: Settings, store: Any) -> AsyncIterator[Any]:
-    """The sink's own API (real key checks in Redis, real audit trail on Kafka) on ``store``, in process."""
+async def api_client(settings: Settings, store: Any, mounts: Sequence[Any] = (),
+                     policy: Mapping[str, Any] | None = None) -> AsyncIterator[Any]:
+    """The sink's own API (real key checks in Redis, real audit trail on Kafka) on ``store``, in
+    process; ``mounts`` and ``policy`` add routes and their rules, as the sink service does."""
     import redis
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -157,7 +159,8 @@ async def api_client(settings: Settings, store: Any) -> AsyncIterator[Any]:
     audit = AuditTrail.from_settings(settings)
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        app = build_app(ApiContext(settings, store, audit), Guard(ApiKeys(client, KeySpace.of(settings)), settings))
+        app = build_app(ApiContext(settings, store, audit), Guard(ApiKeys(client, KeySpace.of(settings)), settings),
+                        mounts=mounts, policy=policy)
         async with TestClient(TestServer(app, host="127.0.0.1")) as http:
             yield http
     finally:

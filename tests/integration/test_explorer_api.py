@@ -8,25 +8,18 @@ bad parameters get one-line 400s; past the node cap a neighbourhood comes groupe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from helpers import auth_headers
 from integration.lineage_scenario import RUN, scenario_store
-from integration.sink_support import deployment
-from lineage.keyspace import KeySpace
+from integration.sink_support import api_client, deployment
 from lineage.settings import Settings
 from sinks import explorer
-from sinks.access.audit import AuditTrail
-from sinks.access.http import Guard
-from sinks.access.keys import ApiKeys
-from sinks.api_server import ApiContext, build_app
 from sinks.clickhouse.client import Store
 
 pytestmark = [pytest.mark.integration]
@@ -47,18 +40,8 @@ def store(settings: Settings) -> Iterator[Store]:
         yield store
 
 
-@contextlib.asynccontextmanager
-async def client(settings: Settings, store: Store) -> AsyncIterator[TestClient]:
-    audit = AuditTrail.from_settings(settings)
-    rc = redis.Redis.from_url(settings.redis_url)
-    try:
-        app = build_app(ApiContext(settings, store, audit), Guard(ApiKeys(rc, KeySpace.of(settings)), settings),
-                        mounts=[explorer.add_routes], policy=explorer.ROUTE_POLICY)
-        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
-            yield http
-    finally:
-        rc.close()
-        audit.close()
+def client(settings: Settings, store: Store) -> Any:
+    return api_client(settings, store, mounts=[explorer.add_routes], policy=explorer.ROUTE_POLICY)
 
 
 async def get(http: TestClient, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
