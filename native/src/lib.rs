@@ -5,10 +5,10 @@ mod schema;
 use decode::{Cur, E, V};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyTuple, PyTzInfo};
 use schema::Arena;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 struct Entry {
     kind: String,
@@ -83,22 +83,21 @@ fn body(e: &Arc<Entry>, d: &[u8], start: usize, framing: &'static str) -> Out {
 #[pyclass(module = "lineage_native._core")]
 struct Decoder {
     by_fp: HashMap<[u8; 8], Arc<Entry>>,
-    by_id: HashMap<u32, Arc<Entry>>,
+    by_id: Mutex<HashMap<u32, Arc<Entry>>>,
     resolver: Option<PyObject>,
-    epoch: PyObject,
-    timedelta: PyObject,
+    utc: PyObject,
     error: PyObject,
 }
 
 impl Decoder {
-    fn lookup(&mut self, py: Python<'_>, h: &Head) -> PyResult<Result<Arc<Entry>, (&'static str, String)>> {
+    fn lookup(&self, py: Python<'_>, h: &Head) -> PyResult<Result<Arc<Entry>, (&'static str, String)>> {
         match h {
             Head::Fp(fp) => Ok(self.by_fp.get(fp).cloned().ok_or_else(|| {
                 let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
                 ("unknown_schema", format!("no shipped schema has fingerprint {hex}"))
             })),
             Head::Id(id) => {
-                if let Some(e) = self.by_id.get(id) {
+                if let Some(e) = self.by_id.lock().unwrap().get(id) {
                     return Ok(Ok(e.clone()));
                 }
                 let Some(resolver) = &self.resolver else {
@@ -110,7 +109,7 @@ impl Decoder {
                 }
                 let (kind, version, w, r): (String, i64, String, Option<String>) = got.extract(py)?;
                 let e = entry(kind, version, &w, r.as_deref())?;
-                self.by_id.insert(*id, e.clone());
+                self.by_id.lock().unwrap().insert(*id, e.clone());
                 Ok(Ok(e))
             }
         }
@@ -125,10 +124,9 @@ impl Decoder {
             V::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
             V::Str(s) => s.into_pyobject(py)?.into_any().unbind(),
             V::Ts(n) => {
-                let kw = PyDict::new(py);
-                kw.set_item("microseconds", n)?;
-                let td = self.timedelta.call(py, (), Some(&kw))?;
-                self.epoch.call_method1(py, "__add__", (td,))?
+                let (y, mo, d, h, mi, s, us) = civil(n);
+                let tz = self.utc.bind(py).downcast::<PyTzInfo>()?;
+                PyDateTime::new(py, y, mo, d, h, mi, s, us, Some(tz))?.into_any().unbind()
             }
             V::Arr(items) => {
                 let l = PyList::empty(py);
@@ -179,17 +177,8 @@ impl Decoder {
     /// `error_type` is called as `error_type(reason, detail, raw)` to build each decode error.
     #[new]
     fn new(py: Python<'_>, error_type: PyObject) -> PyResult<Self> {
-        let dt = py.import("datetime")?;
-        let utc = dt.getattr("timezone")?.getattr("utc")?;
-        let epoch = dt.getattr("datetime")?.call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
-        Ok(Decoder {
-            by_fp: HashMap::new(),
-            by_id: HashMap::new(),
-            resolver: None,
-            epoch: epoch.unbind(),
-            timedelta: dt.getattr("timedelta")?.unbind(),
-            error: error_type,
-        })
+        let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
+        Ok(Decoder { by_fp: HashMap::new(), by_id: Mutex::new(HashMap::new()), resolver: None, utc: utc.unbind(), error: error_type })
     }
 
     /// Map an 8-byte CRC-64-AVRO fingerprint to a writer schema (JSON) and its reader schema (None: same).
@@ -203,7 +192,7 @@ impl Decoder {
     /// Map a Confluent schema id to a writer schema (JSON) and its reader schema (None: same).
     #[pyo3(signature = (schema_id, kind, version, writer, reader=None))]
     fn add_schema_id(&mut self, schema_id: u32, kind: String, version: i64, writer: &str, reader: Option<&str>) -> PyResult<()> {
-        self.by_id.insert(schema_id, entry(kind, version, writer, reader)?);
+        self.by_id.lock().unwrap().insert(schema_id, entry(kind, version, writer, reader)?);
         Ok(())
     }
 
@@ -213,7 +202,7 @@ impl Decoder {
     }
 
     /// Decode one message to (kind, record, version, framing) or raise the error type.
-    fn decode(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<PyObject> {
+    fn decode(&self, py: Python<'_>, data: &[u8]) -> PyResult<PyObject> {
         let out = match header(data) {
             Err(e) => Err(e),
             Ok((h, start)) => match self.lookup(py, &h)? {
@@ -226,7 +215,8 @@ impl Decoder {
 
     /// Decode a batch: each item is a (kind, record, version, framing) tuple or an error instance.
     /// Bodies are decoded with the GIL released; Python objects are built afterwards.
-    fn decode_batch(&mut self, py: Python<'_>, messages: Vec<Vec<u8>>) -> PyResult<Vec<PyObject>> {
+    fn decode_batch(&self, py: Python<'_>, messages: Vec<Bound<'_, PyBytes>>) -> PyResult<Vec<PyObject>> {
+        let messages: Vec<&[u8]> = messages.iter().map(|b| b.as_bytes()).collect();
         let mut plan: Vec<Result<(Arc<Entry>, usize), (&'static str, String)>> = Vec::with_capacity(messages.len());
         for d in &messages {
             plan.push(match header(d) {
@@ -252,6 +242,25 @@ impl Decoder {
         }
         Ok(res)
     }
+}
+
+/// UTC calendar fields of `micros` since the Unix epoch (proleptic Gregorian; range checked on decode).
+fn civil(micros: i64) -> (i32, u8, u8, u8, u8, u8, u32) {
+    let us = micros.rem_euclid(1_000_000) as u32;
+    let secs = micros.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Days to a civil date, after H. Hinnant's algorithm (eras of 400 years from 0000-03-01).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = (yoe + era * 400 + if m <= 2 { 1 } else { 0 }) as i32;
+    (y, m, d, (sod / 3600) as u8, (sod % 3600 / 60) as u8, (sod % 60) as u8, us)
 }
 
 #[pymodule]
