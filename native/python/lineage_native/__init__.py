@@ -25,9 +25,9 @@ def decoder_for(codec: Codec, id_map: dict[int, dict[str, Any]] | None = None) -
         if kind is None:
             continue
         latest = codec.repo.latest(kind)
-        shipped = by_fp.get(fingerprint(raw))
-        same = shipped is not None and shipped.fingerprint == latest.fingerprint
-        version = shipped.version if shipped is not None else 0
+        known = by_fp.get(fingerprint(raw))
+        same = known is not None and known.fingerprint == latest.fingerprint
+        version = known.version if known is not None else 0
         dec.add_schema_id(schema_id, kind, version, json.dumps(raw), None if same else json.dumps(latest.raw))
     if id_map is not None:  # the map stands for the whole registry: an id outside it is not there
         dec.set_resolver(lambda schema_id: None)
