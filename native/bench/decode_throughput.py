@@ -43,10 +43,11 @@ def timed(threads: int, work: Callable[[], None]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=200, help="times the golden inputs are repeated per batch")
+    parser.add_argument("--batch-size", type=int, default=500, help="messages per decode_batch call (a consumer poll)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    if args.repeat < 1 or args.batch_size < 1:
+        parser.error("--repeat and --batch-size must be at least 1")
 
     repo = SchemaRepo.load()
     registry = GoldenRegistry(repo)
@@ -68,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             except DecodeError:
                 pass
 
+    chunks = [batch[i : i + args.batch_size] for i in range(0, len(batch), args.batch_size)]
+
     def native_batch() -> None:
-        native.decode_batch(batch)
+        for chunk in chunks:
+            native.decode_batch(chunk)
 
     results = {}
     for name, work in (("python", python_all), ("native_each", native_each), ("native_batch", native_batch)):
