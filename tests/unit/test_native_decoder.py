@@ -213,3 +213,18 @@ def test_damaged_encodings_get_the_python_codecs_outcome(data: st.DataObject) ->
             del value[at:]
     raw = bytes(value)
     assert outcome_native(NATIVE, raw) == outcome_py(CODEC, raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(VALUES), st.binary(max_size=40)), max_size=20), st.data())
+def test_fuzzed_batches_match_the_python_codec_item_by_item(items: list[bytes], data: st.DataObject) -> None:
+    batch = [v[: data.draw(st.integers(0, len(v)))] for v in items]
+    got = NATIVE.decode_batch(batch)
+    assert len(got) == len(batch)
+    for raw, item in zip(batch, got):
+        if isinstance(item, DecodeError):
+            assert item.raw == raw
+            assert ("error", item.reason) == outcome_py(CODEC, raw)
+        else:
+            d = as_decoded(item)
+            assert ("ok", (d.kind, d.record, d.version, d.framing)) == outcome_py(CODEC, raw)
