@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NATIVE := $(VENV)/.native
 EXPLORER := sinks/explorer/web
 BUNDLE := sinks/explorer/static/explorer.bundle.js
 PYTEST_ARGS ?=
@@ -22,11 +23,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[pipeline,dev]'
 	touch $(STAMP)
 
+# The compiled decoder (native/, Rust + PyO3), built from source by pip through its maturin backend.
+$(NATIVE): $(STAMP) native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs native/python/lineage_native/*.py)
+	$(BIN)/pip install --quiet ./native
+	touch $(NATIVE)
+
 # The explorer's browser bundle (cytoscape.js + dagre, pinned by package-lock.json), built with esbuild.
 $(BUNDLE): $(EXPLORER)/package.json $(EXPLORER)/package-lock.json $(EXPLORER)/src/explorer.js
 	cd $(EXPLORER) && npm ci --no-audit --no-fund && npm run build
 
-install: $(STAMP) $(BUNDLE)
+install: $(STAMP) $(NATIVE) $(BUNDLE)
 	$(BIN)/lineage stack install
 
 demo: install
@@ -38,7 +44,7 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(NATIVE)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 stop down:
