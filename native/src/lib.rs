@@ -1,11 +1,12 @@
 //! Compiled decoder of lineage events (both wire framings), exposed to Python as `lineage_native._core`.
 mod decode;
 mod schema;
+pub mod value;
 
 use decode::{Cur, E, V};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyTuple, PyTzInfo};
+use pyo3::types::{PyBytes, PyTuple};
 use schema::Arena;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,6 @@ struct Decoder {
     by_fp: HashMap<[u8; 8], Arc<Entry>>,
     by_id: Mutex<HashMap<u32, Arc<Entry>>>,
     resolver: Option<PyObject>,
-    utc: PyObject,
     error: PyObject,
 }
 
@@ -116,40 +116,7 @@ impl Decoder {
     }
 
     fn to_py(&self, py: Python<'_>, v: V) -> PyResult<PyObject> {
-        Ok(match v {
-            V::Null => py.None(),
-            V::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
-            V::Int(n) => n.into_pyobject(py)?.into_any().unbind(),
-            V::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
-            V::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
-            V::Str(s) => s.into_pyobject(py)?.into_any().unbind(),
-            V::Ts(n) => {
-                let (y, mo, d, h, mi, s, us) = civil(n);
-                let tz = self.utc.bind(py).downcast::<PyTzInfo>()?;
-                PyDateTime::new(py, y, mo, d, h, mi, s, us, Some(tz))?.into_any().unbind()
-            }
-            V::Arr(items) => {
-                let l = PyList::empty(py);
-                for x in items {
-                    l.append(self.to_py(py, x)?)?;
-                }
-                l.into_any().unbind()
-            }
-            V::Map(kv) => {
-                let d = PyDict::new(py);
-                for (k, x) in kv {
-                    d.set_item(k, self.to_py(py, x)?)?;
-                }
-                d.into_any().unbind()
-            }
-            V::Rec(kv) => {
-                let d = PyDict::new(py);
-                for (k, x) in kv {
-                    d.set_item(&*k, self.to_py(py, x)?)?;
-                }
-                d.into_any().unbind()
-            }
-        })
+        value::to_py(py, &v)
     }
 
     fn finish(&self, py: Python<'_>, out: Out, data: &[u8]) -> PyResult<Result<PyObject, PyErr>> {
@@ -176,9 +143,8 @@ impl Decoder {
 impl Decoder {
     /// `error_type` is called as `error_type(reason, detail, raw)` to build each decode error.
     #[new]
-    fn new(py: Python<'_>, error_type: PyObject) -> PyResult<Self> {
-        let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
-        Ok(Decoder { by_fp: HashMap::new(), by_id: Mutex::new(HashMap::new()), resolver: None, utc: utc.unbind(), error: error_type })
+    fn new(error_type: PyObject) -> PyResult<Self> {
+        Ok(Decoder { by_fp: HashMap::new(), by_id: Mutex::new(HashMap::new()), resolver: None, error: error_type })
     }
 
     /// Map an 8-byte CRC-64-AVRO fingerprint to a writer schema (JSON) and its reader schema (None: same).
@@ -245,7 +211,7 @@ impl Decoder {
 }
 
 /// UTC calendar fields of `micros` since the Unix epoch (proleptic Gregorian; range checked on decode).
-fn civil(micros: i64) -> (i32, u8, u8, u8, u8, u8, u32) {
+pub(crate) fn civil(micros: i64) -> (i32, u8, u8, u8, u8, u8, u32) {
     let us = micros.rem_euclid(1_000_000) as u32;
     let secs = micros.div_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
