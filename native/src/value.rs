@@ -358,3 +358,16 @@ mod tests {
         assert_eq!(j(&back), "{\"z\":1,\"a\":[true,null,2.5]}");
     }
 }
+
+/// A message the event path refuses: a dead-letter reason code and its detail text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Refusal { reason, detail: detail.into() }
+    }
+}
