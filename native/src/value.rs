@@ -203,7 +203,8 @@ pub fn to_py(py: Python<'_>, v: &V) -> PyResult<PyObject> {
 // --- JSON -----------------------------------------------------------------------------------
 
 /// JSON text of `v` byte for byte as `orjson.dumps` writes it (compact, UTF-8, shortest floats,
-/// NaN and infinities as null); `Ts` is written as integer microseconds, bytes as an error.
+/// NaN and infinities as null); `Ts` as orjson writes an aware UTC datetime
+/// (`2026-05-28T20:26:40.000120+00:00`), bytes as an error.
 pub fn to_json(v: &V) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(256);
     write_json(v, &mut out, false)?;
@@ -222,7 +223,12 @@ pub fn write_json(v: &V, out: &mut Vec<u8>, sort: bool) -> Result<(), String> {
         V::Null => out.extend_from_slice(b"null"),
         V::Bool(true) => out.extend_from_slice(b"true"),
         V::Bool(false) => out.extend_from_slice(b"false"),
-        V::Int(n) | V::Ts(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        V::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        V::Ts(n) => {
+            let (y, mo, d, h, mi, s, us) = crate::civil(*n);
+            let frac = if us == 0 { String::new() } else { format!(".{us:06}") };
+            out.extend_from_slice(format!("\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}+00:00\"").as_bytes());
+        }
         V::Float(f) => write_float(*f, out),
         V::Str(s) => write_str(s, out),
         V::Bytes(_) => return Err("Type is not JSON serializable: bytes".into()),
@@ -354,6 +360,8 @@ mod tests {
         let v = V::Map(vec![("b".into(), V::s("é\u{1f}\"\n")), ("a".into(), V::Int(-3))]);
         assert_eq!(j(&v), "{\"b\":\"é\\u001f\\\"\\n\",\"a\":-3}");
         assert_eq!(String::from_utf8(to_json_sorted(&v).unwrap()).unwrap(), "{\"a\":-3,\"b\":\"é\\u001f\\\"\\n\"}");
+        assert_eq!(j(&V::Ts(1_780_000_000_000_120)), "\"2026-05-28T20:26:40.000120+00:00\"");
+        assert_eq!(j(&V::Ts(1_780_000_000_000_000)), "\"2026-05-28T20:26:40+00:00\"");
         let back = from_json(b"{\"z\":1,\"a\":[true,null,2.5]}").unwrap();
         assert_eq!(j(&back), "{\"z\":1,\"a\":[true,null,2.5]}");
     }
