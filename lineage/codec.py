@@ -13,6 +13,7 @@ the same kind, so old and new producers can share a topic.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -107,6 +108,10 @@ class Codec:
         for kind in self.repo.kinds:
             if kind not in self._writers:
                 self._register(kind)
+
+    def latest_schema_texts(self) -> dict[str, str]:
+        """Each event class's latest shipped schema as JSON text (the compiled event path parses them)."""
+        return {kind: json.dumps(self.repo.latest(kind).raw) for kind in self.repo.kinds}
 
     def subject(self, kind: str) -> str:
         """Registry subject of ``kind`` (TopicNameStrategy: ``<prefix>.<kind>-value``)."""

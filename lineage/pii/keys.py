@@ -93,6 +93,11 @@ class DataKeys:
         refs = pseudonym_key(settings)  # first: on a fresh install it is random, not derived from a new KEK
         return cls(redis, kek_provider(settings), KeySpace.of(settings), refs)
 
+    @property
+    def pseudonym_key(self) -> bytes:
+        """The key of subject references (handed to the compiled event path, which computes them)."""
+        return self._pseudonym
+
     def subject_ref(self, subject_id: str) -> str:
         """Keyed pseudonym of a subject id (128-bit hex); the id itself is never stored."""
         return hmac.new(self._pseudonym, subject_id.encode(), hashlib.sha256).hexdigest()[:32]

@@ -290,6 +290,18 @@ class KeyRing:
                 raise ConfigError(f"seal key file {path} does not hold a base64 X25519 key") from None
         return keys
 
+    def raw_private_keys(self) -> list[bytes]:
+        """Every seal key as raw X25519 bytes (for the compiled event path), newest last."""
+        return [k.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()) for k in self.private_keys()]
+
+    def stamp(self) -> tuple[int, tuple[str, ...]]:
+        """Changes when a key is added or removed: the directory's modification time and file names."""
+        try:
+            mtime = self.directory.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0, ()
+        return mtime, tuple(p.name for p in self._files())
+
     def unsealer(self) -> Unsealer:
         """Opens envelopes for every key of the ring, including keys added later (rotation)."""
         return Unsealer(self.private_keys(), reload=self.private_keys)

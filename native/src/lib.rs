@@ -2,6 +2,12 @@
 mod decode;
 mod schema;
 pub mod value;
+mod enrich;
+mod graph;
+mod openlineage;
+mod pii;
+mod pipeline;
+mod rules;
 
 use decode::{Cur, E, V};
 use pyo3::exceptions::PyValueError;
@@ -11,8 +17,8 @@ use schema::Arena;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-struct Entry {
-    kind: String,
+pub(crate) struct Entry {
+    pub(crate) kind: String,
     version: i64,
     writer: Arena,
     wroot: usize,
@@ -29,14 +35,21 @@ fn entry(kind: String, version: i64, writer: &str, reader: Option<&str>) -> PyRe
 }
 
 /// Outcome of one message before conversion: (entry, framing, record) or (reason, detail).
-type Out = Result<(Arc<Entry>, &'static str, V), (&'static str, String)>;
+/// Every dead-letter reason code the event path gives (`stream_apps.validation.REASONS` explains them).
+pub(crate) const REASONS: [&str; 18] = [
+    "empty", "bad_magic", "truncated", "unknown_schema", "undecodable", "wrong_topic", "bad_json",
+    "openlineage_invalid", "oversize", "bad_id", "missing_field", "time_future", "time_past",
+    "out_of_range", "unsealed_pii", "unsealable", "seal_key_unknown", "internal_error",
+];
 
-enum Head {
+pub(crate) type Out = Result<(Arc<Entry>, &'static str, V), (&'static str, String)>;
+
+pub(crate) enum Head {
     Fp([u8; 8]),
     Id(u32),
 }
 
-fn header(d: &[u8]) -> Result<(Head, usize), (&'static str, String)> {
+pub(crate) fn header(d: &[u8]) -> Result<(Head, usize), (&'static str, String)> {
     match d.first() {
         None => Err(("empty", "no bytes".into())),
         Some(0xC3) => {
@@ -61,7 +74,7 @@ fn header(d: &[u8]) -> Result<(Head, usize), (&'static str, String)> {
     }
 }
 
-fn body(e: &Arc<Entry>, d: &[u8], start: usize, framing: &'static str) -> Out {
+pub(crate) fn body(e: &Arc<Entry>, d: &[u8], start: usize, framing: &'static str) -> Out {
     let mut c = Cur { b: d, p: start };
     let (ra, r) = match &e.reader {
         Some((a, r)) => (a, Some(*r)),
@@ -82,7 +95,7 @@ fn body(e: &Arc<Entry>, d: &[u8], start: usize, framing: &'static str) -> Out {
 
 /// Decodes lineage events in either framing; schemas are given as JSON text from Python.
 #[pyclass(module = "lineage_native._core")]
-struct Decoder {
+pub(crate) struct Decoder {
     by_fp: HashMap<[u8; 8], Arc<Entry>>,
     by_id: Mutex<HashMap<u32, Arc<Entry>>>,
     resolver: Option<PyObject>,
@@ -90,7 +103,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn lookup(&self, py: Python<'_>, h: &Head) -> PyResult<Result<Arc<Entry>, (&'static str, String)>> {
+    pub(crate) fn lookup(&self, py: Python<'_>, h: &Head) -> PyResult<Result<Arc<Entry>, (&'static str, String)>> {
         match h {
             Head::Fp(fp) => Ok(self.by_fp.get(fp).cloned().ok_or_else(|| {
                 let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
@@ -106,6 +119,9 @@ impl Decoder {
                 let got = resolver.call1(py, (*id,))?;
                 if got.is_none(py) {
                     return Ok(Err(("unknown_schema", format!("schema id {id} not in the registry"))));
+                }
+                if let Ok(why) = got.extract::<String>(py) {
+                    return Ok(Err(("unknown_schema", why)));
                 }
                 let (kind, version, w, r): (String, i64, String, Option<String>) = got.extract(py)?;
                 let e = entry(kind, version, &w, r.as_deref())?;
@@ -162,7 +178,8 @@ impl Decoder {
         Ok(())
     }
 
-    /// `resolver(schema_id)` returns (kind, version, writer_json, reader_json | None) or None for an unknown id.
+    /// `resolver(schema_id)` returns (kind, version, writer_json, reader_json | None), None for an id the
+    /// registry does not have, or the text saying why the id's schema is not a lineage event schema.
     fn set_resolver(&mut self, resolver: PyObject) {
         self.resolver = Some(resolver);
     }
@@ -232,5 +249,8 @@ pub(crate) fn civil(micros: i64) -> (i32, u8, u8, u8, u8, u8, u32) {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
+    m.add_class::<pipeline::EventPath>()?;
+    m.add_class::<pipeline::Batch>()?;
+    m.add("REASONS", REASONS.to_vec())?;
     Ok(())
 }

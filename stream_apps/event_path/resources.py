@@ -23,13 +23,11 @@ from lineage.pii.store import SnapshotStore
 from lineage.settings import Settings
 from lineage.deadletters import prune_deadletter_keys
 from stream_apps.event_path.batch import BatchResult, OutRecord
-from stream_apps.event_path.decoding import Decoder
 from stream_apps.event_path.output import OutputProducer
 from stream_apps.event_path.processor import BatchProcessor
 from stream_apps.flagged import FlaggedSubjects
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunStates
-from stream_apps.validation import ValidationPolicy
 
 # Hold index entries, many per call: SET KEYS[i] ARGV[i] PX ARGV[#ARGV] (the same keys, values
 # and expiry as one SET per prediction, without a command per prediction).
@@ -53,19 +51,17 @@ class ChildResources:
         self.keys = DataKeys.from_settings(settings, self.redis)
         writer = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.store = SnapshotStore.from_settings(settings, writer)
-        policy = ValidationPolicy.from_settings(settings.validation)
         ring = KeyRing.under(settings.keys_dir)
         ring.ensure()  # the first worker of a new deployment makes the pipeline's seal key
         self.processor = BatchProcessor(
             settings,
-            Decoder(Codec.from_settings(settings), settings.topics, policy),
+            Codec.from_settings(settings),
             self.keys,
             self.store,
             RunStates(self.redis, space),
             FlaggedSubjects(self.redis, space),
             self.lookup,
-            policy,
-            unsealer=ring.unsealer(),
+            seal_keys=ring,
         )
         self._pruned_at = 0.0
         self.prune_deadletter_keys()

@@ -36,17 +36,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lineage.codec import Codec
 from lineage.pii.crypto import open_sealed
-from lineage.pii.sealing import Sealer, Unsealer, public_key_text, seal_record
+from lineage.pii.sealing import Sealer, public_key_text, seal_record
 from lineage.pii.store import SnapshotStore, open_snapshot
 from lineage.deadletters import seal_aad
 from lineage.schemas import SchemaRepo
 from lineage.settings import PiiSettings, SamplingSettings, Settings, ValidationSettings
 from stream_apps.event_path.batch import BatchResult, InMessage
-from stream_apps.event_path.decoding import Decoder
 from stream_apps.event_path.processor import BatchProcessor
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunTransition
-from stream_apps.validation import ValidationPolicy
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "event_path.json"
@@ -67,12 +65,14 @@ STRANGER_KEY = _x25519(b"a key this pipeline does not hold")
 class GoldenKeys:
     """Data keys derived from their reference; the subjects listed in ``erased`` have none."""
 
+    pseudonym_key = b"golden pseudonym key"
+
     def __init__(self, erased: Iterable[str] = ()) -> None:
         self.erased_refs = {self.subject_ref(s) for s in erased}
 
     @staticmethod
     def subject_ref(subject_id: str) -> str:
-        return hmac.new(b"golden pseudonym key", subject_id.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(GoldenKeys.pseudonym_key, subject_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     @staticmethod
     def dek(ref: str) -> bytes:
@@ -83,6 +83,18 @@ class GoldenKeys:
 
     def get(self, ref: str) -> bytes:
         return self.dek(ref)
+
+
+class GoldenSealKeys:
+    """The pipeline's one seal key, fixed."""
+
+    @staticmethod
+    def stamp() -> int:
+        return 1
+
+    @staticmethod
+    def raw_private_keys() -> list[bytes]:
+        return [SEAL_KEY.private_bytes_raw()]
 
 
 class GoldenRuns:
@@ -178,14 +190,12 @@ def run_vector(vector: Vector) -> dict[str, Any]:
         settings = settings_for(vector, Path(tmp))
         repo = SchemaRepo.load()
         codec = Codec(repo, GoldenRegistry(repo), topic_prefix=PREFIX)
-        policy = ValidationPolicy.from_settings(settings.validation)
         keys = GoldenKeys(vector.erased)
         table = PoisonedTable(vector.table, vector.poison)
         store = SnapshotStore(Path(tmp) / "segments", "golden")
         processor = BatchProcessor(
-            settings, Decoder(codec, settings.topics, policy), keys, store, GoldenRuns(vector.verdicts),
-            GoldenFlags(vector.flagged), table.lookup, policy, clock=lambda: NOW_S,
-            unsealer=Unsealer([SEAL_KEY]),
+            settings, codec, keys, store, GoldenRuns(vector.verdicts), GoldenFlags(vector.flagged), table.lookup,
+            seal_keys=GoldenSealKeys(), clock=lambda: NOW_S,
         )
         batch = [_message(m) for m in vector.messages]
         return normalise(processor.process(batch), keys, store, settings)

@@ -1,4 +1,5 @@
-"""Compiled decoder of lineage events, fed the shipped schemas of a :class:`lineage.codec.Codec`."""
+"""The compiled event path (:class:`EventPath`) and decoder of lineage events, fed the shipped
+schemas of a :class:`lineage.codec.Codec`."""
 from __future__ import annotations
 
 import json
@@ -6,9 +7,10 @@ from typing import Any
 
 from lineage.codec import Codec, Decoded
 from lineage.exceptions import DecodeError
+from lineage.registry import RegistryError
 from lineage.schemas import fingerprint, full_name
 
-from lineage_native._core import Decoder
+from lineage_native._core import REASONS, Batch, Decoder, EventPath
 
 
 def decoder_for(codec: Codec, id_map: dict[int, dict[str, Any]] | None = None) -> Decoder:
@@ -40,4 +42,38 @@ def as_decoded(item: tuple[str, dict[str, Any], int, str]) -> Decoded:
     return Decoded(kind, record, version, framing)  # type: ignore[arg-type]
 
 
-__all__ = ["Decoder", "as_decoded", "decoder_for"]
+def event_decoder(codec: Codec) -> Decoder:
+    """A :class:`Decoder` knowing every shipped fingerprint of ``codec`` and resolving Confluent
+    schema ids through its registry, as :meth:`lineage.codec.Codec.decode` does: an id's writer
+    schema is mapped to a shipped event class by its record name and read into the latest schema of
+    that class. A registry that cannot answer raises :class:`~lineage.registry.RegistryError` (the
+    batch is retried), never a dead letter."""
+    dec = decoder_for(codec)
+    registry = codec.registry
+    if registry is None:
+        return dec
+    by_fp = {s.fingerprint: s for s in codec.repo}
+
+    def resolve(schema_id: int) -> tuple[str, int, str, str | None] | str | None:
+        try:
+            raw = registry.schema_by_id(schema_id)
+        except RegistryError as exc:
+            if exc.not_found:
+                return None
+            raise
+        if not isinstance(raw, dict) or raw.get("type") != "record" or "name" not in raw:
+            return f"schema id {schema_id} is not a record schema"
+        name = full_name(raw)
+        kind = codec.repo.kind_of(name)
+        if kind is None:
+            return f"schema id {schema_id} is {name}, not a lineage event"
+        latest = codec.repo.latest(kind)
+        known = by_fp.get(fingerprint(raw))
+        same = known is not None and known.fingerprint == latest.fingerprint
+        return kind, (known.version if known is not None else 0), json.dumps(raw), None if same else json.dumps(latest.raw)
+
+    dec.set_resolver(resolve)
+    return dec
+
+
+__all__ = ["REASONS", "Batch", "Decoder", "EventPath", "as_decoded", "decoder_for", "event_decoder"]
