@@ -18,20 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_writer
 from fastavro.validation import validate
 
-from lineage.exceptions import DecodeError, EncodeError, SchemaError
-from lineage.registry import RegistryError, SchemaRegistry
-from lineage.schemas import SchemaRepo, fingerprint, full_name, parse
+from lineage.exceptions import EncodeError
+from lineage.registry import SchemaRegistry
+from lineage.schemas import SchemaRepo
 
 if TYPE_CHECKING:
     from lineage.settings import Settings
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
-_SO_HEADER = 10  # magic (2) + fingerprint (8)
-_CF_HEADER = 5  # magic (1) + schema id (4)
 
 Framing = Literal["single-object", "confluent"]
 
@@ -52,14 +50,6 @@ class _Writer:
     schema: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _Reader:
-    kind: str
-    version: int
-    writer: dict[str, Any]
-    reader: dict[str, Any] | None  # None: the writer schema is the latest, no resolution needed
-
-
 class Codec:
     """Encodes and decodes lineage events. Thread-safe; build one per process and reuse it."""
 
@@ -74,16 +64,7 @@ class Codec:
         self.registry = registry
         self.topic_prefix = topic_prefix
         self._writers: dict[str, _Writer] = {}
-        self._by_fp: dict[bytes, _Reader] = {}
-        self._by_id: dict[int, _Reader] = {}
-        for shipped in self.repo:
-            latest = self.repo.latest(shipped.kind)
-            self._by_fp[shipped.fingerprint] = _Reader(
-                shipped.kind,
-                shipped.version,
-                shipped.parsed,
-                None if shipped.fingerprint == latest.fingerprint else latest.parsed,
-            )
+        self._native: Any = None  # the compiled decoder, built on first use
         if registry is None:
             for kind in self.repo.kinds:
                 latest = self.repo.latest(kind)
@@ -137,7 +118,6 @@ class Codec:
         else:
             schema_id = self.registry.register(self.subject(kind), latest.raw)
             writer = _Writer(CONFLUENT_MAGIC + schema_id.to_bytes(4, "big"), latest.parsed)
-            self._by_id[schema_id] = self._by_fp[latest.fingerprint]
         self._writers[kind] = writer
         return writer
 
@@ -154,73 +134,19 @@ class Codec:
     # --- decode ---------------------------------------------------------------------------
 
     def decode(self, data: bytes) -> Decoded:
-        """Decode either framing into the latest reader schema of its kind, or raise :class:`DecodeError`."""
-        if not data:
-            raise DecodeError("empty", "no bytes", data)
-        framing: Framing
-        first = data[0]
-        if first == 0xC3:
-            if len(data) < 2:
-                raise DecodeError("truncated", "single-object header cut after the first magic byte", data)
-            if data[1] != 0x01:
-                raise DecodeError("bad_magic", f"single-object magic must be C3 01, got C3 {data[1]:02X}", data)
-            if len(data) < _SO_HEADER:
-                raise DecodeError("truncated", f"single-object header needs {_SO_HEADER} bytes, got {len(data)}", data)
-            fp = bytes(data[2:_SO_HEADER])
-            reader = self._by_fp.get(fp)
-            if reader is None:
-                raise DecodeError("unknown_schema", f"no shipped schema has fingerprint {fp.hex()}", data)
-            start, framing = _SO_HEADER, "single-object"
-        elif first == 0x00:
-            if len(data) < _CF_HEADER:
-                raise DecodeError("truncated", f"Confluent header needs {_CF_HEADER} bytes, got {len(data)}", data)
-            schema_id = int.from_bytes(data[1:_CF_HEADER], "big")
-            reader = self._by_id.get(schema_id) or self._fetch(schema_id, data)
-            start, framing = _CF_HEADER, "confluent"
-        else:
-            raise DecodeError("bad_magic", f"first byte {first:02X} is neither C3 (single-object) nor 00 (Confluent)", data)
+        """Decode either framing into the latest reader schema of its kind, or raise :class:`DecodeError`.
 
-        body = io.BytesIO(data)
-        body.seek(start)
-        try:
-            record = schemaless_reader(body, reader.writer, reader.reader)
-        except EOFError as exc:
-            raise DecodeError("truncated", f"body ended early: {exc or 'EOF'}", data) from exc
-        except Exception as exc:  # fastavro raises many types on garbage (ValueError, UnicodeDecodeError, ...)
-            raise DecodeError("undecodable", f"{type(exc).__name__}: {exc}", data) from exc
-        if body.tell() != len(data):
-            raise DecodeError("undecodable", f"{len(data) - body.tell()} trailing bytes after the record", data)
-        if not isinstance(record, dict):
-            raise DecodeError("undecodable", f"body decoded to {type(record).__name__}, not a record", data)
-        return Decoded(reader.kind, record, reader.version, framing)
+        The decoder is the compiled event path's (:func:`lineage_native.event_decoder`): the worker,
+        the tools and this method read events with one implementation. A registry that cannot
+        answer raises :class:`~lineage.registry.RegistryError` (retry), never a decode error.
+        """
+        native = self._native
+        if native is None:
+            from lineage_native import event_decoder  # the emitter SDK encodes only: it never needs it
 
-    def _fetch(self, schema_id: int, data: bytes) -> _Reader:
-        """Writer schema for a Confluent id, from the registry; mapped to a shipped kind by record name."""
-        if self.registry is None:
-            raise DecodeError("unknown_schema", f"schema id {schema_id} and no schema registry configured", data)
-        try:
-            raw = self.registry.schema_by_id(schema_id)
-        except RegistryError as exc:
-            if exc.not_found:
-                raise DecodeError("unknown_schema", f"schema id {schema_id} not in the registry", data) from exc
-            raise  # registry down / refusing: not the message's fault, let the caller retry
-        if not isinstance(raw, dict) or raw.get("type") != "record" or "name" not in raw:
-            raise DecodeError("unknown_schema", f"schema id {schema_id} is not a record schema", data)
-        name = full_name(raw)
-        kind = self.repo.kind_of(name)
-        if kind is None:
-            raise DecodeError("unknown_schema", f"schema id {schema_id} is {name}, not a lineage event", data)
-        shipped = self._by_fp.get(fingerprint(raw))
-        if shipped is not None:
-            reader = shipped
-        else:  # a writer version this checkout does not ship (e.g. a newer producer)
-            try:
-                writer = parse(raw, f"registry schema {schema_id}")
-            except SchemaError as exc:
-                raise DecodeError("unknown_schema", str(exc), data) from exc
-            reader = _Reader(kind, 0, writer, self.repo.latest(kind).parsed)
-        self._by_id[schema_id] = reader
-        return reader
+            native = self._native = event_decoder(self)
+        kind, record, version, framing = native.decode(data)
+        return Decoded(kind, record, version, framing)  # type: ignore[arg-type]
 
 
 # --- encode error explanation (slow path only) ----------------------------------------------

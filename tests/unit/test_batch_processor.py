@@ -22,11 +22,9 @@ from lineage.pii.store import SnapshotStore, open_snapshot
 from lineage.settings import PiiSettings, Settings
 from lineage.deadletters import DeadLetterErased, deadletter_key_ref, open_dead_letter
 from stream_apps.event_path.batch import BatchResult, InMessage, OutRecord
-from stream_apps.event_path.decoding import Decoder
 from stream_apps.event_path.processor import BatchProcessor
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunTransition
-from stream_apps.validation import ValidationPolicy
 
 NOW_S = 1_760_000_000.0
 NOW_US = int(NOW_S * 1_000_000)
@@ -41,8 +39,10 @@ class MemoryKeys:
         self.deks: dict[str, bytes] = {}
         self.erased: set[str] = set()
 
+    pseudonym_key = b"unit-test-pseudonym-key"
+
     def subject_ref(self, subject_id: str) -> str:
-        return hmac.new(b"unit-test-pseudonym-key", subject_id.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self.pseudonym_key, subject_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def get_or_create(self, refs: Iterable[str]) -> dict[str, bytes | None]:
         return {r: None if r in self.erased else self.deks.setdefault(r, os.urandom(32)) for r in dict.fromkeys(refs)}
@@ -83,18 +83,16 @@ class Harness:
         self.flags = MemoryFlags()
         self.segments = tmp_path / "segments"
         self.table: dict[str, ModelLineage] = dict(lineage or {})
-        policy = ValidationPolicy()
         self.processor = BatchProcessor(
             self.settings,
-            Decoder(self.codec, self.topics, policy),
+            self.codec,
             self.keys,
             SnapshotStore(self.segments, "unit"),
             self.runs,
             self.flags,
             self.lookup,
-            policy,
+            seal_keys=ring,
             clock=lambda: NOW_S,
-            unsealer=ring.unsealer(),
         )
         self._offset = 0
 

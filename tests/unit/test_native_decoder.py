@@ -1,5 +1,6 @@
-"""Compiled decoder: the same record, version, framing and reason as the Python codec, for the
-golden inputs, for arbitrary bytes and for damaged copies of valid encodings."""
+"""Compiled decoder: the same record, version, framing and reason as the fastavro-based reference
+decoder (``tests/reference/avro_decode.py``), for the golden inputs, for arbitrary bytes and for
+damaged copies of valid encodings."""
 from __future__ import annotations
 
 import base64
@@ -18,6 +19,7 @@ from lineage.exceptions import DecodeError
 from lineage.schemas import SchemaRepo
 from lineage_native import Decoder, as_decoded, decoder_for
 from tests.golden.event_path import GoldenRegistry
+from tests.reference.avro_decode import ReferenceDecoder
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "event_path.json"
 
@@ -66,9 +68,16 @@ PLAIN_CODEC = Codec(REPO, None, topic_prefix="lineage")
 PLAIN_NATIVE = decoder_for(PLAIN_CODEC)
 
 
+_REFERENCE: dict[int, ReferenceDecoder] = {}
+
+
 def outcome_py(codec: Codec, data: bytes) -> tuple[str, Any]:
+    """What the fastavro-based reference decoder makes of ``data``."""
+    ref = _REFERENCE.get(id(codec))
+    if ref is None:
+        ref = _REFERENCE[id(codec)] = ReferenceDecoder(codec)
     try:
-        d = codec.decode(data)
+        d = ref.decode(data)
     except DecodeError as exc:
         return ("error", exc.reason)
     return ("ok", (d.kind, d.record, d.version, d.framing))

@@ -1,0 +1,1 @@
+"""Reference implementations the compiled event path is checked against in tests only."""
