@@ -277,6 +277,17 @@ class ValidationSettings(_Group):
     max_snapshot_values: int = Field(default=2_000, ge=1)
 
 
+class WorkerSettings(_Group):
+    """The worker's event path: how consumed batches are processed."""
+
+    #: Batches consumed and handed to processing but not yet committed; 1 consumes the next batch
+    #: only after the previous one is committed.
+    max_in_flight: int = Field(default=2, ge=1, le=16)
+    #: ``process``: a spawned processing child (batches cross a pipe); ``thread``: a thread of the
+    #: worker process (no pickling; pays off when the per-event work releases the interpreter lock).
+    processing: str = Field(default="process", pattern="^(process|thread)$")
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -321,6 +332,7 @@ class Settings(BaseSettings):
     pii: PiiSettings = PiiSettings()
     checkpoints: CheckpointSettings = CheckpointSettings()
     validation: ValidationSettings = ValidationSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="before")
     @classmethod
