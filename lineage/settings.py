@@ -283,6 +283,8 @@ class WorkerSettings(_Group):
     #: Batches consumed and handed to processing but not yet committed; 1 consumes the next batch
     #: only after the previous one is committed.
     max_in_flight: int = Field(default=2, ge=1, le=16)
+    #: At most this many records per consumed batch (fewer when fewer arrive within 0.2 s).
+    batch_max: int = Field(default=5_000, ge=1, le=100_000)
     #: ``process``: a spawned processing child (batches cross a pipe); ``thread``: a thread of the
     #: worker process (no pickling; pays off when the per-event work releases the interpreter lock).
     processing: str = Field(default="process", pattern="^(process|thread)$")

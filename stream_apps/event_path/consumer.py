@@ -40,7 +40,6 @@ from stream_apps.event_path.serving import ProcessingThread
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 5_000
 BATCH_WITHIN_S = 0.2
 
 
@@ -104,7 +103,7 @@ class ConsumerLoop:
         consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         try:
             while not self._stopping.is_set():
-                batch = consumer.consume(BATCH_MAX, timeout=BATCH_WITHIN_S)
+                batch = consumer.consume(self.settings.worker.batch_max, timeout=BATCH_WITHIN_S)
                 msgs = [m for m in batch if not self._is_error(m)]
                 self._inflight.reap()
                 if msgs:
