@@ -273,3 +273,38 @@ def test_worker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(ConfigError, match="worker.processing"):
         load_settings()
 
+
+
+class _Rec:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._t, self._p, self._o = topic, partition, offset
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+
+def test_a_revoke_that_drops_batches_rewinds_the_partitions_kept():
+    """Incremental rebalancing revokes some partitions: the dropped batches' records of the others
+    must be consumed again, so those partitions go back to their first dropped record."""
+    from confluent_kafka import TopicPartition
+
+    from stream_apps.event_path.consumer import ConsumerLoop
+    from stream_apps.event_path.inflight import Batch
+
+    dropped = [Batch(0, [_Rec("a", 0, 5), _Rec("a", 1, 7)], []), Batch(1, [_Rec("a", 1, 9), _Rec("b", 0, 3)], [])]
+    loop = ConsumerLoop.__new__(ConsumerLoop)  # only the callback is under test
+    loop._inflight = type("F", (), {"settle": lambda self: dropped, "__len__": lambda self: 2})()
+    seeks: list[tuple[str, int, int]] = []
+    consumer = type("C", (), {"seek": lambda self, tp: seeks.append((tp.topic, tp.partition, tp.offset))})()
+    loop._revoked(consumer, [TopicPartition("a", 0)])  # type: ignore[arg-type]
+    assert sorted(seeks) == [("a", 1, 7), ("b", 0, 3)]
+    seeks.clear()
+    loop._inflight = type("F", (), {"settle": lambda self: [], "__len__": lambda self: 0})()
+    loop._revoked(consumer, [TopicPartition("a", 0)])  # type: ignore[arg-type]
+    assert seeks == []
