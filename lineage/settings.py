@@ -277,6 +277,19 @@ class ValidationSettings(_Group):
     max_snapshot_values: int = Field(default=2_000, ge=1)
 
 
+class WorkerSettings(_Group):
+    """The worker's event path: how consumed batches are processed."""
+
+    #: Batches consumed and handed to processing but not yet committed; 1 consumes the next batch
+    #: only after the previous one is committed.
+    max_in_flight: int = Field(default=2, ge=1, le=16)
+    #: At most this many records per consumed batch (fewer when fewer arrive within 0.2 s).
+    batch_max: int = Field(default=5_000, ge=1, le=100_000)
+    #: ``process``: a spawned processing child (batches cross a pipe); ``thread``: a thread of the
+    #: worker process (no pickling; pays off when the per-event work releases the interpreter lock).
+    processing: str = Field(default="process", pattern="^(process|thread)$")
+
+
 class Settings(BaseSettings):
     """All configuration. Build with :func:`load_settings`."""
 
@@ -321,6 +334,7 @@ class Settings(BaseSettings):
     pii: PiiSettings = PiiSettings()
     checkpoints: CheckpointSettings = CheckpointSettings()
     validation: ValidationSettings = ValidationSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,9 +1,11 @@
 """The processing child: the batch processor and the output I/O in a process of their own, so the
-consumer loop keeps its own core.
+consumer loop keeps its own core (``worker.processing = process``).
 
-The consumer loop (parent) hands each batch (plain tuples: cheap to pickle) plus the changes of
-the model-lineage table since the previous batch to the child, waits for the child's answer and
-only then commits. A restarted child gets the whole table with its first batch. The child builds
+The consumer loop hands each batch (plain tuples: cheap to pickle) as a
+:class:`~stream_apps.event_path.serving.Job` over a pipe, without waiting for the previous
+batch's answer; a reader thread on each side keeps the pipe flowing both ways, the child works
+through the jobs in order (:class:`~stream_apps.event_path.serving.BatchServer`) and answers
+each. A restarted child gets the whole table with its first job. The child builds
 :class:`~stream_apps.event_path.resources.ChildResources` when it starts; it is spawned (never
 forked from a threaded process), ignores SIGINT/SIGTERM (the parent stops it after its last
 batch) and exits when the parent goes away.
@@ -12,70 +14,66 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import queue
 import signal
+import threading
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
 from lineage.settings import Settings
-from stream_apps.event_path.batch import INFRA_ERRORS, InMessage, InMessageFields
+from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.resources import ChildResources
+from stream_apps.event_path.serving import BatchServer, Job, Reply, TableCopy, TableFeed, resolve
 from stream_apps.exceptions import BatchNotProcessed
 
 log = logging.getLogger(__name__)
-#: The child's answer: the batch's counters and its model-lineage table updates.
-Reply = tuple[dict[str, int], list[tuple[str, dict[str, Any]]]]
-#: Table changes since the previous batch: (whole table?, changed entries, removed keys).
-TableDelta = tuple[bool, dict[str, Any], list[str]]
-
-_ABSENT = object()
 
 
 def _serve(conn: Connection, settings: Settings, changelog: str) -> None:
-    """The child's main loop: receive a batch, process it, deliver it, answer."""
+    """The child's main loop: take the next job, process and deliver it, answer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    lineage: dict[str, Any] = {}
-    resources = ChildResources(settings, changelog, lineage.get)
+    table = TableCopy()
+    resources = ChildResources(settings, changelog, table.get)
+    server = BatchServer(resources, table)
+    inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+
+    def receive() -> None:  # keeps the parent's sends from waiting on the batch being processed
+        try:
+            while (job := conn.recv()) is not None:
+                inbox.put(job)
+        except (EOFError, OSError):  # parent gone
+            pass
+        inbox.put(None)
+
+    threading.Thread(target=receive, name="lineage-child-inbox", daemon=True).start()
     try:
-        while True:
-            try:
-                item = conn.recv()
-            except EOFError:  # parent gone
-                return
-            if item is None:
-                return
-            raw, (full, changed, removed) = item
-            if full:
-                lineage.clear()
-            lineage.update(changed)
-            for key in removed:
-                lineage.pop(key, None)
-            msgs = [InMessage(*m) for m in raw]
-            try:
-                result = resources.processor.process(msgs)
-                resources.deliver(result)
-            except INFRA_ERRORS as exc:
-                conn.send(("retry", f"{type(exc).__name__}: {exc}"))
-                continue
-            conn.send(("ok", (dict(result.counters), result.table_updates)))
+        while (job := inbox.get()) is not None:
+            conn.send(server.handle(job))
     finally:
         resources.close()
 
 
 class ProcessingChild:
-    """Parent side: one child per consumer loop; restarted when it dies."""
+    """Parent side: one child per consumer loop; restarted (on the next submit) when it dies."""
 
     def __init__(self, settings: Settings, changelog: str) -> None:
         self.settings = settings
         self.changelog = changelog
         self._ctx = multiprocessing.get_context("spawn")
-        self._conn: Connection | None = None
+        self._feed = TableFeed()
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None  # None: no child running
         self._proc: Any = None
-        self._sent: dict[str, Any] | None = None  # the table as the child has it; None: unknown
+        self._waiting: deque[Future[Reply]] = deque()  # answers due from the child, in job order
+        self._last_ok: int | None = None  # the last job the child answered ``ok``
 
     def _start(self) -> Connection:
         if self._proc is not None:
+            self._proc.join(5)
             log.warning("processing child exited (code %s); starting a new one", self._proc.exitcode)
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(
@@ -83,37 +81,60 @@ class ProcessingChild:
         )
         self._proc.start()
         child.close()
+        self._feed.reset()
         self._conn = parent
-        self._sent = None
+        threading.Thread(target=self._read, args=(parent,), name="lineage-child-answers", daemon=True).start()
         return parent
 
-    def _delta(self, table: Mapping[str, Any]) -> TableDelta:
-        sent = self._sent
-        if sent is None:
-            return True, dict(table), []
-        changed = {k: v for k, v in table.items() if sent.get(k, _ABSENT) != v}
-        return False, changed, [k for k in sent if k not in table]
+    def _read(self, conn: Connection) -> None:
+        """Settle each waiting future with the child's answer; all of them when the child dies."""
+        while True:
+            try:
+                answer = conn.recv()
+            except (EOFError, OSError) as exc:
+                with self._lock:
+                    waiting, self._waiting = list(self._waiting), deque()
+                    if self._conn is conn:
+                        self._conn = None
+                for future in waiting:
+                    future.set_exception(BatchNotProcessed(f"processing child died ({type(exc).__name__}); restarting it"))
+                return
+            with self._lock:
+                future = self._waiting.popleft()
+            resolve(future, answer)
 
-    def process(self, msgs: list[InMessageFields], table: Mapping[str, Any]) -> Reply:
-        """Process one batch in the child (blocking). Raises :class:`~stream_apps.exceptions.BatchNotProcessed`."""
-        conn = self._conn if self._conn is not None and self._proc.is_alive() else self._start()
+    def submit(self, seq: int, after: int | None, acked: int, msgs: list[InMessageFields],
+               table: Mapping[str, Any]) -> Future[Reply]:
+        """Hand one batch to the child (returns at once). The future raises
+        :class:`~stream_apps.exceptions.BatchNotProcessed` when it was not processed."""
+        future: Future[Reply] = Future()
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                conn = self._start()
+                if after is not None and after == self._last_ok:
+                    after = None  # processed by the previous child: nothing pending before this job
+            self._waiting.append(future)
         try:
-            conn.send((msgs, self._delta(table)))
-            self._sent = dict(table)
-            status, payload = conn.recv()
-        except (EOFError, OSError) as exc:
-            self._conn = None
-            self._sent = None
-            raise BatchNotProcessed(f"processing child died ({type(exc).__name__}); restarting it") from None
-        if status != "ok":
-            raise BatchNotProcessed(str(payload))
-        counters, updates = payload
-        return counters, updates
+            conn.send(Job(seq, after, acked, msgs, self._feed.delta(table)))
+        except OSError:
+            pass  # the child is gone: its reader settles the future
+        future.add_done_callback(lambda f: self._answered(seq, f))
+        return future
+
+    def _answered(self, seq: int, future: Future[Reply]) -> None:
+        if future.exception() is None:
+            self._last_ok = seq
+
+    def applied(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
+        self._feed.applied(updates)
 
     def close(self, timeout: float = 30.0) -> None:
-        if self._conn is not None:
+        with self._lock:
+            conn = self._conn
+        if conn is not None:
             try:
-                self._conn.send(None)
+                conn.send(None)
             except OSError:
                 pass
         if self._proc is not None:

@@ -9,12 +9,14 @@ and its per-event overhead caps a no-op agent at about a fifth of a bare librdka
 recovery, replication to every worker), the alert windows, the timers and the web pages; this
 thread only moves bytes.
 
-Guarantee: at-least-once with a synchronous loop. A batch is consumed, processed by the
-processing child (:mod:`stream_apps.event_path.child`), its outputs are confirmed by the broker,
-then its offsets are committed synchronously, and only then is the next batch consumed. Rebalance
-callbacks run inside ``consume()``, so a partition is never revoked with a batch in flight; a
-crash re-delivers at most the uncommitted batch, and the sink drops the copies (see
-:mod:`sinks.clickhouse.writer`).
+Guarantee: at-least-once, with consuming and processing overlapped. A consumed batch goes to
+processing (:mod:`stream_apps.event_path.child`, or a thread: ``worker.processing``) and the next
+one is consumed while it is processed, up to ``worker.max_in_flight`` batches
+(:mod:`stream_apps.event_path.inflight`); each is committed once its outputs are confirmed by the
+broker and every batch before it is committed. Rebalance callbacks run inside ``consume()``, and
+the revoke callback drains the batches in flight and commits them before it returns, so a
+partition is never revoked with a batch of it in flight; a crash re-delivers at most the
+uncommitted batches, and the sink drops the copies (see :mod:`sinks.clickhouse.writer`).
 """
 from __future__ import annotations
 
@@ -32,13 +34,13 @@ from lineage.settings import Settings
 from stream_apps.alerts.watermarks import encode_watermark
 from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.child import ProcessingChild
-from stream_apps.exceptions import BatchNotProcessed
+from stream_apps.event_path.inflight import InFlight, Processing, Stopped
+from stream_apps.event_path.resources import ChildResources
+from stream_apps.event_path.serving import ProcessingThread
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 5_000
 BATCH_WITHIN_S = 0.2
-RETRY_MAX_S = 10.0
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -55,12 +57,22 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     })
 
 
+def open_processing(settings: Settings, changelog: str) -> Processing:
+    """The processing side ``worker.processing`` names."""
+    if settings.worker.processing == "thread":
+        return ProcessingThread(settings, changelog, ChildResources)
+    return ProcessingChild(settings, changelog)
+
+
 class ConsumerLoop:
-    """Consume -> process in the processing child -> commit, one batch at a time, until :meth:`stop`.
+    """Consume -> process -> commit in order, with up to ``worker.max_in_flight`` batches in
+    flight, until :meth:`stop`.
 
     ``snapshot`` returns the current model-lineage table and ``apply`` writes the batch's table
     updates back; both are called from this thread and must hop to the Faust event loop.
     """
+
+    _inflight: InFlight  # built by :meth:`run`
 
     def __init__(
         self,
@@ -83,40 +95,28 @@ class ConsumerLoop:
         self._stopping.set()
 
     def run(self) -> None:
-        child = ProcessingChild(self.settings, self.changelog)
+        processing = open_processing(self.settings, self.changelog)
         consumer = Consumer(consumer_config(self.settings), logger=log)
+        self._inflight = InFlight(processing, self.settings.worker.max_in_flight, self._snapshot, self._apply,
+                                  lambda records: self._commit(consumer, records), self._stopping)
+        self.totals = self._inflight.totals
         consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         try:
             while not self._stopping.is_set():
-                batch = consumer.consume(BATCH_MAX, timeout=BATCH_WITHIN_S)
+                batch = consumer.consume(self.settings.worker.batch_max, timeout=BATCH_WITHIN_S)
                 msgs = [m for m in batch if not self._is_error(m)]
-                if not msgs:
-                    continue
-                self._process(child, [_fields(m) for m in msgs])
-                self._commit(consumer, msgs)
+                self._inflight.reap()
+                if msgs:
+                    self._inflight.add(msgs, [_fields(m) for m in msgs])
+            self._inflight.drain()  # stopping: finish and commit what is in flight
         finally:
-            log.info("consumer loop stopping; totals this run: %s", dict(self.totals))
+            dropped = self._inflight.drop()  # only after a failure or a stop during a retry: left uncommitted
+            log.info("consumer loop stopping; totals this run: %s; batches left uncommitted: %d",
+                     dict(self.totals), len(dropped))
             try:
                 consumer.close()  # leave the group now: the partitions move without a session timeout
             finally:
-                child.close()
-
-    def _process(self, child: ProcessingChild, msgs: list[InMessageFields]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                counters, updates = child.process(msgs, self._snapshot())
-                break
-            except BatchNotProcessed as exc:
-                # Infrastructure trouble (Redis, broker): retried until it works; never skipped.
-                # Stopping here leaves the batch uncommitted, so the next owner re-processes it.
-                log.warning("batch of %d not processed (%s); retrying in %.1fs", len(msgs), exc, delay)
-                if self._stopping.wait(delay):
-                    raise _Stopped from None
-                delay = min(delay * 2, RETRY_MAX_S)
-        if updates:
-            self._apply(updates)
-        self.totals.update(counters)
+                processing.close()
 
     def _commit(self, consumer: Consumer, msgs: list[Any]) -> None:
         """Commit past ``msgs``; each partition's commit carries its event-time watermark (the
@@ -152,11 +152,21 @@ class ConsumerLoop:
     def _assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("consumer loop assigned %d partitions", len(partitions))
 
-    @staticmethod
-    def _revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing in flight here (callbacks run inside consume()); every finished batch was
-        # committed before the next consume() call.
-        log.info("consumer loop revoked %d partitions", len(partitions))
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Runs inside ``consume()``: every batch in flight is finished and committed before the
+        partitions go. When one fails, it and the later ones stay uncommitted for the next owner;
+        partitions kept (incremental rebalancing) are rewound to their first uncommitted record."""
+        log.info("consumer loop revoked %d partitions (%d batches in flight)", len(partitions), len(self._inflight))
+        dropped = self._inflight.settle()
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        rewind: dict[tuple[str, int], int] = {}
+        for batch in dropped:
+            for m in batch.records:
+                key = (m.topic(), m.partition())
+                if key not in revoked:
+                    rewind[key] = min(rewind.get(key, m.offset()), m.offset())
+        for (topic, partition), offset in rewind.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
 
     async def run_in_thread(self) -> None:
         """Run :meth:`run` on its own thread until it returns (or raises)."""
@@ -174,7 +184,7 @@ class ConsumerLoop:
         def target() -> None:
             try:
                 self.run()
-            except _Stopped:
+            except Stopped:
                 pass
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 aio.call_soon_threadsafe(finish, exc)
@@ -191,6 +201,3 @@ def _fields(m: Message) -> InMessageFields:
     headers = [(k, v if v is None or isinstance(v, bytes) else str(v).encode()) for k, v in raw] if raw else []
     return (cast(str, m.topic()), cast(int, m.partition()), cast(int, m.offset()), m.key(), m.value(), headers)
 
-
-class _Stopped(Exception):
-    """Shutdown during a retry loop; the batch stays uncommitted."""
