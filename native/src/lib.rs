@@ -1,5 +1,7 @@
 //! Compiled decoder of lineage events (both wire framings), exposed to Python as `lineage_native._core`.
 mod decode;
+mod encode;
+mod openlineage;
 mod schema;
 pub mod value;
 
@@ -232,5 +234,6 @@ pub(crate) fn civil(micros: i64) -> (i32, u8, u8, u8, u8, u8, u32) {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
+    openlineage::register(m)?;
     Ok(())
 }
