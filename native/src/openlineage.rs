@@ -815,6 +815,9 @@ fn json_error(raw: &[u8], e: &serde_json::Error) -> String {
     if raw.is_empty() {
         return "Input is a zero-length, empty document".into();
     }
+    if std::str::from_utf8(raw).is_err() {
+        return "str is not valid UTF-8: surrogates not allowed".into();
+    }
     if raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         return "input data is empty".into();
     }
@@ -840,6 +843,7 @@ fn json_error(raw: &[u8], e: &serde_json::Error) -> String {
             Some(b't') => "invalid literal, expected 'true'".into(),
             Some(b'f') => "invalid literal, expected 'false'".into(),
             Some(b'n') => "invalid literal, expected 'null'".into(),
+            Some(b'+' | b'.') => "no digit after sign".into(),
             _ => "unexpected character, expected a JSON value".into(),
         },
         "expected ident" => match raw.get(pos + col.saturating_sub(1)).copied() {
@@ -863,14 +867,51 @@ fn json_error(raw: &[u8], e: &serde_json::Error) -> String {
         "expected `,` or `}`" => "unexpected character, expected ',' or '}'".into(),
         "key must be a string" => "unexpected character, expected a string key".into(),
         "number out of range" => "number is infinity when parsed as double".into(),
-        "lone leading surrogate in hex escape" => "no low surrogate in string".into(),
-        "invalid unicode code point" => "str is not valid UTF-8: surrogates not allowed".into(),
+        "lone leading surrogate in hex escape" | "unexpected end of hex escape" | "invalid unicode code point" => {
+            escape_error(raw, pos + col).into()
+        }
         "control character (\\u0000-\\u001F) found while parsing a string" => {
             "unexpected control character in string".into()
         }
         "invalid escape" => "invalid escaped sequence in string".into(),
         "invalid number" => number_error(raw, (pos + col).saturating_sub(1)).into(),
         other => other.to_string(),
+    }
+}
+
+/// orjson's words for the bad `\\u` escape before byte `end`.
+fn escape_error(raw: &[u8], end: usize) -> &'static str {
+    let end = end.min(raw.len());
+    let hex4 = |i: usize| -> Option<u32> {
+        let t = raw.get(i..i + 4)?;
+        u32::from_str_radix(std::str::from_utf8(t).ok()?, 16).ok()
+    };
+    // The first `\u` escape of the run of escapes that ends near `end`.
+    let mut k = end.saturating_sub(1);
+    let start = loop {
+        if raw.get(k..k + 2) == Some(b"\\u") && (k < 6 || raw.get(k - 6..k - 4) != Some(b"\\u")) {
+            break Some(k);
+        }
+        if k == 0 || end - k > 14 {
+            break None;
+        }
+        k -= 1;
+    };
+    let Some(k) = start else { return "invalid escaped sequence in string" };
+    match hex4(k + 2) {
+        None => "invalid escaped sequence in string",
+        Some(0xDC00..=0xDFFF) => "invalid high surrogate in string",
+        Some(0xD800..=0xDBFF) => {
+            if raw.get(k + 6..k + 8) == Some(b"\\u") {
+                match hex4(k + 8) {
+                    None => "invalid escaped sequence in string",
+                    Some(_) => "invalid low surrogate in string",
+                }
+            } else {
+                "no low surrogate in string"
+            }
+        }
+        Some(_) => "invalid escaped sequence in string",
     }
 }
 

@@ -139,7 +139,8 @@ def test_converter_inputs(event: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("raw", [
     b"", b" ", b"{", b'{"a":', b"nul", b"x", b'{"a":1}x', b"[1,]", b'{"a" 1}', b'{"a":tru}', b'{"a":1,}', b"[1 2]",
-    b'"abc', b"[]", b"3", b'"text"', b"null", b"1e400", b'{"run": {}}', b"{}",
+    b'"abc', b"[+1]", b"[.5]", b"[-.5]", b"[-]", b"[1.]", b"[1e+]", b"[07]", b"[NaN]", b"[n]", b'["a\x01"]', b'["\\x"]',
+    b"{1:2}", b"[1]]", b"[tx]", b'"\\ud800"', b'"\\ud800x"', b'"\\ud800\\u0041"', b'"\\udc00"', b"\xff", b"[]", b"3", b'"text"', b"null", b"1e400", b'{"run": {}}', b"{}",
 ])
 def test_json_errors(raw: bytes) -> None:
     same(raw)
