@@ -879,6 +879,37 @@ fn json_error(raw: &[u8], e: &serde_json::Error) -> String {
     }
 }
 
+/// orjson's nesting limit: deeper documents are refused before parsing (so the parser's own
+/// recursion stays bounded).
+const JSON_DEPTH: usize = 1024;
+
+/// The deepest nesting of arrays and objects in JSON text (brackets inside strings ignored).
+fn max_depth(raw: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in raw {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// orjson's words for the bad `\\u` escape before byte `end`.
 fn escape_error(raw: &[u8], end: usize) -> &'static str {
     let end = end.min(raw.len());
@@ -960,8 +991,27 @@ fn number_error(raw: &[u8], at: usize) -> &'static str {
 /// The whole conversion of an `openlineage.events` message: JSON -> `(kind, record)` -> the
 /// latest Avro schema of its class (`latest(kind)`) -> the record as Avro input would give it.
 pub fn convert<'s>(raw: &[u8], latest: &dyn Fn(&str) -> Option<(&'s Arena, usize)>) -> Result<(&'static str, V), Refusal> {
-    let obj_ = match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(j) => crate::value::from_serde(j),
+    let parsed = if max_depth(raw) > JSON_DEPTH {
+        Ok(None)
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        de.disable_recursion_limit();
+        let mut values = de.into_iter::<serde_json::Value>();
+        match values.next() {
+            // Empty or blank input: serde_json's own error, worded below.
+            None => serde_json::from_slice::<serde_json::Value>(raw).map(Some),
+            Some(Err(e)) => Err(e),
+            Some(Ok(j)) => match values.next() {
+                None => Ok(Some(j)),
+                Some(_) => {
+                    return Err(Refusal::new("bad_json", "not JSON: unexpected content after document"));
+                }
+            },
+        }
+    };
+    let obj_ = match parsed {
+        Ok(None) => return Err(Refusal::new("bad_json", "not JSON: depth limit exceeded")),
+        Ok(Some(j)) => crate::value::from_serde(j),
         Err(e) => {
             return Err(Refusal::new(
                 if raw.is_empty() { "empty" } else { "bad_json" },

@@ -230,17 +230,19 @@ fn repr_into(v: &V, out: &mut String) {
     }
 }
 
-/// Whether Python's `str.isprintable` holds for `c` (Rust's table of the same categories:
-/// not Cc, Cf, Cs, Co, Cn, Zl, Zp, or Zs other than the space).
+#[path = "py_printable.rs"]
+mod py_printable;
+
+/// Whether Python's `str.isprintable` holds for `c` (the table of the Python this port matches).
 fn printable(c: char) -> bool {
     if c.is_ascii() {
         return (' '..='~').contains(&c);
     }
-    // `str::escape_debug` escapes a character after the first only when it is not printable.
-    let mut probe = String::with_capacity(8);
-    probe.push('a');
-    probe.push(c);
-    probe.escape_debug().to_string() == probe
+    let n = c as u32;
+    let table = py_printable::NOT_PRINTABLE;
+    // The last range starting at or before `n`.
+    let i = table.partition_point(|&(a, _)| a <= n);
+    !(i > 0 && n <= table[i - 1].1)
 }
 
 /// `repr(str)`: single quotes unless the text holds a single quote and no double quote.

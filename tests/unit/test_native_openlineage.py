@@ -274,3 +274,43 @@ def test_generated_times_match_the_python_path() -> None:
         ev["eventTime"] = random_time(rnd)
         ok += same(json.dumps(ev).encode())[0] == "ok"
     assert ok > 500
+
+
+def _text(rnd: random.Random, n: int) -> str:
+    """Random text from all planes (assigned or not), without lone surrogates."""
+    out = []
+    while len(out) < n:
+        cp = rnd.choice([rnd.randint(0, 0x7F), rnd.randint(0x80, 0x3000), rnd.randint(0x3000, 0x10FFFF)])
+        if not 0xD800 <= cp <= 0xDFFF:
+            out.append(chr(cp))
+    return "".join(out)
+
+
+def test_generated_text_numbers_ids_and_nesting_match_the_python_path() -> None:
+    """repr of any character, float() of odd number texts, UUID spellings, exact floats in facets,
+    and nesting up to and past orjson's depth limit."""
+    rnd = random.Random(5)
+    for _ in range(3_000):
+        inf = dict(BASES[3]["run"]["facets"]["inference"])
+        inf["model_name"] = [_text(rnd, 3), {_text(rnd, 2): 1.5e-7}]
+        inf["risk_score"] = rnd.choice([
+            _text(rnd, 2), f" {rnd.randint(0, 9)}_{rnd.randint(0, 9)}.{rnd.randint(0, 9)}e{rnd.randint(-3, 3)} ",
+            "1__0", "_1", "1_", ".e1", "1e", "+.5", "-.", "infinity", "-NaN", "iNf", "\u00a01.5\u2003"])
+        same(json.dumps(_run_event(inference=inf)).encode())
+        ev = _run_event()
+        ev["run"]["runId"] = rnd.choice([
+            "  " + RUN_ID.replace("-", "") + " ", "0x" + "a" * 30, "+" + "a" * 31, "-" + "0" * 31, "{{" + RUN_ID + "}",
+            "urn:uuid:" + RUN_ID.upper(), "0_" + "a" * 30, "a_" * 16, _text(rnd, 32)])
+        same(json.dumps(ev).encode())
+        ev = _run_event()
+        ev["run"]["facets"]["numbers"] = {"f": rnd.random() * 10 ** rnd.randint(-30, 30), "n": rnd.choice([-(2**63), 10**30]),
+                                          "s": _text(rnd, 5)}
+        same(json.dumps(ev, ensure_ascii=rnd.random() < 0.5).encode())
+    # Below Python's own recursion limit (its json.dumps of a facet fails near 1,000 levels),
+    # and past orjson's depth limit of 1,024.
+    for depth in (100, 129, 500, 1025, 3000):
+        ev = _run_event()
+        ev["run"]["facets"]["deep"] = "DEEP"
+        levels = depth - 3  # the event, run and facets are three levels
+        raw = json.dumps(ev).replace('"DEEP"', '{"a":' * levels + "1" + "}" * levels).encode()
+        assert same(raw)[0] == ("ok" if depth <= 1024 else "refused")
