@@ -569,6 +569,10 @@ fn static_event(ev: &V, what: &str) -> R<V> {
 /// The whole conversion of an `openlineage.events` message: JSON -> `(kind, record)` -> the
 /// latest Avro schema of its class (`latest(kind)`) -> the record as Avro input would give it.
 pub fn convert<'s>(raw: &[u8], latest: &dyn Fn(&str) -> Option<(&'s Arena, usize)>) -> Result<(&'static str, V), Refusal> {
+    // orjson checks the whole input's UTF-8 before parsing.
+    if !raw.is_empty() && std::str::from_utf8(raw).is_err() {
+        return Err(Refusal::new("bad_json", "not JSON: str is not valid UTF-8: surrogates not allowed"));
+    }
     let parsed = if jsonerr::max_depth(raw) > jsonerr::JSON_DEPTH {
         Ok(None)
     } else {

@@ -276,6 +276,17 @@ def test_generated_times_match_the_python_path() -> None:
     assert ok > 500
 
 
+def test_generated_json_fragments_match_the_python_path() -> None:
+    """Short byte strings from JSON's alphabet (plus invalid UTF-8), alone and after an open object."""
+    rnd = random.Random(9)
+    alphabet = b'{}[]",:0123456789+.eEtrufalsn \\u\n\txyz\xc3\xa9\xff'
+    for _ in range(10_000):
+        raw = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+        if rnd.random() < 0.5:
+            raw = b'{"a":' + raw
+        same(raw)
+
+
 def _text(rnd: random.Random, n: int) -> str:
     """Random text from all planes (assigned or not), without lone surrogates."""
     out = []
