@@ -325,3 +325,15 @@ def test_generated_text_numbers_ids_and_nesting_match_the_python_path() -> None:
         levels = depth - 3  # the event, run and facets are three levels
         raw = json.dumps(ev).replace('"DEEP"', '{"a":' * levels + "1" + "}" * levels).encode()
         assert same(raw)[0] == ("ok" if depth <= 1024 else "refused")
+
+
+@pytest.mark.parametrize("facets", [
+    {"inference": {**BASES[3]["run"]["facets"]["inference"], "regulatory_class": 5}},
+    {"inference": {**BASES[3]["run"]["facets"]["inference"], "regulatory_class": list(range(40)), "training_run_id": 1.5}},
+    {"inference": {**BASES[3]["run"]["facets"]["inference"], "training_run_id": {"é\n": [True, None]}}},
+    {"training": {"model_name": "m", "model_version": "1", "artifact_digest": False}},
+    {"feature_set": {"name": "fs", "version": 1, "entity": ["a" * 70]}},
+])
+def test_schema_mismatches_are_explained_as_the_codec_does(facets: dict[str, Any]) -> None:
+    outcome = same(json.dumps(_run_event(**facets)).encode())
+    assert outcome[1] == "openlineage_invalid" and "does not match its schema" in outcome[2]
