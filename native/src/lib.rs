@@ -1,10 +1,11 @@
 //! Compiled decoder of lineage events (both wire framings), exposed to Python as `lineage_native._core`.
 mod decode;
+mod encode;
+mod openlineage;
 mod schema;
 pub mod value;
 mod enrich;
 mod graph;
-mod openlineage;
 mod pii;
 mod pipeline;
 mod rules;
@@ -252,5 +253,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pipeline::EventPath>()?;
     m.add_class::<pipeline::Batch>()?;
     m.add("REASONS", REASONS.to_vec())?;
+    openlineage::register(m)?;
     Ok(())
 }

@@ -36,3 +36,10 @@ class EventPath:
     def set_seal_keys(self, private_keys: list[bytes]) -> None: ...
     def accept(self, msgs: list[Message], now_us: int) -> Batch: ...
     def reject(self, msg: Message, reason: str, detail: str) -> Batch: ...
+def _debug_from_openlineage(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The compiled port of ``producers.openlineage.from_openlineage`` (for parity tests):
+    ValueError(text of the OpenLineageError), RuntimeError(type name) where Python fails unexpectedly."""
+
+def _debug_convert(raw: bytes, schemas: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The compiled ``Decoder._from_openlineage`` (for parity tests) with the latest writer schema
+    (JSON) of each event class; ValueError(f"{reason}: {detail}") for a refused message."""
