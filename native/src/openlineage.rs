@@ -5,7 +5,7 @@
 #[path = "isotime.rs"]
 mod isotime;
 #[path = "jsonerr.rs"]
-mod jsonerr;
+pub mod jsonerr;
 #[path = "pytext.rs"]
 pub mod pytext;
 
