@@ -8,13 +8,16 @@
   topic until retention ends, so a later flag can still promote it).
 
 The hash is SHA-256 of the prediction id, so every worker and every replay decides the same.
+The decision is made by the compiled event path (``native/src/enrich.rs``); this module is its
+Python face for tools and tests.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import lineage_native
 
 from lineage.settings import SamplingSettings
 
@@ -29,26 +32,22 @@ class Decision:
         return self.tier != "routine"
 
 
+def sampling_config(policy: SamplingSettings) -> dict[str, Any]:
+    """``settings.sampling`` as the compiled event path takes it."""
+    return {
+        "risk_threshold": float(policy.risk_threshold),
+        "consequential_decisions": sorted(policy.consequential_decisions),
+        "regulated_classes": sorted(policy.regulated_classes),
+        "routine_rate": float(policy.routine_rate),
+    }
+
+
 def sample_point(prediction_id: str) -> float:
     """Uniform in [0, 1), a pure function of the prediction id."""
-    digest = hashlib.sha256(prediction_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return lineage_native.sample_point(prediction_id)
 
 
 def decide(event: Mapping[str, Any], policy: SamplingSettings, subject_flagged: bool = False) -> Decision:
     """``policy`` is ``settings.sampling``; ``event`` an inference record."""
-    score = float(event["risk_score"])
-    decision = str(event["decision_type"]).lower()
-    regulated = (event.get("regulatory_class") or "").lower()
-    if score >= policy.risk_threshold:
-        return Decision("consequential", f"risk_score {score:.3f} >= {policy.risk_threshold}")
-    if decision in policy.consequential_decisions:
-        return Decision("consequential", f"decision_type {decision}")
-    if regulated and regulated in policy.regulated_classes:
-        return Decision("consequential", f"regulatory_class {regulated}")
-    if subject_flagged:
-        return Decision("flagged", "subject flagged for review")
-    point = sample_point(event["prediction_id"])
-    if point < policy.routine_rate:
-        return Decision("sampled", f"hash {point:.5f} < rate {policy.routine_rate}")
-    return Decision("routine", f"hash {point:.5f} >= rate {policy.routine_rate}")
+    tier, reason = lineage_native.sampling_decision(dict(event), sampling_config(policy), subject_flagged)
+    return Decision(tier, reason)

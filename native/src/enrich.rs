@@ -200,7 +200,7 @@ pub struct Sampling {
 }
 
 /// Uniform in [0, 1), a pure function of the prediction id.
-fn sample_point(prediction_id: &str) -> f64 {
+pub fn sample_point(prediction_id: &str) -> f64 {
     let d = Sha256::digest(prediction_id.as_bytes());
     let n = u64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8]));
     n as f64 / 18_446_744_073_709_551_616.0

@@ -25,7 +25,7 @@ struct Edge {
 }
 
 #[derive(PartialEq)]
-struct ColumnEdge {
+pub(crate) struct ColumnEdge {
     src: String,
     src_column: String,
     dst: String,
@@ -339,7 +339,7 @@ fn usable(item: &V) -> bool {
 }
 
 /// The column edges stated by the `columnLineage` facets of an event's outputs.
-fn column_edges(ev: &V, rid: &str) -> Vec<ColumnEdge> {
+pub(crate) fn column_edges(ev: &V, rid: &str) -> Vec<ColumnEdge> {
     let mut out: Vec<ColumnEdge> = Vec::new();
     let mut add = |e: ColumnEdge| {
         if !out.contains(&e) {
@@ -455,7 +455,14 @@ pub fn build_record(kind: &str, ev: &V, correlation_id: &str, inference: Option<
             ("run_id", V::Str(e.run_id)),
         ])).collect())),
         ("inference", inference.map(V::dup).unwrap_or(V::Null)),
-        ("column_edges", V::Arr(columns.into_iter().map(|c| V::obj([
+        ("column_edges", column_edges_value(columns)),
+    ]);
+    value::to_json(&doc)
+}
+
+/// Column edges as the record's `column_edges` list.
+pub(crate) fn column_edges_value(columns: Vec<ColumnEdge>) -> V {
+    V::Arr(columns.into_iter().map(|c| V::obj([
             ("src", V::Str(c.src)),
             ("src_column", V::Str(c.src_column)),
             ("dst", V::Str(c.dst)),
@@ -466,7 +473,5 @@ pub fn build_record(kind: &str, ev: &V, correlation_id: &str, inference: Option<
             ("masking", V::Bool(c.masking)),
             ("dataset_wide", V::Bool(c.dataset_wide)),
             ("run_id", V::Str(c.run_id)),
-        ])).collect())),
-    ]);
-    value::to_json(&doc)
+        ])).collect())
 }

@@ -1,4 +1,5 @@
 //! Compiled decoder of lineage events (both wire framings), exposed to Python as `lineage_native._core`.
+mod bindings;
 mod decode;
 mod encode;
 mod openlineage;
@@ -253,6 +254,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pipeline::EventPath>()?;
     m.add_class::<pipeline::Batch>()?;
     m.add("REASONS", REASONS.to_vec())?;
+    bindings::register(m)?;
     openlineage::register(m)?;
     Ok(())
 }
+
+// Many small allocations freed between larger ones (records of one to two kilobytes) make glibc's
+// allocator consolidate its free lists over and over; mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

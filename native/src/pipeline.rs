@@ -93,6 +93,38 @@ fn micros(v: Option<&V>) -> i64 {
     }
 }
 
+/// Bytes or None, copied straight from a `bytes` object (never element by element).
+fn opt_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(obj.downcast::<PyBytes>()?.as_bytes().to_vec()))
+}
+
+fn headers_of(obj: &Bound<'_, PyAny>) -> PyResult<Headers> {
+    let mut out = Vec::new();
+    if obj.is_none() {
+        return Ok(out);
+    }
+    for item in obj.try_iter()? {
+        let pair = item?;
+        let pair = pair.downcast::<PyTuple>()?;
+        out.push((pair.get_item(0)?.extract()?, opt_bytes(&pair.get_item(1)?)?));
+    }
+    Ok(out)
+}
+
+fn msg_of(t: &Bound<'_, PyTuple>) -> PyResult<Msg> {
+    Ok(Msg {
+        topic: t.get_item(0)?.extract()?,
+        partition: t.get_item(1)?.extract()?,
+        offset: t.get_item(2)?.extract()?,
+        key: opt_bytes(&t.get_item(3)?)?,
+        value: opt_bytes(&t.get_item(4)?)?.unwrap_or_default(),
+        headers: headers_of(&t.get_item(5)?)?,
+    })
+}
+
 #[pymethods]
 impl EventPath {
     /// `config` (see `stream_apps.event_path.processor.native_config`); `private_keys`: the seal
@@ -156,14 +188,12 @@ impl EventPath {
         let dec = self.decoder.borrow(py);
         for item in msgs.iter() {
             let t = item.downcast::<PyTuple>()?;
-            let topic: String = t.get_item(0)?.extract()?;
-            let value: Option<Vec<u8>> = t.get_item(4)?.extract()?;
-            let value = value.unwrap_or_default();
-            let is_ol = topic == self.config.openlineage_topic;
-            plan.push(if is_ol || value.len() > self.config.limits.max_message_bytes {
+            let m = msg_of(t)?;
+            let is_ol = m.topic == self.config.openlineage_topic;
+            plan.push(if is_ol || m.value.len() > self.config.limits.max_message_bytes {
                 Err(Refusal::new("", String::new())) // decided in the batch step
             } else {
-                match header(&value) {
+                match header(&m.value) {
                     Err((r, d)) => Err(Refusal::new(r, d)),
                     Ok((h, start)) => match dec.lookup(py, &h)? {
                         Err((r, d)) => Err(Refusal::new(r, d)),
@@ -171,14 +201,7 @@ impl EventPath {
                     },
                 }
             });
-            batch_msgs.push(Msg {
-                topic,
-                partition: t.get_item(1)?.extract()?,
-                offset: t.get_item(2)?.extract()?,
-                key: t.get_item(3)?.extract()?,
-                value,
-                headers: t.get_item(5)?.extract()?,
-            });
+            batch_msgs.push(m);
         }
         drop(dec);
         let unsealer = self.unsealer.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -215,15 +238,7 @@ impl EventPath {
     /// outside the per-message work); sealed under the dead-letter key like any undecoded message.
     fn reject(&self, msg: &Bound<'_, PyTuple>, reason: &str, detail: String) -> PyResult<Batch> {
         let reason = crate::REASONS.iter().copied().find(|r| *r == reason).ok_or_else(|| PyValueError::new_err(format!("unknown reason {reason}")))?;
-        let value: Option<Vec<u8>> = msg.get_item(4)?.extract()?;
-        let m = Msg {
-            topic: msg.get_item(0)?.extract()?,
-            partition: msg.get_item(1)?.extract()?,
-            offset: msg.get_item(2)?.extract()?,
-            key: msg.get_item(3)?.extract()?,
-            value: value.unwrap_or_default(),
-            headers: msg.get_item(5)?.extract()?,
-        };
+        let m = msg_of(msg)?;
         let rejected = vec![Rejected { msg: 0, reason, detail, kind: "", subject_ref: String::new() }];
         Ok(Batch { cfg: self.config.clone(), msgs: vec![m], accepted: Vec::new(), rejected, counters: BTreeMap::new(), routed: None })
     }
@@ -430,7 +445,7 @@ impl Batch {
         py: Python<'py>,
         verdicts: Vec<String>,
         flagged: HashSet<String>,
-        deks: HashMap<String, Option<Vec<u8>>>,
+        deks: &Bound<'py, PyDict>,
         table: &Bound<'py, PyDict>,
         now_s: f64,
         period_ref: &str,
@@ -438,6 +453,11 @@ impl Batch {
         if self.routed.is_some() {
             return Err(PyValueError::new_err("batch already routed"));
         }
+        let mut keys: HashMap<String, Option<Vec<u8>>> = HashMap::with_capacity(deks.len());
+        for (k, v) in deks.iter() {
+            keys.insert(k.extract()?, opt_bytes(&v)?);
+        }
+        let deks = keys;
         let mut lookup: HashMap<String, V> = HashMap::with_capacity(table.len());
         for (k, v) in table.iter() {
             if !v.is_none() {

@@ -12,8 +12,9 @@ In the order an event meets them:
 * :mod:`.child` - the processing child: a spawned process that takes batches over a pipe;
 * :mod:`.resources` - what the processing child builds once (Redis, data keys, snapshot store,
   output producer, batch processor) and how it delivers a processed batch;
-* :mod:`.processor` - the batch processor: decode (:mod:`.decoding`), accept, check runs,
-  route, dead-letter; plain synchronous code without Kafka I/O;
+* :mod:`.processor` - the batch processor: the compiled event path (``lineage_native``,
+  ``native/src/pipeline.rs``) with the Redis questions, the table and the snapshot store
+  between its steps; plain synchronous code without Kafka I/O;
 * :mod:`.output` - the output producer: a batch is confirmed by the broker or raises.
 
 :mod:`.batch` holds what flows between them.

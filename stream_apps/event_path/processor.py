@@ -30,6 +30,7 @@ from lineage_native import EventPath, event_decoder
 from stream_apps.event_path.batch import INFRA_ERRORS, BatchResult, InMessage, OutRecord
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunTransition
+from stream_apps.sampling import sampling_config
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,7 @@ def native_config(settings: Settings, codec: Codec) -> dict[str, Any]:
         "max_past_us": None if v.max_past_days is None else v.max_past_days * 86_400 * 1_000_000,
         "max_snapshot_values": v.max_snapshot_values,
         "max_facet_bytes": v.max_facet_bytes,
-        "risk_threshold": float(s.risk_threshold),
-        "consequential_decisions": sorted(s.consequential_decisions),
-        "regulated_classes": sorted(s.regulated_classes),
-        "routine_rate": float(s.routine_rate),
+        **sampling_config(s),
         "accept_unsealed": settings.pii.accept_unsealed,
         "latest_schemas": codec.latest_schema_texts(),
     }

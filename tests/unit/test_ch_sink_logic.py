@@ -165,7 +165,7 @@ def test_cluster_ddl_uses_replicated_and_distributed_engines() -> None:
 def _inference_record() -> GraphRecord:
     """A record built from an unscrubbed event: subject id and snapshot still in the payload."""
     ev = inference_event("p9", subject_id="alice@example.com", risk=0.95, decision="deny", model="m", version="2",
-                         event_id="e1", event_time=1_718_409_600_000_000, endpoint="api", feature_snapshot=b"secret")
+                         event_id="e1", event_time=1_718_409_600_000_000, endpoint="api", feature_snapshot="secret")
     inference = {"prediction_id": "p9", "model_name": "m", "model_version": "2", "tier": "full",
                  "subject_ref": "s-1", "lineage_complete": True, "brand_new_key": "kept", "nested": {"a": 1}}
     return build_record("inference", ev, "c1", inference)

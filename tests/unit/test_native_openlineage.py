@@ -1,5 +1,5 @@
 """Compiled OpenLineage conversion: the same (kind, record) or the same dead-letter reason and
-detail as the Python path (``Decoder._from_openlineage``), for the sample events, the golden
+detail as the reference path (``tests/reference/openlineage_convert.py``: the SDK converter, the codec, fastavro), for the sample events, the golden
 inputs, the converter's own test inputs and many generated mutations of them."""
 from __future__ import annotations
 
@@ -14,27 +14,25 @@ import pytest
 
 from lineage.codec import Codec
 from lineage.schemas import SchemaRepo
-from lineage.settings import TopicSettings
 from lineage_native import _core
 from producers.exceptions import OpenLineageError
 from producers.openlineage import from_openlineage
-from stream_apps.event_path.decoding import Decoder
 from stream_apps.exceptions import Rejected
-from stream_apps.validation import ValidationPolicy
+from tests.reference.openlineage_convert import ReferenceConverter
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "data" / "openlineage").glob("*.json"))
 GOLDEN = ROOT / "golden" / "event_path.json"
 REPO = SchemaRepo.load()
 SCHEMAS = {kind: json.dumps(REPO.latest(kind).raw) for kind in ("dataset", "feature", "training", "inference")}
-PY = Decoder(Codec(), TopicSettings(), ValidationPolicy())
+PY = ReferenceConverter(Codec())
 RUN_ID = "0190c3a2-1111-7000-8000-000000000001"
 
 
 def python_outcome(raw: bytes) -> tuple[str, str, str]:
     """("ok", kind, repr(record)) or ("refused", reason, detail), as the worker sees it."""
     try:
-        kind, record = PY._from_openlineage(raw)
+        kind, record = PY.convert(raw)
     except Rejected as exc:
         return ("refused", exc.reason, exc.detail)
     except Exception as exc:  # the worker dead-letters these as internal errors

@@ -10,7 +10,10 @@ from lineage.exceptions import DecodeError
 from lineage.registry import RegistryError
 from lineage.schemas import fingerprint, full_name
 
-from lineage_native._core import REASONS, Batch, Decoder, EventPath
+from lineage_native._core import (
+    REASONS, Batch, Decoder, EventPath, build_graph_record, column_edges, correlation_id, merge_lineage, sample_point,
+    sampling_decision, training_lineage,
+)
 
 
 def decoder_for(codec: Codec, id_map: dict[int, dict[str, Any]] | None = None) -> Decoder:
@@ -76,4 +79,7 @@ def event_decoder(codec: Codec) -> Decoder:
     return dec
 
 
-__all__ = ["REASONS", "Batch", "Decoder", "EventPath", "as_decoded", "decoder_for", "event_decoder"]
+__all__ = [
+    "REASONS", "Batch", "Decoder", "EventPath", "as_decoded", "build_graph_record", "column_edges", "correlation_id", "decoder_for",
+    "event_decoder", "merge_lineage", "sample_point", "sampling_decision", "training_lineage",
+]

@@ -1,0 +1,101 @@
+//! Python faces of single compiled functions, for the code outside the event path that needs one
+//! of them (the held-snapshot promotion builds a graph record) and for tests: the same code the
+//! event path runs, never a second implementation.
+use crate::decode::V;
+use crate::value::{from_py, to_py};
+use crate::{enrich, graph};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+type PyHeaders = Vec<(String, Option<Vec<u8>>)>;
+
+fn headers_of(items: &Bound<'_, PyAny>) -> PyResult<PyHeaders> {
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let (k, v): (String, Option<Bound<'_, PyAny>>) = item?.extract()?;
+        let v = match v {
+            Some(b) if !b.is_none() => Some(b.downcast::<PyBytes>()?.as_bytes().to_vec()),
+            _ => None,
+        };
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// The graph record of one accepted event as JSON bytes (see `graph::build_record`).
+#[pyfunction]
+#[pyo3(signature = (kind, event, correlation_id, inference=None))]
+fn build_graph_record<'py>(py: Python<'py>, kind: &str, event: &Bound<'py, PyAny>, correlation_id: &str, inference: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+    let ev = from_py(event)?;
+    let info = match inference {
+        Some(i) if !i.is_none() => Some(from_py(i)?),
+        _ => None,
+    };
+    let out = graph::build_record(kind, &ev, correlation_id, info.as_ref()).map_err(PyValueError::new_err)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// The column edges the `columnLineage` facets of an event's outputs state, as a JSON list.
+#[pyfunction]
+#[pyo3(signature = (event, run_id=""))]
+fn column_edges<'py>(py: Python<'py>, event: &Bound<'py, PyAny>, run_id: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let edges = graph::column_edges_value(graph::column_edges(&from_py(event)?, run_id));
+    Ok(PyBytes::new(py, &crate::value::to_json(&edges).map_err(PyValueError::new_err)?))
+}
+
+/// (correlation id, source) of an event and its message headers.
+#[pyfunction]
+fn correlation_id(kind: &str, event: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<(String, &'static str)> {
+    Ok(enrich::correlation_id(kind, &from_py(event)?, &headers_of(headers)?))
+}
+
+/// `(model@version, entry)` a training event contributes to the model-lineage table, or None.
+#[pyfunction]
+fn training_lineage(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<Option<(String, PyObject)>> {
+    match enrich::training_lineage(&from_py(event)?) {
+        Some((k, v)) => Ok(Some((k, to_py(py, &v)?))),
+        None => Ok(None),
+    }
+}
+
+/// The table entry after `new` is merged into `current`.
+#[pyfunction]
+#[pyo3(signature = (current, new))]
+fn merge_lineage(py: Python<'_>, current: Option<&Bound<'_, PyAny>>, new: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    let cur: Option<V> = match current {
+        Some(c) if !c.is_none() => Some(from_py(c)?),
+        _ => None,
+    };
+    to_py(py, &enrich::merge_lineage(cur.as_ref(), from_py(new)?))
+}
+
+/// (tier, reason) of an inference event under `sampling` (the settings' fields as a dict).
+#[pyfunction]
+fn sampling_decision(event: &Bound<'_, PyAny>, sampling: &Bound<'_, PyDict>, subject_flagged: bool) -> PyResult<(&'static str, String)> {
+    let get = |k: &str| sampling.get_item(k)?.ok_or_else(|| PyValueError::new_err(format!("sampling lacks {k}")));
+    let s = enrich::Sampling {
+        risk_threshold: get("risk_threshold")?.extract()?,
+        consequential_decisions: get("consequential_decisions")?.extract()?,
+        regulated_classes: get("regulated_classes")?.extract()?,
+        routine_rate: get("routine_rate")?.extract()?,
+    };
+    Ok(enrich::decide(&from_py(event)?, &s, subject_flagged))
+}
+
+/// Uniform in [0, 1), a pure function of the prediction id.
+#[pyfunction]
+fn sample_point(prediction_id: &str) -> f64 {
+    enrich::sample_point(prediction_id)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(build_graph_record, m)?)?;
+    m.add_function(wrap_pyfunction!(correlation_id, m)?)?;
+    m.add_function(wrap_pyfunction!(column_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(training_lineage, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_lineage, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling_decision, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_point, m)?)?;
+    Ok(())
+}
