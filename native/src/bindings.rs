@@ -3,7 +3,7 @@
 //! event path runs, never a second implementation.
 use crate::decode::V;
 use crate::value::{from_py, to_py};
-use crate::{enrich, graph};
+use crate::{enrich, graph, rules};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -42,6 +42,42 @@ fn build_graph_record<'py>(py: Python<'py>, kind: &str, event: &Bound<'py, PyAny
 fn column_edges<'py>(py: Python<'py>, event: &Bound<'py, PyAny>, run_id: &str) -> PyResult<Bound<'py, PyBytes>> {
     let edges = graph::column_edges_value(graph::column_edges(&from_py(event)?, run_id));
     Ok(PyBytes::new(py, &crate::value::to_json(&edges).map_err(PyValueError::new_err)?))
+}
+
+/// The rule set on one record: the record as it would be stored (dropped facets removed,
+/// findings under `quality`), or ValueError("<reason>: <detail>") for a refused one. `limits`
+/// holds `Limits`' fields.
+#[pyfunction]
+#[pyo3(signature = (kind, event, now_us, limits, subject_id=None, snapshot=None))]
+fn check_record(
+    py: Python<'_>,
+    kind: &str,
+    event: &Bound<'_, PyAny>,
+    now_us: i64,
+    limits: &Bound<'_, PyDict>,
+    subject_id: Option<&Bound<'_, PyAny>>,
+    snapshot: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyObject> {
+    let get = |k: &str| limits.get_item(k)?.ok_or_else(|| PyValueError::new_err(format!("limits lack {k}")));
+    let l = rules::Limits {
+        max_message_bytes: get("max_message_bytes")?.extract()?,
+        max_future_us: get("max_future_us")?.extract()?,
+        max_past_us: get("max_past_us")?.extract()?,
+        max_snapshot_values: get("max_snapshot_values")?.extract()?,
+        max_facet_bytes: get("max_facet_bytes")?.extract()?,
+    };
+    let opt = |v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<V>> {
+        match v {
+            Some(x) if !x.is_none() => Ok(Some(from_py(x)?)),
+            _ => Ok(None),
+        }
+    };
+    let (subject, snap) = (opt(subject_id)?, opt(snapshot)?);
+    let mut ev = from_py(event)?;
+    let found = rules::check_event(kind, &ev, now_us, &l, subject.as_ref(), snap.as_ref())
+        .map_err(|r| PyValueError::new_err(format!("{}: {}", r.reason, r.detail)))?;
+    rules::apply_findings(&mut ev, &found);
+    to_py(py, &ev)
 }
 
 /// (correlation id, source) of an event and its message headers.
@@ -93,6 +129,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_graph_record, m)?)?;
     m.add_function(wrap_pyfunction!(correlation_id, m)?)?;
     m.add_function(wrap_pyfunction!(column_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(check_record, m)?)?;
     m.add_function(wrap_pyfunction!(training_lineage, m)?)?;
     m.add_function(wrap_pyfunction!(merge_lineage, m)?)?;
     m.add_function(wrap_pyfunction!(sampling_decision, m)?)?;

@@ -11,7 +11,7 @@ from lineage.registry import RegistryError
 from lineage.schemas import fingerprint, full_name
 
 from lineage_native._core import (
-    REASONS, Batch, Decoder, EventPath, build_graph_record, column_edges, correlation_id, merge_lineage, sample_point,
+    REASONS, Batch, Decoder, EventPath, build_graph_record, check_record, column_edges, correlation_id, merge_lineage, sample_point,
     sampling_decision, training_lineage,
 )
 
@@ -80,6 +80,6 @@ def event_decoder(codec: Codec) -> Decoder:
 
 
 __all__ = [
-    "REASONS", "Batch", "Decoder", "EventPath", "as_decoded", "build_graph_record", "column_edges", "correlation_id", "decoder_for",
+    "REASONS", "Batch", "Decoder", "EventPath", "as_decoded", "build_graph_record", "check_record", "column_edges", "correlation_id", "decoder_for",
     "event_decoder", "merge_lineage", "sample_point", "sampling_decision", "training_lineage",
 ]
