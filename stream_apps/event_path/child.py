@@ -26,7 +26,7 @@ from typing import Any
 from lineage.settings import Settings
 from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.resources import ChildResources
-from stream_apps.event_path.serving import BatchServer, Job, Reply, TableCopy, TableFeed, resolve
+from stream_apps.event_path.serving import BatchServer, Job, Reply, TableCopy, TableFeed, resolve, tune_gc
 from stream_apps.exceptions import BatchNotProcessed
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def _serve(conn: Connection, settings: Settings, changelog: str) -> None:
     table = TableCopy()
     resources = ChildResources(settings, changelog, table.get)
     server = BatchServer(resources, table)
+    tune_gc()
     inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
 
     def receive() -> None:  # keeps the parent's sends from waiting on the batch being processed
