@@ -1,4 +1,5 @@
-"""Decode throughput: the Python codec against the compiled decoder, on the golden inputs repeated.
+"""Decode throughput: the fastavro-based reference decoder (``tests/reference/avro_decode.py``, how
+the project decoded before the compiled decoder) against the compiled decoder, on the golden inputs repeated.
 
 Prints events per second for each, single- and two-threaded; a measurement, not a test::
 
@@ -20,6 +21,7 @@ from lineage.exceptions import DecodeError
 from lineage.schemas import SchemaRepo
 from lineage_native import decoder_for
 from tests.golden.event_path import GoldenRegistry
+from tests.reference.avro_decode import ReferenceDecoder
 
 GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden" / "event_path.json"
 
@@ -53,12 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     registry = GoldenRegistry(repo)
     codec = Codec(repo, registry, topic_prefix="lineage")
     native = decoder_for(codec, registry.by_id)
+    reference = ReferenceDecoder(codec)
     batch = golden_values() * args.repeat
 
     def python_all() -> None:
         for data in batch:
             try:
-                codec.decode(data)
+                reference.decode(data)
             except DecodeError:
                 pass
 
