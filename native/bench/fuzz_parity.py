@@ -15,18 +15,9 @@ import time
 from tests.unit.test_native_decoder import CODEC, NATIVE, VALUES, outcome_native, outcome_py
 
 
-def mutate(rng: random.Random) -> bytes:
-    kind = rng.randrange(4)
-    if kind == 0:
-        return rng.randbytes(rng.randrange(0, 64))
-    source = rng.choice(VALUES)
-    if kind == 1:
-        head = source[: 5 if source[:1] == b"\x00" else 10]
-        return head + rng.randbytes(rng.randrange(0, 64))
-    value = bytearray(source)
-    if kind == 2:
-        return bytes(value[: rng.randrange(0, len(value) + 1)])
-    for _ in range(rng.randrange(1, 4)):
+def damage(rng: random.Random, value: bytearray, edits: int) -> bytes:
+    """Up to ``edits`` single-byte edits (flip a bit, replace, delete) of ``value``."""
+    for _ in range(rng.randrange(1, edits + 1)):
         if not value:
             break
         at = rng.randrange(len(value))
@@ -38,6 +29,20 @@ def mutate(rng: random.Random) -> bytes:
         else:
             del value[at]
     return bytes(value)
+
+
+def mutate(rng: random.Random) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(0, 64))
+    source = rng.choice(VALUES)
+    if kind == 1:
+        head = source[: 5 if source[:1] == b"\x00" else 10]
+        return head + rng.randbytes(rng.randrange(0, 64))
+    value = bytearray(source)
+    if kind == 2:
+        return bytes(value[: rng.randrange(0, len(value) + 1)])
+    return damage(rng, value, 3)
 
 
 def main(argv: list[str] | None = None) -> int:

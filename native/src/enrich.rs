@@ -53,7 +53,8 @@ fn trace_id(tp: &str) -> Option<String> {
     }
 }
 
-fn uuid_text(b: &[u8; 16]) -> String {
+/// A UUID's 16 bytes in the 8-4-4-4-12 hex form.
+pub fn uuid_text(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }

@@ -10,10 +10,10 @@ pub mod jsonerr;
 pub mod pytext;
 
 use crate::decode::{self, Cur, E, V};
+use crate::enrich::{uuid5, uuid_text};
 use crate::schema::Arena;
 use crate::value::Refusal;
 use pytext::{is_uuid, json_dumps, py_float, py_repr, py_str};
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 const EVENT_TYPES: [&str; 6] = ["START", "RUNNING", "COMPLETE", "FAIL", "ABORT", "OTHER"];
@@ -229,10 +229,6 @@ pub fn event_time_micros(value: &V) -> Result<i64, String> {
     isotime::iso_micros(&text).ok_or_else(|| format!("invalid_field: eventTime {} is not ISO 8601", py_repr(value)))
 }
 
-fn uuid_text(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
 
 /// Deterministic UUIDv7: eventTime's milliseconds, then bits of SHA-256(runId|eventType|eventTime).
 pub fn derived_event_id(run_id: &str, event_type: &str, event_time: &str, micros: i64) -> String {
@@ -247,17 +243,6 @@ pub fn derived_event_id(run_id: &str, event_type: &str, event_time: &str, micros
     uuid_text(&n.to_be_bytes())
 }
 
-fn uuid5(ns: &[u8; 16], name: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(ns);
-    h.update(name.as_bytes());
-    let digest = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    uuid_text(&b)
-}
 
 // --- conversion -----------------------------------------------------------------------------
 
