@@ -1,5 +1,7 @@
-"""Semantic validation of decoded events in the worker: :mod:`lineage.rules` (the one rule set
-the SDK and the HTTP intake apply too), with its refusals as dead-letter :class:`Rejected`.
+"""Semantic validation of decoded events in the worker: the compiled rule set
+(``native/src/rules.rs``, which the event path applies), with its refusals as dead-letter
+:class:`Rejected`. The SDK and the HTTP intake check events before sending with
+:mod:`lineage.rules`, which ``tests/unit/test_native_rules.py`` holds to the compiled one.
 
 Pure functions: no I/O, an injected clock. Decode reasons come from
 :class:`lineage.codec.Codec` unchanged. The run state machine (which needs state across events)
@@ -11,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lineage import rules
-from lineage.rules import Findings, InvalidEvent
+from lineage.rules import DroppedFacet, Findings, InvalidEvent
+from lineage_native import check_record
 from stream_apps.exceptions import Rejected
 
 #: reason code -> what it means (dead-letter header ``dlq.reason``).
@@ -44,6 +47,17 @@ def check_size(raw: bytes, policy: ValidationPolicy) -> None:
         raise Rejected(exc.reason, exc.detail) from None
 
 
+def limits_config(policy: ValidationPolicy) -> dict[str, Any]:
+    """The limits as the compiled event path takes them."""
+    return {
+        "max_message_bytes": policy.max_message_bytes,
+        "max_future_us": policy.max_future_us,
+        "max_past_us": policy.max_past_us,
+        "max_snapshot_values": policy.max_snapshot_values,
+        "max_facet_bytes": policy.max_facet_bytes,
+    }
+
+
 def validate_event(
     kind: str,
     ev: dict[str, Any],
@@ -53,10 +67,16 @@ def validate_event(
     snapshot: Mapping[str, Any] | None = None,
 ) -> Findings:
     """Refuse (:class:`Rejected`) or accept ``ev``; an accepted event loses its dropped facets
-    and carries its findings under ``quality`` (see :func:`lineage.rules.apply_findings`)."""
+    and carries its findings under ``quality``, in place."""
     try:
-        found = rules.check_event(kind, ev, now_us, policy, subject_id, snapshot)
-    except InvalidEvent as exc:
-        raise Rejected(exc.reason, exc.detail) from None
-    rules.apply_findings(ev, found)
-    return found
+        stored = check_record(kind, ev, now_us, limits_config(policy), subject_id, dict(snapshot) if snapshot is not None else None)
+    except ValueError as exc:
+        reason, _, detail = str(exc).partition(": ")
+        raise Rejected(reason, detail) from None
+    ev.clear()
+    ev.update(stored)
+    quality = stored.get(rules.QUALITY_KEY) or {}
+    return Findings(
+        list(quality.get("incomplete") or ()),
+        [DroppedFacet(d["where"], d["name"], d["bytes"], d["sha256"], d["why"]) for d in quality.get("dropped_facets") or ()],
+    )

@@ -31,6 +31,7 @@ from stream_apps.event_path.batch import INFRA_ERRORS, BatchResult, InMessage, O
 from stream_apps.models import ModelLineage
 from stream_apps.runstate import RunTransition
 from stream_apps.sampling import sampling_config
+from stream_apps.validation import ValidationPolicy, limits_config
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,7 @@ def native_config(settings: Settings, codec: Codec) -> dict[str, Any]:
         "graph_topic": t.graph,
         "hold_topic": t.pii_hold,
         "deadletter_topic": t.deadletter,
-        "max_message_bytes": v.max_message_bytes,
-        "max_future_us": v.max_future_s * 1_000_000,
-        "max_past_us": None if v.max_past_days is None else v.max_past_days * 86_400 * 1_000_000,
-        "max_snapshot_values": v.max_snapshot_values,
-        "max_facet_bytes": v.max_facet_bytes,
+        **limits_config(ValidationPolicy.from_settings(v)),
         **sampling_config(s),
         "accept_unsealed": settings.pii.accept_unsealed,
         "latest_schemas": codec.latest_schema_texts(),
