@@ -3,25 +3,11 @@
 //! event path runs, never a second implementation.
 use crate::decode::V;
 use crate::value::{from_py, to_py};
+use crate::pipeline::{headers_of, limits_of, sampling_of};
 use crate::{enrich, graph, rules};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-
-type PyHeaders = Vec<(String, Option<Vec<u8>>)>;
-
-fn headers_of(items: &Bound<'_, PyAny>) -> PyResult<PyHeaders> {
-    let mut out = Vec::new();
-    for item in items.try_iter()? {
-        let (k, v): (String, Option<Bound<'_, PyAny>>) = item?.extract()?;
-        let v = match v {
-            Some(b) if !b.is_none() => Some(b.downcast::<PyBytes>()?.as_bytes().to_vec()),
-            _ => None,
-        };
-        out.push((k, v));
-    }
-    Ok(out)
-}
 
 /// The graph record of one accepted event as JSON bytes (see `graph::build_record`).
 #[pyfunction]
@@ -58,14 +44,7 @@ fn check_record(
     subject_id: Option<&Bound<'_, PyAny>>,
     snapshot: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyObject> {
-    let get = |k: &str| limits.get_item(k)?.ok_or_else(|| PyValueError::new_err(format!("limits lack {k}")));
-    let l = rules::Limits {
-        max_message_bytes: get("max_message_bytes")?.extract()?,
-        max_future_us: get("max_future_us")?.extract()?,
-        max_past_us: get("max_past_us")?.extract()?,
-        max_snapshot_values: get("max_snapshot_values")?.extract()?,
-        max_facet_bytes: get("max_facet_bytes")?.extract()?,
-    };
+    let l = limits_of(limits)?;
     let opt = |v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<V>> {
         match v {
             Some(x) if !x.is_none() => Ok(Some(from_py(x)?)),
@@ -109,13 +88,7 @@ fn merge_lineage(py: Python<'_>, current: Option<&Bound<'_, PyAny>>, new: &Bound
 /// (tier, reason) of an inference event under `sampling` (the settings' fields as a dict).
 #[pyfunction]
 fn sampling_decision(event: &Bound<'_, PyAny>, sampling: &Bound<'_, PyDict>, subject_flagged: bool) -> PyResult<(&'static str, String)> {
-    let get = |k: &str| sampling.get_item(k)?.ok_or_else(|| PyValueError::new_err(format!("sampling lacks {k}")));
-    let s = enrich::Sampling {
-        risk_threshold: get("risk_threshold")?.extract()?,
-        consequential_decisions: get("consequential_decisions")?.extract()?,
-        regulated_classes: get("regulated_classes")?.extract()?,
-        routine_rate: get("routine_rate")?.extract()?,
-    };
+    let s = sampling_of(sampling)?;
     Ok(enrich::decide(&from_py(event)?, &s, subject_flagged))
 }
 

@@ -5,7 +5,7 @@
 //! the event's own `correlation_id`; the W3C `traceparent` header's trace id as a UUID; derived,
 //! a UUIDv5 of the root run (run events) or of model version + prediction id (inference events).
 use crate::decode::V;
-use crate::openlineage::pytext::{float_repr, py_str};
+use crate::openlineage::pytext::{float_repr, py_str, py_str_opt};
 use crate::value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -127,7 +127,7 @@ pub fn correlation_id(kind: &str, ev: &V, headers: &Headers) -> (String, &'stati
         return (uuid_text(&b), "traceparent");
     }
     let name = if kind == "inference" {
-        let f = |k: &str| ev.get(k).map(py_str).unwrap_or_else(|| "None".into());
+        let f = |k: &str| py_str_opt(ev.get(k));
         format!("prediction:{}@{}/{}", f("model_name"), f("model_version"), f("prediction_id"))
     } else {
         format!("run:{}", ev.get("run").map(root_run).unwrap_or_default())
@@ -139,15 +139,9 @@ pub fn model_key(name: &str, version: &str) -> String {
     format!("{name}@{version}")
 }
 
-fn micros(v: Option<&V>) -> i64 {
-    match v {
-        Some(V::Ts(n)) | Some(V::Int(n)) => *n,
-        _ => 0,
-    }
-}
 
 fn feature_set_name(fs: &V) -> String {
-    let f = |k: &str| fs.get(k).map(py_str).unwrap_or_else(|| "None".into());
+    let f = |k: &str| py_str_opt(fs.get(k));
     format!("{}@{}", f("name"), f("version"))
 }
 
@@ -158,7 +152,7 @@ pub fn training_lineage(ev: &V) -> Option<(String, V)> {
     if state == "FAIL" || state == "ABORT" {
         return None;
     }
-    let f = |k: &str| tr.get(k).map(py_str).unwrap_or_else(|| "None".into());
+    let f = |k: &str| py_str_opt(tr.get(k));
     let key = model_key(&f("model_name"), &f("model_version"));
     let mut sets: Vec<String> = match tr.get("feature_sets") {
         Some(V::Arr(items)) => items.iter().map(feature_set_name).collect(),
@@ -173,7 +167,7 @@ pub fn training_lineage(ev: &V) -> Option<(String, V)> {
             ("training_run_id", run),
             ("feature_sets", V::Arr(sets.into_iter().map(V::Str).collect())),
             ("state", V::s(state)),
-            ("event_time", V::Int(micros(ev.get("eventTime")))),
+            ("event_time", V::Int(V::micros(ev.get("eventTime")))),
         ]),
     ))
 }
@@ -225,7 +219,7 @@ fn repr(f: f64) -> String {
 /// (tier, reason): consequential (risk, decision type, regulated class), flagged, sampled or routine.
 pub fn decide(ev: &V, s: &Sampling, subject_flagged: bool) -> (&'static str, String) {
     let score = as_float(ev.get("risk_score"));
-    let decision = ev.get("decision_type").map(py_str).unwrap_or_else(|| "None".into()).to_lowercase();
+    let decision = py_str_opt(ev.get("decision_type")).to_lowercase();
     let regulated = ev.str_at("regulatory_class").unwrap_or_default().to_lowercase();
     if score >= s.risk_threshold {
         return ("consequential", format!("risk_score {score:.3} >= {}", repr(s.risk_threshold)));

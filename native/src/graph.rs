@@ -2,7 +2,7 @@
 //! column edges, the payload, and for a prediction its inference lineage, as the JSON document the
 //! sink reads (`lineage.graph.GraphRecord.from_bytes`).
 use crate::decode::V;
-use crate::openlineage::pytext::{float_repr, py_str};
+use crate::openlineage::pytext::{float_repr, py_str, py_str_opt};
 use crate::value;
 
 /// Run facet of a record converted from a static DatasetEvent / JobEvent.
@@ -44,10 +44,6 @@ fn node(id: String, node_type: &'static str, namespace: &str, name: &str, versio
 
 fn edge(src: &str, dst: &str, edge_type: &'static str, run_id: &str) -> Edge {
     Edge { src: src.to_string(), dst: dst.to_string(), edge_type, run_id: run_id.to_string() }
-}
-
-fn text(v: Option<&V>) -> String {
-    v.map(py_str).unwrap_or_else(|| "None".into())
 }
 
 /// `str(value or "")`.
@@ -133,7 +129,7 @@ fn symlinks(facets: Option<&V>) -> Vec<(String, V)> {
     let ids: Vec<V> = ids
         .iter()
         .filter(|i| i.is_object() && i.get("namespace").is_some_and(V::truthy) && i.get("name").is_some_and(V::truthy))
-        .map(|i| V::Str(dataset_id(&text(i.get("namespace")), &text(i.get("name")))))
+        .map(|i| V::Str(dataset_id(&py_str_opt(i.get("namespace")), &py_str_opt(i.get("name")))))
         .collect();
     if ids.is_empty() {
         Vec::new()
@@ -164,20 +160,20 @@ fn dataset_attributes(facets: Option<&V>) -> Vec<(String, V)> {
             let rows: Vec<V> = fields
                 .iter()
                 .filter(|f| f.is_object())
-                .map(|f| V::Arr(vec![V::Str(text(f.get("name"))), V::Str(text_or_empty(f.get("type")))]))
+                .map(|f| V::Arr(vec![V::Str(py_str_opt(f.get("name"))), V::Str(text_or_empty(f.get("type")))]))
                 .collect();
             out.push(("schema".into(), json_text(&V::Arr(rows))));
         }
     }
     if let Some(owners) = facet_of(facets, "ownership") {
         if let Some(V::Arr(list)) = owners.get("owners") {
-            let names: Vec<String> = list.iter().filter(|o| o.is_object()).map(|o| text(o.get("name"))).collect();
+            let names: Vec<String> = list.iter().filter(|o| o.is_object()).map(|o| py_str_opt(o.get("name"))).collect();
             out.push(("owners".into(), V::Str(names.join(","))));
         }
     }
     if let Some(tags) = facet_of(facets, "tags") {
         if let Some(V::Arr(list)) = tags.get("tags") {
-            let pairs: Vec<String> = list.iter().filter(|t| t.is_object()).map(|t| format!("{}={}", text(t.get("key")), text(t.get("value")))).collect();
+            let pairs: Vec<String> = list.iter().filter(|t| t.is_object()).map(|t| format!("{}={}", py_str_opt(t.get("key")), py_str_opt(t.get("value")))).collect();
             out.push(("tags".into(), V::Str(pairs.join(","))));
         }
     }
@@ -285,7 +281,7 @@ fn run_event_rows(kind: &str, ev: &V) -> (Vec<Node>, Vec<Edge>) {
     if kind == "feature" {
         if let Some(fs) = ev.get("feature_set").filter(|f| f.truthy()) {
             let features: Vec<String> = list(fs.get("features")).iter().map(py_str).collect();
-            let id = format!("feature_set:{}@{}", text(fs.get("name")), text(fs.get("version")));
+            let id = format!("feature_set:{}@{}", py_str_opt(fs.get("name")), py_str_opt(fs.get("version")));
             nodes.push(node(id.clone(), "feature_set", "", s(fs, "name"), s(fs, "version"), vec![
                 ("features".into(), V::Str(features.join(","))),
                 ("entity".into(), V::Str(text_or_empty(fs.get("entity")))),
@@ -296,7 +292,7 @@ fn run_event_rows(kind: &str, ev: &V) -> (Vec<Node>, Vec<Edge>) {
     if kind == "training" {
         if let Some(tr) = ev.get("training").filter(|t| t.truthy()) {
             let (mname, mver) = (s(tr, "model_name"), s(tr, "model_version"));
-            let mv = format!("model_version:{}@{}", text(tr.get("model_name")), text(tr.get("model_version")));
+            let mv = format!("model_version:{}@{}", py_str_opt(tr.get("model_name")), py_str_opt(tr.get("model_version")));
             let mut attrs = vec![
                 ("artifact_digest".to_string(), V::Str(text_or_empty(tr.get("artifact_digest")))),
                 ("code_version".to_string(), tr.get("code_version").map(V::dup).unwrap_or_else(|| V::s(""))),
@@ -306,12 +302,12 @@ fn run_event_rows(kind: &str, ev: &V) -> (Vec<Node>, Vec<Edge>) {
                 set_attr(&mut attrs, k, v);
             }
             nodes.push(node(mv.clone(), "model_version", "", mname, mver, attrs));
-            let model = format!("model:{}", text(tr.get("model_name")));
+            let model = format!("model:{}", py_str_opt(tr.get("model_name")));
             nodes.push(node(model.clone(), "model", "", mname, "", Vec::new()));
             edges.push(edge(&run_id, &mv, "produced", rid));
             edges.push(edge(&mv, &model, "version_of", rid));
             for fs in list(tr.get("feature_sets")) {
-                let fid = format!("feature_set:{}@{}", text(fs.get("name")), text(fs.get("version")));
+                let fid = format!("feature_set:{}@{}", py_str_opt(fs.get("name")), py_str_opt(fs.get("version")));
                 nodes.push(node(fid.clone(), "feature_set", "", s(fs, "name"), s(fs, "version"), Vec::new()));
                 edges.push(edge(&fid, &run_id, "trained", rid));
             }
@@ -356,7 +352,7 @@ pub(crate) fn column_edges(ev: &V, rid: &str) -> Vec<ColumnEdge> {
             let base = columns.clone();
             for f in list(schema.get("fields")) {
                 if f.is_object() && f.get("name").is_some_and(V::truthy) {
-                    let name = text(f.get("name"));
+                    let name = py_str_opt(f.get("name"));
                     if !base.contains(&name) {
                         columns.push(name);
                     }
@@ -368,14 +364,14 @@ pub(crate) fn column_edges(ev: &V, rid: &str) -> Vec<ColumnEdge> {
                 continue;
             }
             for item in list(spec.get("inputFields")).iter().filter(|i| usable(i)) {
-                let src = dataset_id(&text(item.get("namespace")), &text(item.get("name")));
+                let src = dataset_id(&py_str_opt(item.get("namespace")), &py_str_opt(item.get("name")));
                 for (ttype, subtype, description, masking) in transformations(item, Some(spec)) {
                     add(ColumnEdge { src: src.clone(), src_column: text_or_empty(item.get("field")), dst: dst.clone(), dst_column: column.to_string(), ttype, subtype, description, masking, dataset_wide: false, run_id: rid.to_string() });
                 }
             }
         }
         for item in list(cl.get("dataset")).iter().filter(|i| usable(i)) {
-            let src = dataset_id(&text(item.get("namespace")), &text(item.get("name")));
+            let src = dataset_id(&py_str_opt(item.get("namespace")), &py_str_opt(item.get("name")));
             for (ttype, subtype, description, masking) in transformations(item, None) {
                 for column in &columns {
                     add(ColumnEdge { src: src.clone(), src_column: text_or_empty(item.get("field")), dst: dst.clone(), dst_column: column.clone(), ttype: ttype.clone(), subtype: subtype.clone(), description: description.clone(), masking, dataset_wide: true, run_id: rid.to_string() });
@@ -387,7 +383,7 @@ pub(crate) fn column_edges(ev: &V, rid: &str) -> Vec<ColumnEdge> {
 }
 
 fn inference_rows(ev: &V) -> (Vec<Node>, Vec<Edge>) {
-    let mv = format!("model_version:{}@{}", text(ev.get("model_name")), text(ev.get("model_version")));
+    let mv = format!("model_version:{}@{}", py_str_opt(ev.get("model_name")), py_str_opt(ev.get("model_version")));
     let pid = s(ev, "prediction_id");
     let score = match ev.get("risk_score") {
         Some(V::Float(f)) => {
@@ -395,7 +391,7 @@ fn inference_rows(ev: &V) -> (Vec<Node>, Vec<Edge>) {
             float_repr(*f, &mut t);
             t
         }
-        other => text(other),
+        other => py_str_opt(other),
     };
     let pred = node(format!("prediction:{pid}"), "prediction", s(ev, "endpoint"), pid, s(ev, "model_version"), vec![
         ("decision_type".into(), ev.get("decision_type").map(V::dup).unwrap_or(V::Null)),
@@ -407,25 +403,19 @@ fn inference_rows(ev: &V) -> (Vec<Node>, Vec<Edge>) {
     (nodes, edges)
 }
 
-fn micros(v: Option<&V>) -> i64 {
-    match v {
-        Some(V::Ts(n)) | Some(V::Int(n)) => *n,
-        _ => 0,
-    }
-}
 
 /// The graph record of one validated, PII-free event, as JSON bytes. A run event marked with a
 /// `run_anomaly` carries it on every run node too.
 pub fn build_record(kind: &str, ev: &V, correlation_id: &str, inference: Option<&V>) -> Result<Vec<u8>, String> {
     let (mut nodes, edges, etime, etype, columns) = if kind == "inference" {
         let (n, e) = inference_rows(ev);
-        (n, e, micros(ev.get("event_time")), V::s("PREDICTION"), Vec::new())
+        (n, e, V::micros(ev.get("event_time")), V::s("PREDICTION"), Vec::new())
     } else {
         let (n, e) = run_event_rows(kind, ev);
         let run = ev.get("run").unwrap_or(&V::Null);
         let what = static_class(run);
         let etype = if what.is_empty() { ev.get("eventType").map(V::dup).unwrap_or(V::Null) } else { V::s(what) };
-        (n, e, micros(ev.get("eventTime")), etype, column_edges(ev, s(run, "runId")))
+        (n, e, V::micros(ev.get("eventTime")), etype, column_edges(ev, s(run, "runId")))
     };
     if let Some(anomaly) = ev.get("run_anomaly").filter(|a| a.truthy()) {
         for n in nodes.iter_mut().filter(|n| n.node_type == "run") {

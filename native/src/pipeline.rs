@@ -17,6 +17,7 @@ use crate::openlineage;
 use crate::pii::{self, Unsealer};
 use crate::rules::{self, Limits};
 use crate::schema::Arena;
+use crate::openlineage::pytext::py_str_opt;
 use crate::value::{self, Refusal};
 use crate::{body, header, Decoder, Entry};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -80,28 +81,43 @@ fn kind_static(kind: &str) -> Option<&'static str> {
     KINDS.iter().copied().find(|k| *k == kind)
 }
 
+/// The rule set's limits from a dict of their fields (`stream_apps.validation.limits_config`).
+pub(crate) fn limits_of(d: &Bound<'_, PyDict>) -> PyResult<Limits> {
+    Ok(Limits {
+        max_message_bytes: get(d, "max_message_bytes")?,
+        max_future_us: get(d, "max_future_us")?,
+        max_past_us: get(d, "max_past_us")?,
+        max_snapshot_values: get(d, "max_snapshot_values")?,
+        max_facet_bytes: get(d, "max_facet_bytes")?,
+    })
+}
+
+/// The sampling settings from a dict of their fields (`stream_apps.sampling.sampling_config`).
+pub(crate) fn sampling_of(d: &Bound<'_, PyDict>) -> PyResult<Sampling> {
+    Ok(Sampling {
+        risk_threshold: get(d, "risk_threshold")?,
+        consequential_decisions: get(d, "consequential_decisions")?,
+        regulated_classes: get(d, "regulated_classes")?,
+        routine_rate: get(d, "routine_rate")?,
+    })
+}
+
 fn get<'py, T: FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
     d.get_item(key)?
         .ok_or_else(|| PyValueError::new_err(format!("event path configuration lacks {key}")))?
         .extract()
 }
 
-fn micros(v: Option<&V>) -> i64 {
-    match v {
-        Some(V::Ts(n)) | Some(V::Int(n)) => *n,
-        _ => 0,
-    }
-}
 
 /// Bytes or None, copied straight from a `bytes` object (never element by element).
-fn opt_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+pub(crate) fn opt_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
     if obj.is_none() {
         return Ok(None);
     }
     Ok(Some(obj.downcast::<PyBytes>()?.as_bytes().to_vec()))
 }
 
-fn headers_of(obj: &Bound<'_, PyAny>) -> PyResult<Headers> {
+pub(crate) fn headers_of(obj: &Bound<'_, PyAny>) -> PyResult<Headers> {
     let mut out = Vec::new();
     if obj.is_none() {
         return Ok(out);
@@ -143,26 +159,14 @@ impl EventPath {
             let k = kind_static(&kind).ok_or_else(|| PyValueError::new_err(format!("unknown event class {kind}")))?;
             latest.insert(k, Arena::parse_text(&text).map_err(PyValueError::new_err)?);
         }
-        let max_past_us: Option<i64> = get(config, "max_past_us")?;
         let cfg = Config {
             kind_of_topic,
             openlineage_topic: get(config, "openlineage_topic")?,
             graph_topic: get(config, "graph_topic")?,
             hold_topic: get(config, "hold_topic")?,
             deadletter_topic: get(config, "deadletter_topic")?,
-            limits: Limits {
-                max_message_bytes: get(config, "max_message_bytes")?,
-                max_future_us: get(config, "max_future_us")?,
-                max_past_us,
-                max_snapshot_values: get(config, "max_snapshot_values")?,
-                max_facet_bytes: get(config, "max_facet_bytes")?,
-            },
-            sampling: Sampling {
-                risk_threshold: get(config, "risk_threshold")?,
-                consequential_decisions: get(config, "consequential_decisions")?,
-                regulated_classes: get(config, "regulated_classes")?,
-                routine_rate: get(config, "routine_rate")?,
-            },
+            limits: limits_of(config)?,
+            sampling: sampling_of(config)?,
             accept_unsealed: get(config, "accept_unsealed")?,
             latest,
         };
@@ -316,7 +320,7 @@ fn split_pii(cfg: &Config, unsealer: Option<&Unsealer>, pkey: &[u8], acc: &mut A
             Some(V::Str(s)) => s.as_str(),
             _ => "",
         };
-        let pid = python_str(acc.ev.get("prediction_id"));
+        let pid = py_str_opt(acc.ev.get("prediction_id"));
         let (s, f) = unsealer.open_pii(&pid, envelope)?;
         subject = Some(s);
         snapshot = Some(f).filter(|s| !s.is_null());
@@ -340,15 +344,6 @@ fn split_pii(cfg: &Config, unsealer: Option<&Unsealer>, pkey: &[u8], acc: &mut A
     Ok(subject)
 }
 
-/// `str(value)` for the values a prediction id can be.
-fn python_str(v: Option<&V>) -> String {
-    match v {
-        None | Some(V::Null) => "None".into(),
-        Some(V::Str(s)) => s.clone(),
-        Some(V::Int(n)) => n.to_string(),
-        Some(other) => String::from_utf8(value::to_json(other).unwrap_or_default()).unwrap_or_default(),
-    }
-}
 
 struct Routed {
     dead_letters: Vec<(usize, Vec<u8>, Vec<(String, Vec<u8>)>)>, // (message, value, headers)
@@ -386,7 +381,7 @@ impl Batch {
             .map(|a| {
                 let ev = &a.ev;
                 let run = ev.get("run").and_then(|r| r.str_at("runId")).unwrap_or_default();
-                (run.to_string(), ev.str_at("eventType").unwrap_or_default().to_string(), micros(ev.get("eventTime")), ev.str_at("event_id").unwrap_or_default().to_string())
+                (run.to_string(), ev.str_at("eventType").unwrap_or_default().to_string(), V::micros(ev.get("eventTime")), ev.str_at("event_id").unwrap_or_default().to_string())
             })
             .collect()
     }
@@ -494,7 +489,7 @@ impl Batch {
         let cfg = self.cfg.clone();
         let accepted = std::mem::take(&mut self.accepted);
         let built = py
-            .allow_threads(|| catch_unwind(AssertUnwindSafe(|| finish_inner(&cfg, &mut routed, &accepted, stored))))
+            .allow_threads(|| catch_unwind(AssertUnwindSafe(|| finish_inner(&mut routed, &accepted, stored))))
             .map_err(|_| PyRuntimeError::new_err("panic while building the batch's records"))?;
         let out = PyList::empty(py);
         for (mi, value, headers) in &routed.dead_letters {
@@ -639,8 +634,7 @@ fn hold_event(ev: &V) -> V {
 
 type Built = (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>);
 
-fn finish_inner(cfg: &Config, routed: &mut Routed, accepted: &[Accepted], stored: Vec<(String, String)>) -> Result<Built, String> {
-    let _ = cfg;
+fn finish_inner(routed: &mut Routed, accepted: &[Accepted], stored: Vec<(String, String)>) -> Result<Built, String> {
     for (&i, (pointer, sha)) in routed.captured.iter().zip(stored) {
         let info = &mut routed.infos[i];
         info.set("snapshot_pointer", V::Str(pointer));

@@ -161,6 +161,11 @@ pub fn py_str(v: &V) -> String {
     }
 }
 
+/// `str(d.get(key))`: Python's `str` of a value that may be absent (`None`).
+pub fn py_str_opt(v: Option<&V>) -> String {
+    v.map(py_str).unwrap_or_else(|| "None".into())
+}
+
 /// Python's `repr(v)`.
 pub fn py_repr(v: &V) -> String {
     let mut out = String::new();

@@ -45,6 +45,14 @@ impl V {
         }
     }
 
+    /// An event time in microseconds (a timestamp or an integer; 0 for anything else).
+    pub fn micros(v: Option<&V>) -> i64 {
+        match v {
+            Some(V::Ts(n)) | Some(V::Int(n)) => *n,
+            _ => 0,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             V::Str(s) => Some(s),
