@@ -7,9 +7,14 @@ seals and routes into the graph and hold topics. Rates are measured on the outpu
 span between the first and last output record's broker timestamps, so start-up (group join,
 table recovery) is excluded from both. Needs a broker and Redis (`lineage stack up`); when
 none answers, the local stack is started for the run and stopped afterwards.
+
+What each side cost is measured over the same spans (:mod:`shell.bench.cpu`, Linux only): CPU
+microseconds per event of the loop's process, of the worker (its processing child included), of
+the local broker and Redis when the stack's pid files name them, and of the whole machine.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -26,6 +31,7 @@ from lineage.exceptions import DeliveryError, StackError
 from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.settings import Settings, TopicSettings, settings_to_env
 from lineage.topics import ensure_topics
+from shell.bench import cpu
 
 EVENTS = 60_000
 
@@ -75,8 +81,8 @@ def _produce(settings: Settings, items: list[tuple[str, bytes, bytes]]) -> None:
         raise StackError(f"bench input was not delivered: {exc}") from None
 
 
-def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: Any = None) -> tuple[int, float]:
-    """(records, seconds between the first and last record timestamps) once ``expect`` arrived."""
+def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: Any = None) -> tuple[int, float, float]:
+    """(records, first and last record timestamps in epoch seconds) once ``expect`` arrived."""
     c = Consumer(client_config(settings.kafka_common(), {"group.id": f"bench-read-{uuid.uuid4().hex}", "enable.auto.commit": False}))
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, 0) for p in parts])
@@ -91,7 +97,7 @@ def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: An
         c.close()
     if len(stamps) < expect:
         raise StackError(f"only {len(stamps)} of {expect} records reached {topic} within {timeout:.0f}s")
-    return len(stamps), max(1e-3, (max(stamps) - min(stamps)) / 1000.0)
+    return len(stamps), min(stamps) / 1000.0, max(stamps) / 1000.0
 
 
 def _passthrough(settings: Settings, topics: list[str], out_topic: str, n: int) -> None:
@@ -170,6 +176,28 @@ def _stack_up(settings: Settings) -> Any:
         return stack
 
 
+def _stack_pids(data_dir: Path, pattern: str) -> list[int]:
+    """Live pids of the local stack's processes whose pid files match ``pattern`` (none for a
+    broker or Redis this machine's stack did not start)."""
+    from shell.stack.process import ManagedProcess
+
+    pids = (ManagedProcess.from_pid_file(path).pid() for path in sorted((data_dir / "run").glob(pattern)))
+    return [pid for pid in pids if pid is not None]
+
+
+def _cpu_figures(sampler: cpu.CpuSampler | None, prefix: str, groups: tuple[str, ...], events: int,
+                 start: float, end: float) -> dict[str, float]:
+    """``<prefix>_<group>_cpu_us_per_event`` for ``groups`` and the machine over one measured span
+    (a group that used nothing, e.g. a broker the local stack did not start, is left out)."""
+    if sampler is None:
+        return {}
+    spent = sampler.spent(start, end)
+    figures = {f"{prefix}_{name}_cpu_us_per_event": v for name, v in cpu.per_event(spent, events).items()
+               if name == cpu.MACHINE or (name in groups and spent[name] > 0)}
+    figures[f"{prefix}_machine_busy_cores"] = round(spent[cpu.MACHINE] / max(1e-3, end - start), 2)
+    return figures
+
+
 def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
     tag = uuid.uuid4().hex[:8]
     data_dir = Path(settings.data_dir).resolve() / f"bench-pipeline-{tag}"
@@ -181,6 +209,14 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
     })
     started_stack = _stack_up(settings)
     task = progress.add_task("pipeline bench", total=5)
+    stack_dir = Path(settings.data_dir).resolve()
+    worker_pid: list[int] = []  # the bench worker's, once started
+    sampler = cpu.CpuSampler({
+        "loop": cpu.Group(lambda: [os.getpid()]),
+        "worker": cpu.Group(lambda: worker_pid, descendants=True),
+        "broker": cpu.Group(lambda: _stack_pids(stack_dir, "kafka-*.pid")),
+        "redis": cpu.Group(lambda: _stack_pids(stack_dir, "redis.pid")),
+    }).start() if cpu.available() else None
     try:
         ensure_topics(s)
         pass_topic = f"bench{tag}.passthrough"
@@ -195,7 +231,7 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         progress.update(task, advance=1)
 
         _passthrough(s, list(s.topics.event_topics.values()), pass_topic, EVENTS)
-        pass_n, pass_s = _span(s, pass_topic, EVENTS, 60)
+        pass_n, pass_first, pass_last = _span(s, pass_topic, EVENTS, 60)
         progress.update(task, advance=1)
 
         from shell.stack.process import ManagedProcess
@@ -205,11 +241,13 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
             [str(Path(sys.executable).parent / "lineage"), "worker", "--log-level", "warning"],
             env=settings_to_env(s),
         )
-        worker.start()
+        worker_pid.append(worker.start())
         try:
-            pipe_n, pipe_s = _span(s, s.topics.graph, EVENTS, 600, worker.is_running)
+            pipe_n, pipe_first, pipe_last = _span(s, s.topics.graph, EVENTS, 600, worker.is_running)
         finally:
             worker.stop(timeout=30)
+        if sampler is not None:
+            sampler.stop()
         progress.update(task, advance=1)
 
         rate_file = data_dir / "noop.rate"
@@ -227,9 +265,12 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         progress.update(task, advance=1)
         admin.delete_topics([pass_topic, *s.topics.event_topics.values(), s.topics.graph, s.topics.pii_hold], request_timeout=30)
     finally:
+        if sampler is not None:
+            sampler.stop()
         if started_stack is not None:
             started_stack.down()
     shutil.rmtree(data_dir, ignore_errors=True)
+    pipe_s, pass_s = max(1e-3, pipe_last - pipe_first), max(1e-3, pass_last - pass_first)
     pipeline_rate, pass_rate = pipe_n / pipe_s, pass_n / pass_s
     return {
         "pipeline_events": pipe_n,
@@ -239,6 +280,9 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         "pipeline_target_ratio": 0.5,
         "faust_noop_events_per_s": round(noop_rate, 1),
         "faust_noop_vs_passthrough": round(noop_rate / pass_rate, 3),
+        "machine_cores": os.cpu_count() or 0,
+        **_cpu_figures(sampler, "passthrough", ("loop", "broker", "redis"), pass_n, pass_first, pass_last),
+        **_cpu_figures(sampler, "pipeline", ("worker", "broker", "redis"), pipe_n, pipe_first, pipe_last),
     }
 
 
