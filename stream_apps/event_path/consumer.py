@@ -36,7 +36,7 @@ from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.child import ProcessingChild
 from stream_apps.event_path.inflight import InFlight, Processing, Stopped
 from stream_apps.event_path.resources import ChildResources
-from stream_apps.event_path.serving import ProcessingThread
+from stream_apps.event_path.serving import ProcessingThread, tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class ConsumerLoop:
         self._stopping.set()
 
     def run(self) -> None:
+        tune_gc()  # this process too: each batch is thousands of message objects and tuples
         processing = open_processing(self.settings, self.changelog)
         consumer = Consumer(consumer_config(self.settings), logger=log)
         self._inflight = InFlight(processing, self.settings.worker.max_in_flight, self._snapshot, self._apply,
