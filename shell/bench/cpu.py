@@ -109,6 +109,9 @@ class CpuSampler:
         return self
 
     def stop(self) -> None:
+        """Stop sampling (after one last sample); later calls do nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
