@@ -55,8 +55,16 @@ fn trace_id(tp: &str) -> Option<String> {
 
 /// A UUID's 16 bytes in the 8-4-4-4-12 hex form.
 pub fn uuid_text(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(x >> 4) as usize] as char);
+        out.push(HEX[(x & 15) as usize] as char);
+    }
+    out
 }
 
 /// RFC 4122 version 5 (SHA-1) UUID of `name` in `ns`.
@@ -300,6 +308,14 @@ pub fn inference_lineage(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn uuid_text_is_the_8_4_4_4_12_form() {
+        let b: [u8; 16] = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x0f, 0xed, 0xcb, 0xa9, 0x87, 0x65, 0x43, 0x21];
+        assert_eq!(uuid_text(&b), "12345678-9abc-def0-0fed-cba987654321");
+        assert_eq!(uuid_text(&[0; 16]), "00000000-0000-0000-0000-000000000000");
+    }
+
     use super::*;
 
     #[test]

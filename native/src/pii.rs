@@ -38,27 +38,49 @@ fn key_id(public: &[u8; 32]) -> [u8; KID] {
 /// `base64.urlsafe_b64decode` as Python does it without validation: characters outside the
 /// alphabet are skipped; a data length one past a multiple of four, or missing padding, fails.
 fn urlsafe_b64decode(text: &str) -> Option<Vec<u8>> {
+    // The usual envelope is alphabet characters and trailing padding only: decoded in place.
+    let body = text.trim_end_matches('=');
+    if body.bytes().all(|b| URL_ALPHABET[b as usize]) {
+        return urlsafe_b64decode_clean(body.as_bytes(), text.len() - body.len());
+    }
     let mut data = Vec::with_capacity(text.len());
     let mut pads = 0usize;
     for b in text.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' if pads == 0 => data.push(b),
             b'=' => pads += 1,
+            _ if URL_ALPHABET[b as usize] && pads == 0 => data.push(b),
             _ => {}
         }
     }
+    urlsafe_b64decode_clean(&data, pads)
+}
+
+/// Which bytes are in the base64url alphabet.
+static URL_ALPHABET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
+
+/// Decodes alphabet characters only, ``pads`` padding characters having followed them.
+fn urlsafe_b64decode_clean(data: &[u8], pads: usize) -> Option<Vec<u8>> {
     match data.len() % 4 {
         1 => return None,
         2 if pads < 2 => return None,
         3 if pads < 1 => return None,
         _ => {}
     }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&data).ok().or_else(|| {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data).ok().or_else(|| {
         // Python ignores non-zero trailing bits; the strict engine does not.
         let cfg = base64::engine::GeneralPurposeConfig::new()
             .with_decode_allow_trailing_bits(true)
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
-        base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(&data).ok()
+        base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg).decode(data).ok()
     })
 }
 

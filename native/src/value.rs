@@ -291,13 +291,14 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    let first = first_escape(bytes);
+    if first == bytes.len() {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
     }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         let esc: Option<&[u8]> = match b {
             b'"' => Some(b"\\\""),
             b'\\' => Some(b"\\\\"),
@@ -318,6 +319,25 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Index of the first byte JSON must escape (a control character, `"` or `\\`), or the length.
+/// Eight bytes at a time: a byte below 0x20, or equal to one of the two, shows as its top bit in
+/// the word's test (the classic has-zero-byte and has-less-than tricks).
+fn first_escape(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut i = 0;
+    while i + 8 <= bytes.len() {
+        let w = u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or([0; 8]));
+        let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        if below | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64)) != 0 {
+            break; // somewhere in these eight (a false alarm past the first hit is resolved below)
+        }
+        i += 8;
+    }
+    i + bytes[i..].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').unwrap_or(bytes.len() - i)
 }
 
 /// JSON text as `V` (objects as `Map`, keys in document order, a repeated key keeps its first
@@ -348,6 +368,27 @@ mod tests {
 
     fn j(v: &V) -> String {
         String::from_utf8(to_json(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn first_escape_finds_what_a_byte_scan_finds() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\').unwrap_or(b.len());
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet: &[u8] = b"ab\"\\\n\x1f\x00 ~\x7f\xc3\xa9\xff\x20\x21\x5b\x5d";
+        for len in 0..40 {
+            for _ in 0..200 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        // mostly plain bytes, now and then one that needs escaping
+                        if state % 7 == 0 { alphabet[(state >> 8) as usize % alphabet.len()] } else { b'a' + (state >> 16) as u8 % 26 }
+                    })
+                    .collect();
+                assert_eq!(first_escape(&text), naive(&text), "{text:?}");
+            }
+        }
     }
 
     #[test]
