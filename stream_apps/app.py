@@ -84,3 +84,17 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     service.register(app, settings)
     windows.register(app, settings)
     return app
+
+
+def create_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """A Faust worker for ``app`` logging at ``loglevel``, without the terminal spinner.
+
+    Faust's spinner (installed when the level is warning or above) sets the root logger to DEBUG
+    so that it spins on every record: every debug call in the process (the Kafka client per fetch,
+    table recovery per changelog record) would then build a log record only for the handlers to
+    drop it. Without it the root logger stays at ``loglevel``.
+    """
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    return worker
+

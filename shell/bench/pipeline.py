@@ -150,7 +150,9 @@ def _noop_worker(bootstrap: str, app_id: str, topics: list[str], n: int, out: st
                 Path(out).write_text(str(seen["n"] / max(1e-3, time.perf_counter() - seen["t0"])))
                 os._exit(0)
 
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    from stream_apps.app import create_worker
+
+    create_worker(app, "warning").execute_from_commandline()
 
 
 def _free_port() -> int:
