@@ -97,4 +97,3 @@ def create_worker(app: faust.App, loglevel: str) -> faust.Worker:
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
     return worker
-

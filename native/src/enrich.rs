@@ -308,6 +308,7 @@ pub fn inference_lineage(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn uuid_text_is_the_8_4_4_4_12_form() {
@@ -315,8 +316,6 @@ mod tests {
         assert_eq!(uuid_text(&b), "12345678-9abc-def0-0fed-cba987654321");
         assert_eq!(uuid_text(&[0; 16]), "00000000-0000-0000-0000-000000000000");
     }
-
-    use super::*;
 
     #[test]
     fn uuid5_matches_python() {

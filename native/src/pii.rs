@@ -38,7 +38,7 @@ fn key_id(public: &[u8; 32]) -> [u8; KID] {
 /// `base64.urlsafe_b64decode` as Python does it without validation: characters outside the
 /// alphabet are skipped; a data length one past a multiple of four, or missing padding, fails.
 fn urlsafe_b64decode(text: &str) -> Option<Vec<u8>> {
-    // The usual envelope is alphabet characters and trailing padding only: decoded in place.
+    // The usual envelope is alphabet characters and trailing padding only: no filtering copy.
     let body = text.trim_end_matches('=');
     if body.bytes().all(|b| URL_ALPHABET[b as usize]) {
         return urlsafe_b64decode_clean(body.as_bytes(), text.len() - body.len());
