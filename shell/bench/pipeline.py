@@ -214,12 +214,13 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
     task = progress.add_task("pipeline bench", total=5)
     stack_dir = Path(settings.data_dir).resolve()
     worker_pid: list[int] = []  # the bench worker's, once started
+    broker_pids, redis_pids = _stack_pids(stack_dir, "kafka-*.pid"), _stack_pids(stack_dir, "redis.pid")  # up by now
     sampler = cpu.CpuSampler({
         "loop": cpu.Group(lambda: [os.getpid()]),
         "worker": cpu.Group(lambda: worker_pid, descendants=True),
         "worker_main": cpu.Group(lambda: worker_pid),  # its own process: the Faust app and the consumer loop
-        "broker": cpu.Group(lambda: _stack_pids(stack_dir, "kafka-*.pid")),
-        "redis": cpu.Group(lambda: _stack_pids(stack_dir, "redis.pid")),
+        "broker": cpu.Group(lambda: broker_pids),
+        "redis": cpu.Group(lambda: redis_pids),
     }).start() if cpu.available() else None
     try:
         ensure_topics(s)

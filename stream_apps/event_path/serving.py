@@ -17,7 +17,6 @@ Two things make batches in flight safe:
 from __future__ import annotations
 
 import gc
-
 import logging
 import queue
 import threading
@@ -41,7 +40,6 @@ Answer = tuple[str, Any]
 _ABSENT = object()
 
 
-
 def tune_gc() -> None:
     """Collect cycles rarely while batches are processed: a batch makes tens of thousands of
     short-lived, acyclic objects (message tuples, output records), and at the default threshold
@@ -51,6 +49,7 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
 
 class Job(NamedTuple):
     """One batch as it goes to the processing side (a plain tuple: cheap to pickle)."""
