@@ -24,8 +24,8 @@ MANUAL_COMMIT_CONSUMER: Mapping[str, Any] = {
     "enable.partition.eof": False,
 }
 
-#: (topic, key, value, headers) of one record to send.
-Outgoing = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None"]
+#: (topic, key, value, headers, timestamp in epoch ms) of one record to send; timestamp 0: when it is sent.
+Outgoing = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None", int]
 
 
 def client_config(
@@ -57,10 +57,10 @@ def produce_and_wait(
 
     produce, poll = producer.produce, producer.poll
     sent = 0
-    for topic, key, value, headers in records:
+    for topic, key, value, headers, timestamp in records:
         while True:
             try:
-                produce(topic, value, key, headers=headers, on_delivery=delivered)  # type: ignore[arg-type]
+                produce(topic, value, key, headers=headers, on_delivery=delivered, timestamp=timestamp)  # type: ignore[arg-type]
                 break
             except BufferError:  # local queue full: serve callbacks, then retry
                 poll(0.05)

@@ -12,11 +12,10 @@ table deletes need it), ``store`` is the table's local store, scanned by the tim
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, MutableMapping
+from collections.abc import Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lineage.graph import GraphRecord
 from lineage.metric_records import rfc3339
 from stream_apps.alerts.completeness import (
     RUN_ALERT,
@@ -29,6 +28,7 @@ from stream_apps.alerts.completeness import (
     window_stat_points,
 )
 from stream_apps.alerts.config import AlertSettings
+from stream_apps.alerts.feed import RunEvent
 from stream_apps.alerts.model import Alert
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -66,15 +66,11 @@ class RunEnd:
 @dataclass(frozen=True, slots=True)
 class StreamUpdate:
     """A START or RUNNING of a streaming run: record its time in Redis (the latest wins), since a
-    run's events land on different graph partitions and so in different workers' tables."""
+    run's events come in different batches, so on different feed partitions and in different
+    workers' tables."""
 
     run_id: str
     event_time: int
-
-
-def _streaming(rec: GraphRecord) -> bool:
-    """The run's job says ``jobType.processingType = STREAMING`` (see ``lineage.graph``)."""
-    return any(n.node_type == "run" and n.attributes.get("processing_type") == "STREAMING" for n in rec.nodes)
 
 
 def open_run_key(run_id: str, partition: int) -> str:
@@ -93,31 +89,24 @@ class RunTracker:
         self.end_ttl_s = int(max(cfg.run_deadline_s * 2, 86_400))
         self.purges = PurgeSchedule(cfg.eval_interval_s * 5)
 
-    def observe(self, rec: GraphRecord, partition: int) -> RunEnd | StreamUpdate | None:
+    def observe(self, run: RunEvent, partition: int) -> RunEnd | StreamUpdate | None:
         """Open a run on its START; a terminal event, or a streaming run's update, is returned for
         the caller to record."""
-        if rec.kind == "inference":
+        if not run.run_id:
             return None
-        run_id = str(rec.payload.get("run", {}).get("runId", ""))
-        if not run_id:
-            return None
-        key = open_run_key(run_id, partition)
-        if rec.event_type not in TERMINAL:
+        key = open_run_key(run.run_id, partition)
+        if run.event_type not in TERMINAL:
             entry = self.table.get(key)
-            if _streaming(rec) or (entry is not None and entry.get("streaming")):
+            if run.streaming or (entry is not None and entry.get("streaming")):
                 # A streaming job may never end: it is not awaited, it is watched for updates.
-                if entry is None or entry["t"] < rec.event_time:
-                    job = rec.payload.get("job", {})
-                    self.table[key] = {"t": rec.event_time, "job": f"{job.get('namespace', '')}/{job.get('name', '')}",
-                                       "kind": rec.kind, "streaming": True}
-                return StreamUpdate(run_id, rec.event_time)
-        if rec.event_type == "START":
+                if entry is None or entry["t"] < run.event_time:
+                    self.table[key] = {"t": run.event_time, "job": run.job, "kind": run.kind, "streaming": True}
+                return StreamUpdate(run.run_id, run.event_time)
+        if run.event_type == "START":
             if self.table.get(key) is None:
-                job = rec.payload.get("job", {})
-                self.table[key] = {"t": rec.event_time, "job": f"{job.get('namespace', '')}/{job.get('name', '')}",
-                                   "kind": rec.kind}
-        elif rec.event_type in TERMINAL:
-            return RunEnd(run_id, rec.event_type, key)
+                self.table[key] = {"t": run.event_time, "job": run.job, "kind": run.kind}
+        elif run.event_type in TERMINAL:
+            return RunEnd(run.run_id, run.event_type, key)
         return None
 
     def ended(self, end: RunEnd) -> None:
@@ -247,7 +236,8 @@ class WindowStatLog:
 
 
 class StreamStats:
-    """This worker's figures since the last sample: end-to-end latency, events per kind and tier."""
+    """This worker's figures since the last sample: end-to-end latency (event time to its graph
+    record's production), events per kind and tier, of the batches whose feed it read."""
 
     def __init__(self, worker: str) -> None:
         self.worker = worker
@@ -256,11 +246,13 @@ class StreamStats:
         self.kinds: dict[str, int] = defaultdict(int)
         self.decode_errors = 0
 
-    def observe(self, rec: GraphRecord, now: float) -> None:
-        self.latencies.append(max(0.0, now - rec.event_time / 1e6))
-        self.kinds[rec.kind] += 1
-        if rec.inference and rec.inference.get("tier"):
-            self.tiers[str(rec.inference["tier"])] += 1
+    def observe(self, kinds: Mapping[str, int], tiers: Mapping[str, int], latencies: Sequence[float]) -> None:
+        """A batch's events per kind and per sampling tier, and their end-to-end latencies (seconds)."""
+        self.latencies += latencies
+        for kind, n in kinds.items():
+            self.kinds[kind] += n
+        for tier, n in tiers.items():
+            self.tiers[tier] += n
 
     def decode_error(self) -> None:
         self.decode_errors += 1

@@ -4,22 +4,21 @@ Evaluated by a timer, not `on_window_close`. This module is the thin Faust layer
 Redis, the alert engine); what is decided lives in plain classes in :mod:`stream_apps.detectors`
 and the completeness rules in :mod:`stream_apps.alerts.completeness`.
 
-Graph rows are keyed by event id, so one model's predictions are spread over every partition
-and every worker. To make the per-model figures exact however partitions are spread, the
-counts are re-keyed by model (what Faust's ``group_by`` does):
+The windows read the window feed (:mod:`stream_apps.alerts.feed`), never the graph topic: the
+event path produces, with each batch's graph records and before it commits the batch's input,
+the batch's counters summed per model and window (keyed by model, stamped with an event time of
+that window) and one batch record (its run events, figures and emitters). So one model's counts
+all land on one partition, and the per-model figures are exact however partitions are spread.
+``count_windows`` reads the feed:
 
-* ``detect_completeness`` reads the graph topic. For each inference row it sends the row's
-  counters (see :func:`~stream_apps.alerts.completeness.window_counts`) to an internal topic
-  (:func:`lineage.topics.window_counts_topic`, created with the pipeline's topics) keyed by
-  model, stamped with the prediction's event time (the window it counts in). Faust flushes its
-  producer before it commits the graph offsets, so a committed row's counters were delivered (at least once).
-  It also keeps a table of runs that STARTed (keyed ``"<run_id>|<partition>"``), records
-  terminal events in Redis (a run's START and COMPLETE usually sit on different partitions)
-  and emitter last-seen times in Redis (heartbeat), so "silent" means silent for all workers.
-* ``count_windows`` reads the model-keyed topic: every count of one model lands on one
-  partition, in a tumbling (or hopping) windowed table keyed ``"<metric>|<label>|<partition>"``.
-  The partition in the key keeps every key on the changelog partition it is written from, so
-  a restarted worker recovers exact counts.
+* counters go to a tumbling (or hopping) windowed table keyed ``"<metric>|<label>|<partition>"``
+  (the partition keeps every key on the changelog partition it is written from, so a restarted
+  worker recovers exact counts);
+* run events go to a table of runs that STARTed (keyed ``"<run_id>|<partition>"``); terminal
+  events are recorded in Redis (a run's START and COMPLETE usually come in different batches, so
+  on different partitions), and so are emitter last-seen times (heartbeat), so "silent" means
+  silent for all workers;
+* the batch's figures go to this worker's stream metrics.
 
 An ``@app.timer`` scans the tables' stores, restricted to the partitions this worker actively
 owns (standby replicas are skipped) and not while a rebalance or table recovery is under way
@@ -50,7 +49,6 @@ import orjson
 import redis.asyncio as aioredis
 from confluent_kafka import KafkaException
 
-from lineage.graph import GraphRecord
 from lineage.keyspace import KeySpace
 from lineage.metric_records import metric_record, rfc3339
 from lineage.settings import Settings
@@ -65,14 +63,22 @@ from stream_apps.alerts.completeness import (
     count_key,
     evaluate_windows,
     heartbeat_alerts,
-    window_counts,
 )
 from stream_apps.alerts.config import alert_settings
 from stream_apps.alerts.engine import AlertEngine, build_engine
+from stream_apps.alerts.feed import FeedEntry, completeness_window, read_entry
 from stream_apps.alerts.model import Alert
 from stream_apps.alerts.progress import ProgressReader
 from stream_apps.alerts.watermarks import Progress, WatermarkGate
-from stream_apps.detectors import ClosedWindows, HeartbeatThrottle, RunTracker, StreamStats, StreamUpdate, WindowStatLog
+from stream_apps.detectors import (
+    ClosedWindows,
+    HeartbeatThrottle,
+    RunEnd,
+    RunTracker,
+    StreamStats,
+    StreamUpdate,
+    WindowStatLog,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +87,15 @@ def register(app: faust.App, settings: Settings) -> None:
     """Declare the completeness tables, the detection agents and the evaluation timers on `app`."""
     cfg = alert_settings(settings)
     parts = settings.topics.partitions
-    size = timedelta(seconds=cfg.window_s)
     counts_table = app.Table(
         "alert-window-counts", default=int, partitions=parts,
-        help="completeness counters per window, key metric|label|partition (partition of the by-model topic)",
+        help="completeness counters per window, key metric|label|partition (partition of the window feed)",
     )
-    if cfg.window_step_s:
-        counts = counts_table.hopping(size, timedelta(seconds=cfg.window_step_s),
-                                      expires=timedelta(seconds=cfg.window_retention_s))
-    else:
-        counts = counts_table.tumbling(size, expires=timedelta(seconds=cfg.window_retention_s))
-    counts = counts.relative_to_stream()
+    counts = counts_table.using_window(completeness_window(cfg)).relative_to_stream()
     runs_table = app.Table("alert-open-runs", default=None, partitions=parts, help="run_id|partition -> START")
-    graph = app.topic(settings.topics.graph, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", allow_empty=True)
-    by_model = app.topic(window_counts_topic(settings), internal=True, partitions=parts, key_type=bytes,
-                         value_type=bytes, key_serializer="raw", value_serializer="raw", allow_empty=True,
-                         retention=timedelta(milliseconds=window_counts_retention_ms(settings)))
+    feed = app.topic(window_counts_topic(settings), internal=True, partitions=parts, key_type=bytes,
+                     value_type=bytes, key_serializer="raw", value_serializer="raw", allow_empty=True,
+                     retention=timedelta(milliseconds=window_counts_retention_ms(settings)))
     alerts_topic = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(settings.topics.metrics, key_serializer="raw", value_serializer="raw")
     space = KeySpace.of(settings)
@@ -108,9 +106,9 @@ def register(app: faust.App, settings: Settings) -> None:
     stat_log = WindowStatLog(cfg.window_retention_s)
     stats = StreamStats(f"{socket.gethostname()}:{os.getpid()}")
     gate = WatermarkGate(cfg.window_grace_s, cfg.watermark_wait_s)
-    owned: set[int] = set()  # the by-model partitions the gate's held windows were read for
-    progress = ProgressReader(settings.kafka_common(), settings.topics.inference, settings.topics.graph,
-                              window_counts_topic(settings), parts, settings.events_group, settings.app_id)
+    owned: set[int] = set()  # the feed partitions the gate's held windows were read for
+    progress = ProgressReader(settings.kafka_common(), settings.topics.inference, window_counts_topic(settings),
+                              parts, settings.events_group, settings.app_id)
 
     async def send_alert(key: bytes, value: bytes) -> None:
         fut = await alerts_topic.send(key=key, value=value)
@@ -132,56 +130,50 @@ def register(app: faust.App, settings: Settings) -> None:
         for name, labels, ts, value in points:
             await metrics_topic.send(value=metric_record(name, labels, ts, value))
 
-    async def observe(rec: GraphRecord, partition: int) -> None:
-        now = time.time()
-        pairs = window_counts(rec)
-        if pairs and rec.inference is not None:
-            model = str(rec.inference.get("model_name") or "")
-            # Stamped with the prediction's event time: the window it counts in is the one it was made in,
-            # however late a paused or rebalanced worker gets to it.
-            await by_model.send(key=model.encode(), value=orjson.dumps(pairs), timestamp=rec.event_time / 1e6)
-        end = runs.observe(rec, partition)
-        if isinstance(end, StreamUpdate):  # the latest update of a streaming run, whichever partition
-            await redis.zadd(space.alert_streaming_seen, {end.run_id: end.event_time}, gt=True)
-        elif end is not None:
-            await redis.set(space.alert_run_end(end.run_id), end.event_type, ex=runs.end_ttl_s)
-            await redis.zrem(space.alert_streaming_seen, end.run_id)
-            runs.ended(end)
-        emitter = str(rec.payload.get("producer") or "")
-        if heartbeats.due(emitter, now):
-            await redis.hset(space.alert_heartbeat, emitter, int(now * 1e6))
-        stats.observe(rec, now)
-        runs.purge(partition, now)  # housekeeping in this partition's event context (table deletes need it)
+    async def observe(entry: FeedEntry, partition: int, now: float) -> None:
+        for metric, label, n in entry.counts:
+            counts[count_key(metric, label, partition)] += n
+        updates: dict[Any, int] = {}
+        ends: list[RunEnd] = []
+        for run in entry.runs:
+            end = runs.observe(run, partition)
+            if isinstance(end, StreamUpdate):  # the latest update of a streaming run, whichever partition
+                updates[end.run_id] = max(updates.get(end.run_id, 0), end.event_time)
+            elif end is not None:
+                ends.append(end)
+        if updates:
+            await redis.zadd(space.alert_streaming_seen, updates, gt=True)
+        if ends:  # the batch's terminal events in one round trip
+            pipe = redis.pipeline(transaction=False)
+            for end in ends:
+                pipe.set(space.alert_run_end(end.run_id), end.event_type, ex=runs.end_ttl_s)
+            pipe.zrem(space.alert_streaming_seen, *{end.run_id for end in ends})
+            await pipe.execute()
+            for end in ends:
+                runs.ended(end)
+        due: dict[Any, int] = {e: int(now * 1e6) for e in entry.emitters if heartbeats.due(e, now)}
+        if due:
+            await redis.hset(space.alert_heartbeat, mapping=due)
+        stats.observe(entry.kinds, entry.tiers, entry.latency)
+        # Housekeeping in this partition's event context (table deletes need it).
+        windows.purge(partition, now)
+        runs.purge(partition, now)
 
-    @app.agent(graph, concurrency=1, name="detect_completeness")
-    async def detect_completeness(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            try:
-                rec = GraphRecord.from_bytes(event.value)
-            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-                stats.decode_error()
-                log.error("graph row at %s[%s]@%s undecodable: %s", event.message.topic,
-                          event.message.partition, event.message.offset, exc)
-                continue
-            await observe(rec, event.message.partition)
-
-    @app.agent(by_model, concurrency=1, name="count_windows")
+    @app.agent(feed, concurrency=1, name="count_windows")
     async def count_windows(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             part = event.message.partition
             try:
-                pairs = [(str(m), str(label)) for m, label in orjson.loads(event.value)]
+                entry = read_entry(event.value)
             except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
                 stats.decode_error()
-                log.error("window counters at %s[%s]@%s undecodable: %s", event.message.topic, part,
+                log.error("window feed record at %s[%s]@%s undecodable: %s", event.message.topic, part,
                           event.message.offset, exc)
                 continue
-            for metric, label in pairs:
-                counts[count_key(metric, label, part)] += 1
-            windows.purge(part, time.time())
+            await observe(entry, part, time.time())
 
     async def overdue_runs(now: float) -> list[Alert]:
-        overdue = runs.overdue(now, active(settings.topics.graph))
+        overdue = runs.overdue(now, active(feed.get_topic_name()))
         if not overdue:
             return []
         run_ids = [k.rsplit("|", 1)[0] for k, _ in overdue]
@@ -232,7 +224,7 @@ def register(app: faust.App, settings: Settings) -> None:
         now = time.time()
         # While partitions move or tables recover, a worker's counts may be partial: wait.
         settled = not (app.rebalancing or app.in_recovery)
-        mine = active(by_model.get_topic_name())
+        mine = active(feed.get_topic_name())
         closed = await released(windows.collect(now, mine), now, mine) if settled else {}
         firing = (evaluate_windows(closed, cfg, known) + await overdue_runs(now)) if settled else []
         silent = await silent_emitters(now)

@@ -22,6 +22,17 @@ fn build_graph_record<'py>(py: Python<'py>, kind: &str, event: &Bound<'py, PyAny
     Ok(PyBytes::new(py, &out))
 }
 
+/// What the completeness windows read of a graph record (see `graph::record_facts`).
+#[pyfunction]
+#[pyo3(signature = (kind, event, inference=None))]
+fn window_facts(kind: &str, event: &Bound<'_, PyAny>, inference: Option<&Bound<'_, PyAny>>) -> PyResult<graph::Facts> {
+    let info = match inference {
+        Some(i) if !i.is_none() => Some(from_py(i)?),
+        _ => None,
+    };
+    Ok(graph::record_facts(kind, &from_py(event)?, info.as_ref()))
+}
+
 /// The column edges the `columnLineage` facets of an event's outputs state, as a JSON list.
 #[pyfunction]
 #[pyo3(signature = (event, run_id=""))]
@@ -102,6 +113,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_graph_record, m)?)?;
     m.add_function(wrap_pyfunction!(correlation_id, m)?)?;
     m.add_function(wrap_pyfunction!(column_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(window_facts, m)?)?;
     m.add_function(wrap_pyfunction!(check_record, m)?)?;
     m.add_function(wrap_pyfunction!(training_lineage, m)?)?;
     m.add_function(wrap_pyfunction!(merge_lineage, m)?)?;

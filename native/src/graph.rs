@@ -406,16 +406,54 @@ fn inference_rows(ev: &V) -> (Vec<Node>, Vec<Edge>) {
 
 /// The graph record of one validated, PII-free event, as JSON bytes. A run event marked with a
 /// `run_anomaly` carries it on every run node too.
+/// A record's event time (microseconds) and event type: `PREDICTION`, the static event's class, or
+/// the run event's `eventType`.
+fn time_and_type(kind: &str, ev: &V) -> (i64, V) {
+    if kind == "inference" {
+        return (V::micros(ev.get("event_time")), V::s("PREDICTION"));
+    }
+    let what = static_class(ev.get("run").unwrap_or(&V::Null));
+    let etype = if what.is_empty() { ev.get("eventType").map(V::dup).unwrap_or(V::Null) } else { V::s(what) };
+    (V::micros(ev.get("eventTime")), etype)
+}
+
+/// A prediction's lineage as the completeness windows count it: (model, version, whether its
+/// training run is known, tier, whether its lineage is complete, whether its snapshot was stored,
+/// whether its version was unknown).
+pub type InferenceFacts = (String, String, bool, String, bool, bool, bool);
+
+/// What the completeness windows read of one record (`stream_apps.alerts.feed`): kind, event time,
+/// event type, emitter, run id, job, whether the run streams, and a prediction's lineage facts.
+pub type Facts = (String, i64, String, String, String, String, bool, Option<InferenceFacts>);
+
+pub fn record_facts(kind: &str, ev: &V, inference: Option<&V>) -> Facts {
+    let (etime, etype) = time_and_type(kind, ev);
+    let run = ev.get("run").unwrap_or(&V::Null);
+    let job = ev.get("job").unwrap_or(&V::Null);
+    let streaming = kind != "inference" && static_class(run).is_empty() && processing_type(job.get("facets")) == "STREAMING";
+    let truthy = |info: &V, key: &str| info.get(key).is_some_and(V::truthy);
+    let facts = inference.filter(|_| kind == "inference").map(|info| (
+        text_or_empty(info.get("model_name")),
+        text_or_empty(info.get("model_version")),
+        truthy(info, "training_run_id"),
+        text_or_empty(info.get("tier")),
+        truthy(info, "lineage_complete"),
+        truthy(info, "snapshot_pointer"),
+        truthy(info, "unknown_model_version"),
+    ));
+    let job_name = if kind == "inference" { String::new() } else { format!("{}/{}", s(job, "namespace"), s(job, "name")) };
+    (kind.to_string(), etime, text_or_empty(Some(&etype)), text_or_empty(ev.get("producer")), text_or_empty(run.get("runId")),
+     job_name, streaming, facts)
+}
+
 pub fn build_record(kind: &str, ev: &V, correlation_id: &str, inference: Option<&V>) -> Result<Vec<u8>, String> {
-    let (mut nodes, edges, etime, etype, columns) = if kind == "inference" {
+    let (etime, etype) = time_and_type(kind, ev);
+    let (mut nodes, edges, columns) = if kind == "inference" {
         let (n, e) = inference_rows(ev);
-        (n, e, V::micros(ev.get("event_time")), V::s("PREDICTION"), Vec::new())
+        (n, e, Vec::new())
     } else {
         let (n, e) = run_event_rows(kind, ev);
-        let run = ev.get("run").unwrap_or(&V::Null);
-        let what = static_class(run);
-        let etype = if what.is_empty() { ev.get("eventType").map(V::dup).unwrap_or(V::Null) } else { V::s(what) };
-        (n, e, V::micros(ev.get("eventTime")), etype, column_edges(ev, s(run, "runId")))
+        (n, e, column_edges(ev, s(ev.get("run").unwrap_or(&V::Null), "runId")))
     };
     if let Some(anomaly) = ev.get("run_anomaly").filter(|a| a.truthy()) {
         for n in nodes.iter_mut().filter(|n| n.node_type == "run") {

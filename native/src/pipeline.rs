@@ -235,7 +235,7 @@ impl EventPath {
         if unsealed > 0 {
             counters.insert("unsealed.inference".to_string(), unsealed);
         }
-        Ok(Batch { cfg: self.config.clone(), msgs: batch_msgs, accepted, rejected, counters, routed: None })
+        Ok(Batch { cfg: self.config.clone(), msgs: batch_msgs, accepted, rejected, counters, routed: None, facts: Vec::new() })
     }
 
     /// A batch of one message dead-lettered without being looked at (e.g. a bug tripped on it
@@ -244,7 +244,7 @@ impl EventPath {
         let reason = crate::REASONS.iter().copied().find(|r| *r == reason).ok_or_else(|| PyValueError::new_err(format!("unknown reason {reason}")))?;
         let m = msg_of(msg)?;
         let rejected = vec![Rejected { msg: 0, reason, detail, kind: "", subject_ref: String::new() }];
-        Ok(Batch { cfg: self.config.clone(), msgs: vec![m], accepted: Vec::new(), rejected, counters: BTreeMap::new(), routed: None })
+        Ok(Batch { cfg: self.config.clone(), msgs: vec![m], accepted: Vec::new(), rejected, counters: BTreeMap::new(), routed: None, facts: Vec::new() })
     }
 }
 
@@ -362,6 +362,7 @@ pub struct Batch {
     rejected: Vec<Rejected>,
     counters: BTreeMap<String, u64>,
     routed: Option<Routed>,
+    facts: Vec<graph::Facts>,
 }
 
 impl Batch {
@@ -479,6 +480,12 @@ impl Batch {
     /// Step 3: `stored` is `(pointer, sha256)` of each snapshot of [`Batch::route`], in order.
     /// Returns every output record as `(topic, key, value, headers | None, hold prediction id | None)`:
     /// dead letters, then holds, then graph records.
+    /// What the completeness windows read of each graph record `finish` built, in its order
+    /// (see `graph::record_facts`); handed over once.
+    fn window_facts(&mut self) -> Vec<graph::Facts> {
+        std::mem::take(&mut self.facts)
+    }
+
     fn finish<'py>(&mut self, py: Python<'py>, stored: Vec<(String, String)>) -> PyResult<Bound<'py, PyList>> {
         let Some(mut routed) = self.routed.take() else {
             return Err(PyValueError::new_err("batch not routed"));
@@ -500,7 +507,8 @@ impl Batch {
             }
             out.append((&cfg.deadletter_topic, m.key.as_deref().map(|k| PyBytes::new(py, k)), PyBytes::new(py, value), hs, py.None()))?;
         }
-        let (holds, graphs) = built.map_err(PyValueError::new_err)?;
+        let (holds, graphs, facts) = built.map_err(PyValueError::new_err)?;
+        self.facts = facts;
         for (pid, value) in holds {
             out.append((&cfg.hold_topic, PyBytes::new(py, pid.as_bytes()), PyBytes::new(py, &value), py.None(), pid))?;
         }
@@ -632,7 +640,7 @@ fn hold_event(ev: &V) -> V {
     out
 }
 
-type Built = (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>);
+type Built = (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>, Vec<graph::Facts>);
 
 fn finish_inner(routed: &mut Routed, accepted: &[Accepted], stored: Vec<(String, String)>) -> Result<Built, String> {
     for (&i, (pointer, sha)) in routed.captured.iter().zip(stored) {
@@ -652,10 +660,12 @@ fn finish_inner(routed: &mut Routed, accepted: &[Accepted], stored: Vec<(String,
         holds.push((pid, value::to_json(&doc)?));
     }
     let mut graphs = Vec::with_capacity(routed.pending.len());
+    let mut facts = Vec::with_capacity(routed.pending.len());
     for (ai, corr, info) in &routed.pending {
         let a = &accepted[*ai];
-        let rec = graph::build_record(a.kind, &a.ev, corr, info.map(|i| &routed.infos[i]))?;
-        graphs.push((a.ev.str_at("event_id").unwrap_or_default().to_string(), rec));
+        let info = info.map(|i| &routed.infos[i]);
+        graphs.push((a.ev.str_at("event_id").unwrap_or_default().to_string(), graph::build_record(a.kind, &a.ev, corr, info)?));
+        facts.push(graph::record_facts(a.kind, &a.ev, info));
     }
-    Ok((holds, graphs))
+    Ok((holds, graphs, facts))
 }

@@ -77,7 +77,7 @@ def _produce(settings: Settings, items: list[tuple[str, bytes, bytes]]) -> None:
     p = Producer(client_config(settings.kafka_common(), {"linger.ms": 20, "compression.type": "lz4",
                                                          "queue.buffering.max.messages": 1_000_000}))
     try:
-        produce_and_wait(p, ((topic, key, value, None) for topic, key, value in items), 120)
+        produce_and_wait(p, ((topic, key, value, None, 0) for topic, key, value in items), 120)
     except DeliveryError as exc:
         raise StackError(f"bench input was not delivered: {exc}") from None
 

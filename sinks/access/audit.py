@@ -149,7 +149,7 @@ class AuditTrail:
             if self._producer is None:
                 raise AuditError("the audit trail is closed; refusing")
             try:
-                produce_and_wait(self._producer, [(self.topic, entry["audit_id"].encode(), value, None)],
+                produce_and_wait(self._producer, [(self.topic, entry["audit_id"].encode(), value, None, 0)],
                                  self.ack_timeout_s)
             except DeliveryError as exc:
                 self._producer.purge(in_queue=True, in_flight=False)

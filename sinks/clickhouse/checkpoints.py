@@ -314,7 +314,7 @@ def publisher_from_settings(settings: Settings) -> CheckpointPublisher:
 
     def send(k: bytes, value: bytes) -> None:
         try:
-            produce_and_wait(producer, [(topic, k, value, None)], timeout=timeout)
+            produce_and_wait(producer, [(topic, k, value, None, 0)], timeout=timeout)
         except KafkaException as exc:
             raise DeliveryError(f"{topic}: {exc}") from None
 

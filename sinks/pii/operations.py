@@ -173,7 +173,7 @@ def _flag(settings: Settings, prediction_id: str, actor: Actor, why: str) -> dic
     record = build_record("inference", event, held["correlation_id"], info)
     producer = Producer(client_config(settings.kafka_common(), ACKED_PRODUCER))
     try:
-        produce_and_wait(producer, [(settings.topics.graph, record.event_id.encode(), record.to_bytes(), None)], 30)
+        produce_and_wait(producer, [(settings.topics.graph, record.event_id.encode(), record.to_bytes(), None, 0)], 30)
     except DeliveryError as exc:
         raise PiiError(f"flagged lineage not confirmed by Kafka: {exc}") from None
     result = {"prediction_id": prediction_id, "subject_ref": ref, "event_id": record.event_id,

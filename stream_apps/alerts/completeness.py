@@ -1,4 +1,4 @@
-"""Completeness rules as pure functions: what a graph row counts, which closed-window counts and
+"""Completeness rules as pure functions: what a prediction counts, which closed-window counts and
 heartbeats make which alerts, and the per-window figures published as metrics.
 
 The Faust wiring (tables, agents, timers) lives in :mod:`stream_apps.windows`; nothing here
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from lineage.graph import GraphRecord
 from lineage.metric_records import rfc3339
 from stream_apps.alerts.config import AlertSettings
 from stream_apps.alerts.model import Alert
@@ -35,35 +34,35 @@ def _never(_: str) -> bool:
     return False
 
 
-def window_counts(rec: GraphRecord) -> list[tuple[str, str]]:
-    """(metric, label) counters one graph row adds to its window (labelled by its model).
+#: A prediction's lineage as the windows count it (the compiled core's ``graph::record_facts``):
+#: (model, version, training run known, tier, lineage complete, snapshot stored, version unknown).
+InferenceFacts = tuple[str, str, bool, str, bool, bool, bool]
+
+
+def window_counts(inf: InferenceFacts) -> list[tuple[str, str]]:
+    """(metric, label) counters one prediction adds to its window (labelled by its model).
 
     A prediction whose only gap is its version's training run (not known when it was consumed)
     is counted per version (``inf_unbound``, ``conseq_unbound``, label ``model@version``):
     evaluation counts it missing only while that version still has no training lineage, so the
     window's figures and alerts follow training lineage that arrives late.
     """
-    inf = rec.inference
-    if rec.kind != "inference" or not inf:
-        return []
-    model = str(inf.get("model_name") or "")
-    version = str(inf.get("model_version") or "")
-    unbound = bool(version) and not inf.get("training_run_id")
+    model, version, bound, tier, complete, snapshot, unknown = inf
+    unbound = bool(version) and not bound
     out = [("inf", model)]
     if not version:
         out.append(("inf_missing", model))
     elif unbound:
         out.append(("inf_unbound", f"{model}@{version}"))
-    if inf.get("tier") in CONSEQUENTIAL_TIERS:
+    if tier in CONSEQUENTIAL_TIERS:
         out.append(("conseq", model))
-        if not inf.get("lineage_complete"):
-            snapshot_ok = inf.get("tier") == "routine" or bool(inf.get("snapshot_pointer"))
-            if unbound and snapshot_ok:
+        if not complete:
+            if unbound and snapshot:
                 out.append(("conseq_unbound", f"{model}@{version}"))
             else:
                 out.append(("conseq_missing", model))
-    if inf.get("unknown_model_version"):
-        out.append(("unknown", f"{model}@{inf.get('model_version') or ''}"))
+    if unknown:
+        out.append(("unknown", f"{model}@{version}"))
     return out
 
 

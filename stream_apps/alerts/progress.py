@@ -14,30 +14,28 @@ from stream_apps.alerts.watermarks import TP, Committed, Progress, decode_waterm
 
 
 class ProgressReader:
-    """High watermarks of the inference, graph and by-model topics, and the commits of the event
+    """High watermarks of the inference topic and of the window feed, and the commits of the event
     path's group and the Faust app's group on them."""
 
-    def __init__(self, kafka_conf: Mapping[str, Any], inference: str, graph: str, by_model: str, partitions: int,
+    def __init__(self, kafka_conf: Mapping[str, Any], inference: str, feed: str, partitions: int,
                  events_group: str, app_group: str, timeout: float = 5.0) -> None:
         self.admin = AdminClient(dict(kafka_conf))
-        self.inference, self.graph, self.by_model = inference, graph, by_model
+        self.inference, self.feed = inference, feed
         self.partitions = partitions
         self.events_group, self.app_group = events_group, app_group
         self.timeout = timeout
 
     def read(self, mine: Collection[int]) -> Progress:
-        """One reading; ``mine``: the by-model partitions this worker owns. Raises KafkaException."""
-        n = self.partitions
-        wanted = [(self.inference, p) for p in range(n)] + [(self.graph, p) for p in range(n)] + \
-                 [(self.by_model, p) for p in sorted(mine)]
+        """One reading; ``mine``: the feed partitions this worker owns. Raises KafkaException."""
+        wanted = [(self.inference, p) for p in range(self.partitions)] + [(self.feed, p) for p in sorted(mine)]
         highs = self._highs(wanted)  # first: a commit read later is never ahead of its high watermark
         inputs = {tp: h for tp, h in highs.items() if tp[0] == self.inference}
+        feed = {tp: h for tp, h in highs.items() if tp[0] == self.feed}
         return Progress(
             inputs=inputs,
             input_commits=self._commits(self.events_group, list(inputs)),
-            graph={tp: h for tp, h in highs.items() if tp[0] == self.graph},
-            by_model={tp: h for tp, h in highs.items() if tp[0] == self.by_model},
-            app_commits=self._commits(self.app_group, [tp for tp in highs if tp[0] != self.inference]),
+            feed=feed,
+            app_commits=self._commits(self.app_group, list(feed)),
         )
 
     def _highs(self, wanted: list[TP]) -> dict[TP, int]:

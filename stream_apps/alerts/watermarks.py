@@ -1,23 +1,21 @@
 """When a closed window may be evaluated: per-partition watermarks along the stream, with a bounded wait.
 
-A prediction reaches a window's counts in three hops: the event path consumes it from an
-inference-topic partition and produces its graph row; ``detect_completeness`` reads the graph
-row and sends its counters to the by-model topic; ``count_windows`` adds them to the window.
-Each hop is done with a record once its consumer group has committed past it (the event path
-commits after its outputs were acknowledged; Faust flushes its producer and changelogs before
-it commits). So the progress of every partition, whichever worker owns it, is read from the
-groups' committed offsets; the event path also commits, as the offset's metadata, the partition's
-event-time watermark: the latest record timestamp it has processed there (:func:`encode_watermark`).
+A prediction reaches a window's counts in two hops: the event path consumes it from an
+inference-topic partition and produces its counters to the window feed (with its graph record);
+``count_windows`` adds them to the window. Each hop is done with a record once its consumer group
+has committed past it (the event path commits after its outputs were acknowledged; Faust flushes
+its producer and changelogs before it commits). So the progress of every partition, whichever
+worker owns it, is read from the groups' committed offsets; the event path also commits, as the
+offset's metadata, the partition's event-time watermark: the latest record timestamp it has
+processed there (:func:`encode_watermark`).
 
-A window ending at ``end`` is released for evaluation in three phases:
+A window ending at ``end`` is released for evaluation in two phases:
 
 0. every inference partition is caught up (committed offset at its high watermark: idle or
    drained, so an empty partition never holds a window back) or its watermark is at or past
    ``end + lateness``;
-1. then every graph partition is committed past the high watermark it had once phase 0 was
-   seen complete (read afterwards, so it covers the graph rows of those predictions);
-2. then every by-model partition this worker owns is committed past the high watermark it had
-   once phase 1 was seen complete (their counters are in the window).
+1. then every feed partition this worker owns is committed past the high watermark it had once
+   phase 0 was seen complete (read afterwards, so it covers the counters of those predictions).
 
 A paused worker commits nothing, so its partitions hold every later window back; a window still
 held ``max_wait`` after ``end + lateness`` is released anyway (the partitions still behind are
@@ -67,11 +65,9 @@ class Progress:
     inputs: Mapping[TP, int]
     #: The event path group's commits on them.
     input_commits: Mapping[TP, Committed]
-    #: Graph-topic partitions and their high watermarks.
-    graph: Mapping[TP, int]
-    #: By-model partitions this worker owns and their high watermarks.
-    by_model: Mapping[TP, int]
-    #: The Faust group's commits on the graph and by-model partitions.
+    #: Window-feed partitions this worker owns and their high watermarks.
+    feed: Mapping[TP, int]
+    #: The Faust group's commits on them.
     app_commits: Mapping[TP, Committed]
 
 
@@ -143,23 +139,18 @@ class WatermarkGate:
         return out
 
     def _step(self, held: _Held, end: float, p: Progress) -> bool:
-        """One reading moves a window at most one phase on: a phase's targets are high watermarks
-        read after the previous phase was seen complete (in the next reading), so they cover every
-        record the previous hop wrote before committing."""
+        """One reading moves a window at most one phase on: the feed's targets are high watermarks
+        read after phase 0 was seen complete (in the next reading), so they cover every record the
+        event path wrote before committing."""
         if held.phase == 0:
             held.behind = inputs_behind(p, int((end + self.lateness_s) * 1000))
             if not held.behind:
                 held.phase, held.targets = 1, None
             return False
         if held.targets is None:
-            held.targets = dict(p.graph if held.phase == 1 else p.by_model)
+            held.targets = dict(p.feed)
         held.behind = commits_behind(held.targets, p.app_commits)
-        if held.behind:
-            return False
-        if held.phase == 1:
-            held.phase, held.targets = 2, None
-            return False
-        return True
+        return not held.behind
 
     def restart(self) -> None:
         """Start the windows still held over (this worker's partitions changed: the targets read

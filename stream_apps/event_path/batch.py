@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from confluent_kafka import KafkaException
@@ -54,17 +55,22 @@ class OutRecord:
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
     hold_prediction: str | None = None  # set on hold records: index them once delivered
+    timestamp_ms: int = 0  # the record's timestamp; 0: the time it is produced
 
 
 @dataclass
 class BatchResult:
-    """Everything one batch produces: output records, counters, model-lineage table updates."""
+    """Everything one batch produces: output records, counters, model-lineage table updates, and
+    the facts the completeness windows are fed."""
 
     records: list[OutRecord] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
     table_updates: list[tuple[str, ModelLineage]] = field(default_factory=list)
+    #: What the completeness windows read of each graph record (:data:`stream_apps.alerts.feed.Facts`).
+    facts: list[Any] = field(default_factory=list)
 
     def merge(self, other: BatchResult) -> None:
         self.records += other.records
         self.counters.update(other.counters)
         self.table_updates += other.table_updates
+        self.facts += other.facts

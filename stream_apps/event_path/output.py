@@ -43,7 +43,7 @@ class OutputProducer:
 
         produce_and_wait(
             self._producer,
-            ((r.topic, r.key, r.value, r.headers) for r in records),
+            ((r.topic, r.key, r.value, r.headers, r.timestamp_ms) for r in records),
             timeout,
             track if track_topic is not None else None,
         )

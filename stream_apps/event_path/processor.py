@@ -166,6 +166,7 @@ class BatchProcessor:
         stored = self.store.append_many(blobs) if blobs else []
         result = BatchResult()
         result.records = [OutRecord(*r) for r in staged.finish([(s.pointer, s.sha256) for s in stored])]
+        result.facts = staged.window_facts()
         result.counters.update(counters)
         result.table_updates = updates
         return result

@@ -1,7 +1,7 @@
 """What the processing child builds once: Redis, data keys, snapshot store, output producer, batch processor.
 
-:meth:`ChildResources.deliver` is the I/O half of a batch: produce every output record and wait
-for the broker's acks, then index the held snapshots and add the batch's counters in Redis.
+:meth:`ChildResources.deliver` is the I/O half of a batch: produce every output record (with the
+batch's window feed, :mod:`stream_apps.alerts.feed`) and wait for the broker's acks, then index the held snapshots and add the batch's counters in Redis.
 Nothing here survives a restart of the child: state is in Redis, the store and the table.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ from lineage.pii.sealing import KeyRing
 from lineage.pii.store import SnapshotStore
 from lineage.settings import Settings
 from lineage.deadletters import prune_deadletter_keys
+from lineage.topics import window_counts_topic
+from stream_apps.alerts.feed import completeness_window, feed_records
 from stream_apps.event_path.batch import BatchResult, OutRecord
 from stream_apps.event_path.output import OutputProducer
 from stream_apps.event_path.processor import BatchProcessor
@@ -68,15 +70,19 @@ class ChildResources:
         self.producer = OutputProducer(settings, client_id=writer)
         self.stats_key = space.stats(settings.app_id)
         self._index_holds = self.redis.register_script(_INDEX_HOLDS)
+        self.feed_topic = window_counts_topic(settings)
+        self.window = completeness_window(settings.alerts)
 
     def lookup(self, key: str) -> ModelLineage | None:
         value = self._lookup(key)
         return cast(ModelLineage, dict(value)) if isinstance(value, Mapping) else None
 
     def deliver(self, result: BatchResult) -> None:
-        """Produce + wait for every ack (table updates go to the changelog too), then index holds and count."""
+        """Produce + wait for every ack (table updates go to the changelog too, the windows' facts to the
+        window feed), then index holds and count."""
         records = list(result.records)
         records += [OutRecord(self.changelog, orjson.dumps(k), orjson.dumps(v), None) for k, v in result.table_updates]
+        records += feed_records(self.feed_topic, self.window, result.facts, time.time())
         hold = self.settings.topics.pii_hold
         positions = self.producer.send(records, track_topic=hold)
         pipe = self.redis.pipeline(transaction=False)

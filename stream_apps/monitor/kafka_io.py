@@ -17,7 +17,7 @@ class AckedProducer:
         self.producer = Producer(client_config(kafka_conf, ACKED_PRODUCER))
 
     def _send_sync(self, items: list[tuple[str, bytes | None, bytes]], timeout: float) -> None:
-        produce_and_wait(self.producer, ((topic, key, value, None) for topic, key, value in items), timeout)
+        produce_and_wait(self.producer, ((topic, key, value, None, 0) for topic, key, value in items), timeout)
 
     async def send_many(self, items: list[tuple[str, bytes | None, bytes]], timeout: float = 15.0) -> None:
         if items:

@@ -14,10 +14,10 @@ from helpers import wait_until
 from integration.alerts_support import (
     Pipeline,
     ch_alerts,
-    committed_caught_up,
     once_each,
     start_pipeline,
     topic_alerts,
+    windows_caught_up,
 )
 from factories import inference_event, run_event
 from integration.worker_support import encode_many, produce_all
@@ -60,7 +60,7 @@ def _wait_window_start(min_left: float) -> None:
 
 def test_windows_on_all_partitions_fire_and_survive_restart(pipe: Pipeline) -> None:
     s = pipe.settings
-    # 1. Several models; graph rows are keyed by event id, so each model's events span partitions.
+    # 1. Several models; inference events are spread over the partitions, so each model's events span them.
     spread = [f"spread-{i}" for i in range(6)]
     produce_all(s, _unknown(s, spread))
     got = wait_until(lambda: (lambda m: m if m == set(spread) else None)(_models_firing(pipe, spread)),
@@ -73,8 +73,8 @@ def test_windows_on_all_partitions_fire_and_survive_restart(pipe: Pipeline) -> N
     run_id = str(uuid.uuid4())
     start_raw = encode_many(s, "dataset", [run_event("dataset", run_id=run_id, event_type="START")])
     produce_all(s, _unknown(s, restart) + [(s.topics.dataset, None, start_raw[0], None)])
-    wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.graph), 30,
-               f"detection agent to commit the graph rows\n{pipe.logs()}", 0.2)
+    wait_until(lambda: windows_caught_up(s), 30,
+               f"windows agent to commit the batch's feed records\n{pipe.logs()}", 0.2)
     assert _models_firing(pipe, restart) == set(), "fired before the window closed"
     pipe.worker.kill()
     pipe.new_worker()

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from helpers import auth_headers, make_topics, wait_until
 from shell.processes import keyholder_process, sink_process
 from lineage.settings import Settings, TopicSettings, settings_to_env
+from lineage.topics import window_counts_topic
 from shell.stack.process import ManagedProcess
 from stream_apps.alerts.config import AlertSettings
 from integration.worker_support import free_port
@@ -112,7 +113,7 @@ def start_pipeline(stack: Any, tmp: Path, with_worker: bool = True, settings_ove
     try:
         wait_until(lambda: http_json(settings, "/health").get("status") == "ok", 90, f"sink API\n{pipe.logs()}", 0.5)
         if with_worker:  # the worker's Faust group owns its partitions: tables recovered, agents running
-            wait_until(lambda: group_assignment(settings, settings.topics.graph), 180,
+            wait_until(lambda: group_assignment(settings, window_counts_topic(settings)), 180,
                        f"the worker to join its group\n{pipe.logs()}", 0.5)
         yield pipe
     finally:
@@ -170,6 +171,20 @@ def committed_caught_up(settings: Settings, group: str, topic: str) -> bool:
     highs = {p: h for (t, p), h in s.high.items() if t == topic and h > 0}
     got = {p.partition: p.lag for p in s.lag if p.topic == topic}
     return bool(highs) and all(got.get(p) == 0 for p in highs)
+
+
+def windows_caught_up(settings: Settings) -> bool:
+    """True when every event the event path was given is in the windows: its group committed every
+    event topic that has data (it commits after the batch's feed records were acknowledged), and
+    then the Faust app committed the whole window feed."""
+    from stream_apps.monitor.lag import LagSampler
+
+    topics = set(settings.topics.event_topics.values())
+    s = LagSampler(settings.kafka_common(), settings.topics.prefix, (settings.events_group,)).sample()
+    lags = {(p.topic, p.partition): p.lag for p in s.lag}
+    if any(lags.get(tp) != 0 for tp, high in s.high.items() if tp[0] in topics and high > 0):
+        return False
+    return committed_caught_up(settings, settings.app_id, window_counts_topic(settings))
 
 
 def group_assignment(settings: Settings, topic: str, group: str | None = None) -> dict[str, set[int]]:

@@ -18,10 +18,10 @@ from helpers import wait_until
 from integration.alerts_support import (
     Pipeline,
     ch_alerts,
-    committed_caught_up,
     once_each,
     start_pipeline,
     topic_alerts,
+    windows_caught_up,
 )
 from factories import run_event
 from integration.worker_support import encode_many, produce_all
@@ -80,18 +80,18 @@ def _epoch(rfc3339: str) -> float:
 def test_expected_emitter_silent_fires_once_and_resolves(pipe: Pipeline) -> None:
     s = pipe.settings
     _leave_active_alert(pipe, RETIRED)
-    # 1. The emitter is alive: its events reach the detection agent (graph rows consumed).
+    # 1. The emitter is alive: its events reach the windows agent (the batches' feed records consumed).
     _emit(pipe, EXPECTED, UNEXPECTED)
-    wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.graph), 120,
-               f"detection agent to consume the first graph rows\n{pipe.logs()}", 0.5)
+    wait_until(lambda: windows_caught_up(s), 120,
+               f"windows agent to consume the first feed records\n{pipe.logs()}", 0.5)
     # Emitting more often than the heartbeat window, for longer than it: nothing fires.
     until = time.monotonic() + HEARTBEAT_S * 1.5
     while time.monotonic() < until:
         last = _emit(pipe, EXPECTED, UNEXPECTED)
         time.sleep(2.0)
         assert _silent(pipe) == [], f"EmitterSilent while the emitter was emitting\n{pipe.logs()}"
-    wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.graph), 60,
-               f"detection agent to consume the last heartbeat\n{pipe.logs()}", 0.5)
+    wait_until(lambda: windows_caught_up(s), 60,
+               f"windows agent to consume the last heartbeat\n{pipe.logs()}", 0.5)
 
     # 2. Silence for a heartbeat window: one firing, for the expected emitter only, not early.
     (firing,) = wait_until(lambda: _silent(pipe), HEARTBEAT_S + 90, f"EmitterSilent after {HEARTBEAT_S}s\n{pipe.logs()}", 0.5)

@@ -1,13 +1,13 @@
 """The per-model share of inference events lacking required lineage is exact with two workers.
 
-Graph rows are keyed by event id, so each model's predictions are spread over all six
-partitions and both workers. Two models in one window:
+Each model's predictions are spread over all six inference partitions, so over both workers'
+event paths. Two models in one window:
 
 * ``over``: 200 predictions, 12 without lineage (6%), spread everywhere -> fires once, and the
   alert names all 200 events (one evaluator saw the whole model);
-* ``under``: 200 predictions, 8 without lineage (4%), all 8 on graph partition 0 -> never
-  fires. Counted per worker it would: the worker owning partition 0 sees about 8 of 100 (the
-  test checks that from the real assignment), which is what the per-model re-keying fixes.
+* ``under``: 200 predictions, 8 without lineage (4%), all 8 on inference partition 0 -> never
+  fires. Counted per worker it would: the event path owning partition 0 sees about 8 of 100 (the
+  test checks that from the real assignment), which is what keying the window feed by model fixes.
 
 The figures published for the window (one series per model, ClickHouse ``pipeline_metrics``)
 are the exact ones: 200 events and shares 0.94 / 0.96.
@@ -27,14 +27,15 @@ import pytest
 from helpers import wait_until
 from integration.alerts_support import (
     Pipeline,
-    committed_caught_up,
     group_assignment,
     http_json,
     start_pipeline,
+    windows_caught_up,
     worker_proc,
 )
 from factories import inference_event, training_event
 from integration.worker_support import encode_many, produce_all, read_to_end
+from lineage.topics import window_counts_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,15 +54,16 @@ def pipe(stack, tmp_path_factory) -> Iterator[Pipeline]:
     )
 
 
-def _graph_partition(event_id: str) -> int:
-    """The partition the worker's producer (librdkafka's default partitioner: CRC-32 of the key) picks."""
+def _partition(event_id: str) -> int:
+    """The inference partition of a prediction produced with its event id as the key (librdkafka's
+    default partitioner: CRC-32 of the key)."""
     return zlib.crc32(event_id.encode()) % PARTITIONS
 
 
 def _event_on(partition: int | None, **kw: Any) -> dict[str, Any]:
     while True:
         ev = inference_event(**kw)
-        if partition is None or _graph_partition(ev["event_id"]) == partition:
+        if partition is None or _partition(ev["event_id"]) == partition:
             return ev
 
 
@@ -96,8 +98,7 @@ def test_share_is_exact_across_two_workers(pipe: Pipeline) -> None:
     # Training lineage first, while one worker runs: the second recovers the join table at start.
     trainings = [training_event(m, "1") for m in models.values()]
     produce_all(s, [(s.topics.training, None, raw, None) for raw in encode_many(s, "training", trainings)])
-    wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.graph), 120,
-               f"the training rows through the worker\n{pipe.logs()}", 0.5)
+    wait_until(lambda: windows_caught_up(s), 120, f"the training events through the worker\n{pipe.logs()}", 0.5)
     second = worker_proc(s, pipe.env, "worker-1")
     second.start()
     try:
@@ -105,12 +106,12 @@ def test_share_is_exact_across_two_workers(pipe: Pipeline) -> None:
             a = group_assignment(s, topic, group)
             return a if len(a) == 2 and all(len(p) == 3 for p in a.values()) else None
 
-        owners = wait_until(lambda: shared(s.topics.graph), 120,
-                            f"two workers sharing the graph partitions\n{pipe.logs()}", 1.0)
+        wait_until(lambda: shared(window_counts_topic(s)), 120,
+                   f"two workers sharing the window feed's partitions\n{pipe.logs()}", 1.0)
         # ... and the event path's own group: predictions produced during its rebalance would reach
         # the windows late, after the window closed.
-        wait_until(lambda: shared(s.topics.inference, s.events_group), 120,
-                   f"two workers sharing the inference partitions\n{pipe.logs()}", 1.0)
+        owners = wait_until(lambda: shared(s.topics.inference, s.events_group), 120,
+                            f"two workers sharing the inference partitions\n{pipe.logs()}", 1.0)
         p0_owner = next(parts for parts in owners.values() if 0 in parts)
 
         # All predictions inside one window (a window that leaves time to process them).
@@ -118,13 +119,14 @@ def test_share_is_exact_across_two_workers(pipe: Pipeline) -> None:
         if left < WINDOW - 5:
             time.sleep(left + 0.5)
         events = _predictions(models)
-        produce_all(s, [(s.topics.inference, None, raw, None) for raw in encode_many(s, "inference", events)])
+        produce_all(s, [(s.topics.inference, ev["event_id"].encode(), raw, None)
+                        for ev, raw in zip(events, encode_many(s, "inference", events))])
         ids = {ev["event_id"] for ev in events}
         rows = wait_until(lambda: (lambda r: r if len(r) == len(ids) else None)(
             [m for m in read_to_end(s, s.topics.graph) if m.key().decode() in ids]), 60,
             f"graph rows of the predictions\n{pipe.logs()}", 1.0)
         assert len({int(m.timestamp()[1] / 1000) // WINDOW for m in rows}) == 1, "the predictions straddle two windows"
-        inf = [(m.partition(), orjson.loads(m.value())["inference"]) for m in rows]
+        inf = [(_partition(m.key().decode()), orjson.loads(m.value())["inference"]) for m in rows]
         lacking = {key: [p for p, r in inf if r["model_name"] == m and not r["training_run_id"]]
                    for key, m in models.items()}
         assert {k: len(v) for k, v in lacking.items()} == MISSING

@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 
 from factories import inference_event, training_event
 from helpers import wait_until
@@ -121,38 +120,34 @@ class Held:
 def _held_window(pipe: Pipeline) -> Iterator[Held]:
     s = pipe.settings
     assert s.topics.partitions == PARTITIONS
-    by_model = window_counts_topic(s)
-    w1_app = wait_until(lambda: _only_member(s, s.topics.graph), 120, f"worker 1 alone\n{pipe.logs()}", 0.5)
+    feed = window_counts_topic(s)
+    w1_app = wait_until(lambda: _only_member(s, feed), 120, f"worker 1 alone\n{pipe.logs()}", 0.5)
     w1_ev = wait_until(lambda: _only_member(s, s.topics.inference, s.events_group), 120,
                        f"worker 1's event path alone\n{pipe.logs()}", 0.5)
     second = worker_proc(s, pipe.env, "worker-2")
     second.start()
     try:
-        app = wait_until(lambda: _shared(s, s.topics.graph), 180, f"two workers sharing\n{pipe.logs()}", 1.0)
+        app = wait_until(lambda: _shared(s, feed), 180, f"two workers sharing\n{pipe.logs()}", 1.0)
         ev = wait_until(lambda: _shared(s, s.topics.inference, s.events_group), 180,
                         f"two event paths sharing\n{pipe.logs()}", 1.0)
         # Member ids survive rebalances: the one that was alone is the worker that keeps running.
         assert w1_app in app and w1_ev in ev, (app, ev)
         mine_ev, theirs_ev = ev[w1_ev], set(range(PARTITIONS)) - ev[w1_ev]
-        mine_graph = app[w1_app]
-        mine_bm = wait_until(lambda: (_shared(s, by_model) or {}).get(w1_app), 60, "by-model assignment", 0.5)
+        mine_feed = app[w1_app]
 
-        # A model whose window counts the running worker keeps (the Faust producer's partitioner).
+        # A model whose window counts the running worker keeps (keyed by model: librdkafka's
+        # default partitioner, CRC-32 of the key).
         tag = uuid.uuid4().hex[:6]
-        model = next(m for m in (f"wm-{tag}-{i}" for i in range(1000))
-                     if DefaultPartitioner()(m.encode(), list(range(PARTITIONS)), list(range(PARTITIONS))) in mine_bm)
+        model = next(m for m in (f"wm-{tag}-{i}" for i in range(1000)) if zlib.crc32(m.encode()) % PARTITIONS in mine_feed)
         produce_all(s, [(s.topics.training, None, raw, None) for raw in encode_many(s, "training", [training_event(model, "1")])])
-        wait_until(lambda: committed_caught_up(s, s.app_id, s.topics.graph), 120,
-                   f"the training row through both workers\n{pipe.logs()}", 0.5)
+        wait_until(lambda: committed_caught_up(s, s.events_group, s.topics.training)
+                   and committed_caught_up(s, s.app_id, feed), 120,
+                   f"the training event through both workers\n{pipe.logs()}", 0.5)
 
         # Start of a window, then stop worker 2 and produce the window's predictions.
         wait_until(lambda: time.time() % WINDOW < 0.5, WINDOW + 1, "the start of a window", 0.05)
         assert second.signal(signal.SIGSTOP)
-        lacking = []
-        while len(lacking) < LACKING:  # their graph rows land on worker 1's graph partitions too
-            ev_ = inference_event(model=model, version="untrained")
-            if zlib.crc32(ev_["event_id"].encode()) % PARTITIONS in mine_graph:
-                lacking.append(ev_)
+        lacking = [inference_event(model=model, version="untrained") for _ in range(LACKING)]
         complete = [inference_event(model=model, version="1") for _ in range(COMPLETE)]
         windows = {int(e["event_time"] / 1e6) // WINDOW for e in lacking + complete}
         assert len(windows) == 1, "the predictions straddle two windows"
@@ -165,8 +160,7 @@ def _held_window(pipe: Pipeline) -> Iterator[Held]:
                        for i, raw in enumerate(raws[LACKING:])])
         # Worker 1 counts the 8 it holds; the window closes.
         wait_until(lambda: _committed_on(s, s.events_group, s.topics.inference, mine_ev)
-                   and _committed_on(s, s.app_id, s.topics.graph, mine_graph)
-                   and _committed_on(s, s.app_id, by_model, mine_bm), 30,
+                   and _committed_on(s, s.app_id, feed, mine_feed), 30,
                    f"worker 1 counting its share\n{pipe.logs()}", 0.2)
         yield Held(model, end, second, theirs_ev)
     finally:

@@ -67,7 +67,7 @@ def producer(settings: Settings) -> Producer:
 
 def produce_all(settings: Settings, items: Iterable[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]]) -> int:
     """Produce (topic, key, value, headers) tuples; waits for every delivery."""
-    return produce_and_wait(producer(settings), items, 60)
+    return produce_and_wait(producer(settings), ((t, k, v, h, 0) for t, k, v, h in items), 60)
 
 
 def encode_many(settings: Settings, kind: str, records: Iterable[dict[str, Any]], sealed: bool = True) -> list[bytes]:

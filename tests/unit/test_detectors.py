@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lineage.graph import GraphRecord
 from lineage.settings import AlertSettings
+from lineage_native import window_facts
 from stream_apps.alerts.completeness import RUN_ALERT, count_key
+from stream_apps.alerts.feed import RunEvent, run_event
 from stream_apps.detectors import (
     ClosedWindows,
     HeartbeatThrottle,
@@ -22,13 +23,15 @@ CFG = AlertSettings(run_deadline_s=600.0, window_s=60.0, window_grace_s=2.0, win
 T0 = 1_760_000_000.0
 
 
-def run_rec(event_type: str, run_id: str = "r-1", t: float = T0, kind: str = "dataset") -> GraphRecord:
-    payload = {"run": {"runId": run_id}, "job": {"namespace": "etl", "name": "orders"}, "producer": "https://etl"}
-    return GraphRecord("e-" + event_type, kind, int(t * 1e6), "c", event_type, payload)
+def run_rec(event_type: str, run_id: str = "r-1", t: float = T0, kind: str = "dataset") -> RunEvent:
+    return RunEvent(run_id, event_type, int(t * 1e6), "etl/orders", kind, False)
 
 
-def inference_rec(tier: str = "routine", t: float = T0) -> GraphRecord:
-    return GraphRecord("e-i", "inference", int(t * 1e6), "c", "PREDICTION", {}, inference={"tier": tier})
+def facts_run(kind: str, event: dict[str, Any]) -> RunEvent:
+    """The run event the compiled core's facts of ``event`` describe."""
+    run = run_event(window_facts(kind, event))
+    assert run is not None
+    return run
 
 
 def test_purge_schedule_hands_out_keys_at_most_once_per_interval() -> None:
@@ -49,7 +52,7 @@ def test_run_tracker_opens_on_start_and_closes_on_a_terminal_event() -> None:
     assert runs.observe(run_rec("START", t=T0 + 5), partition=3) is None
     assert table["r-1|3"]["t"] == int(T0 * 1e6)  # the first START stays
     assert runs.observe(run_rec("RUNNING"), partition=3) is None
-    assert runs.observe(inference_rec(), partition=3) is None
+    assert runs.observe(run_rec("START", run_id=""), partition=3) is None  # no run id: nothing to track
 
     end = runs.observe(run_rec("COMPLETE"), partition=3)
     assert end == RunEnd("r-1", "COMPLETE", "r-1|3")
@@ -128,9 +131,8 @@ def test_window_stats_published_once_and_again_when_a_late_count_changes_them() 
 
 def test_stream_stats_sample_and_restart() -> None:
     stats = StreamStats("host:1")
-    for lag in (1.0, 2.0, 3.0, 4.0):
-        stats.observe(inference_rec("consequential", t=T0 - lag), T0)
-    stats.observe(run_rec("START", t=T0 + 10), T0)  # clock skew counts as 0 latency
+    stats.observe({"inference": 3}, {"consequential": 3}, [1.0, 2.0, 3.0])
+    stats.observe({"inference": 1, "dataset": 1}, {"consequential": 1}, [4.0, 0.0])
     stats.decode_error()
     points = {(name, tuple(sorted(labels.items()))): value for name, labels, _, value in stats.sample(T0)}
     assert points[("e2e_latency_seconds", (("quantile", "0.5"), ("worker", "host:1")))] == 2.0  # of 0, 1, 2, 3, 4
@@ -146,11 +148,9 @@ def test_a_streaming_run_is_not_awaited_to_end_but_watched_for_updates() -> None
     """Flink/Spark streaming jobs (jobType.processingType = STREAMING) send START and then RUNNING
     for as long as they run: the run deadline never fires on them; StreamingRunStalled fires when
     their updates stop for ``streaming_stall_s``, and not while they keep coming."""
-    import dataclasses
     import json
     from pathlib import Path
 
-    from lineage.graph import build_record
     from producers.openlineage import from_openlineage
     from stream_apps.alerts.completeness import STREAM_ALERT
 
@@ -162,8 +162,9 @@ def test_a_streaming_run_is_not_awaited_to_end_but_watched_for_updates() -> None
     t0 = None
     for i, event_type in enumerate(("START", "RUNNING", "RUNNING")):
         kind, rec = from_openlineage({**flink, "eventType": event_type})
-        record = build_record(kind, rec, "c")
-        record = dataclasses.replace(record, event_time=record.event_time + i * 60_000_000)
+        record = facts_run(kind, rec)
+        assert record.streaming and record.job == f"{flink['job']['namespace']}/{flink['job']['name']}"
+        record = record._replace(event_time=record.event_time + i * 60_000_000)
         update = runs.observe(record, partition=0)
         assert update == StreamUpdate(flink["run"]["runId"], record.event_time)  # for the caller to record in Redis
         t0 = record.event_time
@@ -180,13 +181,14 @@ def test_a_streaming_run_is_not_awaited_to_end_but_watched_for_updates() -> None
     # a RUNNING without the job facet still counts as an update of the known streaming run
     bare = {**flink, "eventType": "RUNNING", "job": {**flink["job"], "facets": {}}}
     kind, rec = from_openlineage(bare)
-    later = build_record(kind, rec, "c")
-    later = dataclasses.replace(later, event_time=int((last + 400) * 1e6))
+    later = facts_run(kind, rec)
+    assert not later.streaming
+    later = later._replace(event_time=int((last + 400) * 1e6))
     runs.observe(later, partition=0)
     assert runs.overdue(last + 600, mine={0}) == [] and table[key]["t"] == later.event_time
 
     batch = {**flink, "eventType": "START", "run": {**flink["run"], "runId": "0190a1b2-c3d4-7e5f-8a9b-000000000099"},
              "job": {**flink["job"], "facets": {}}}  # no jobType: a batch run, awaited to end
     kind, rec = from_openlineage(batch)
-    runs.observe(build_record(kind, rec, "c"), partition=0)
+    runs.observe(facts_run(kind, rec), partition=0)
     assert table["0190a1b2-c3d4-7e5f-8a9b-000000000099|0"].get("streaming") is None

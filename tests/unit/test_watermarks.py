@@ -12,27 +12,22 @@ from stream_apps.alerts.watermarks import (
     inputs_behind,
 )
 
-INF, GRAPH, BM = "inf", "graph", "bm"
+INF, FEED = "inf", "feed"
 END = 1_000.0  # window end, epoch s
 LATE = 2.0
 NEED_MS = int((END + LATE) * 1000)
 
 
 def _reading(inputs: dict[int, tuple[int, int | None, int | None]],
-             graph: dict[int, tuple[int, int | None]] | None = None,
-             by_model: dict[int, tuple[int, int | None]] | None = None) -> Progress:
+             feed: dict[int, tuple[int, int | None]] | None = None) -> Progress:
     """inputs: partition -> (high, committed offset or None, watermark ms or None);
-    graph / by_model: partition -> (high, committed offset or None)."""
-    graph = graph or {0: (0, None), 1: (0, None)}
-    by_model = by_model or {0: (0, None)}
-    app = {**{(GRAPH, p): Committed(c) for p, (_, c) in graph.items() if c is not None},
-           **{(BM, p): Committed(c) for p, (_, c) in by_model.items() if c is not None}}
+    feed: partition -> (high, committed offset or None)."""
+    feed = feed or {0: (0, None)}
     return Progress(
         inputs={(INF, p): h for p, (h, _, _) in inputs.items()},
         input_commits={(INF, p): Committed(c, w) for p, (_, c, w) in inputs.items() if c is not None},
-        graph={(GRAPH, p): h for p, (h, _) in graph.items()},
-        by_model={(BM, p): h for p, (h, _) in by_model.items()},
-        app_commits=app,
+        feed={(FEED, p): h for p, (h, _) in feed.items()},
+        app_commits={(FEED, p): Committed(c) for p, (_, c) in feed.items() if c is not None},
     )
 
 
@@ -55,24 +50,22 @@ def test_input_partition_rules() -> None:
 
 
 def test_commits_behind_counts_a_missing_commit_as_zero() -> None:
-    commits = {(GRAPH, 0): Committed(7)}
-    assert commits_behind({(GRAPH, 0): 7, (GRAPH, 1): 0, (GRAPH, 2): 1}, commits) == [(GRAPH, 2)]
+    commits = {(FEED, 0): Committed(7)}
+    assert commits_behind({(FEED, 0): 7, (FEED, 1): 0, (FEED, 2): 1}, commits) == [(FEED, 2)]
 
 
-def test_window_passes_three_phases_one_reading_each() -> None:
+def test_window_passes_two_phases_one_reading_each() -> None:
     gate = WatermarkGate(LATE, 60.0)
     now = END + LATE
     # An input partition behind: held.
     assert gate.advance([END], now, _reading({0: (10, 4, 1)})) == []
     # Inputs drained: phase 1 starts, its targets come from the next reading.
     assert gate.advance([END], now, _reading({0: (10, 10, 1)})) == []
-    # The graph rows written meanwhile: partition 1 has 5 rows, 3 committed by the app group.
+    # The feed records written meanwhile: partition 1 has 5, 3 committed by the app group.
     assert gate.advance([END], now, _reading({0: (10, 10, 1)}, {0: (4, 4), 1: (5, 3)})) == []
-    # More graph rows arriving later do not move the target (only what was written before counts).
-    assert gate.advance([END], now, _reading({0: (10, 10, 1)}, {0: (9, 4), 1: (9, 5)})) == []
-    # Phase 2: the by-model partition's high watermark, read now, must be committed.
-    assert gate.advance([END], now, _reading({0: (10, 10, 1)}, {0: (9, 4), 1: (9, 5)}, {0: (3, 1)})) == []
-    (rel,) = gate.advance([END], now, _reading({0: (10, 10, 1)}, {0: (9, 4), 1: (9, 5)}, {0: (6, 3)}))
+    # More feed records arriving later do not move the target (only what was written before counts).
+    assert gate.advance([END], now, _reading({0: (10, 10, 1)}, {0: (9, 4), 1: (9, 4)})) == []
+    (rel,) = gate.advance([END], now, _reading({0: (10, 10, 1)}, {0: (9, 4), 1: (9, 5)}))
     assert rel.end == END and not rel.timed_out
     # Released once; later readings leave it released.
     assert gate.waiting([END]) == [] and gate.advance([END], now + 1, _reading({0: (99, 0, None)})) == []
@@ -81,9 +74,8 @@ def test_window_passes_three_phases_one_reading_each() -> None:
 def test_busy_partition_releases_by_watermark() -> None:
     gate = WatermarkGate(LATE, 60.0)
     busy = {0: (500, 400, NEED_MS + 5), 1: (0, None, None)}
-    for _ in range(3):
-        released = gate.advance([END], END + LATE, _reading(busy))
-    assert [r.end for r in released] == [END]
+    assert gate.advance([END], END + LATE, _reading(busy)) == []  # phase 0 seen complete
+    assert [r.end for r in gate.advance([END], END + LATE, _reading(busy))] == [END]
 
 
 def test_paused_partition_holds_until_the_bounded_wait_then_names_it() -> None:
@@ -109,7 +101,7 @@ def test_windows_are_gated_separately_and_forgotten_past_the_horizon() -> None:
     e1, e2 = END, END + 10
     # Inputs past e1 + lateness but not e2 + lateness.
     busy = _reading({0: (500, 400, NEED_MS + 1000)})
-    for _ in range(3):
+    for _ in range(2):
         gate.advance([e1, e2], e2 + LATE, busy)
     assert gate.released == {e1} and gate.waiting([e1, e2]) == [e2]
     gate.forget(e2)
@@ -127,7 +119,7 @@ def test_restart_reads_held_windows_again_and_keeps_released_ones() -> None:
     drained = _reading({0: (10, 10, 1)}, {0: (4, 0)})
     gate.advance([END], END + LATE, drained)
     gate.advance([END], END + LATE, drained)
-    assert gate.held[END].phase == 1 and gate.held[END].targets == {(GRAPH, 0): 4}
+    assert gate.held[END].phase == 1 and gate.held[END].targets == {(FEED, 0): 4}
     gate.restart()  # partitions moved: start over from phase 0
     assert gate.waiting([END]) == [END] and END not in gate.held
     gate.released.add(END - 10)

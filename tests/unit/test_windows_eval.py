@@ -1,17 +1,27 @@
 """Pure window evaluation: which closed-window counters make which alerts (no Faust, no broker)."""
 from __future__ import annotations
 
-from factories import inference_record
-from lineage.graph import GraphRecord
-from stream_apps.alerts.completeness import CONSEQ_ALERT, SHARE_ALERT, UNKNOWN_ALERT, evaluate_windows, split_key, window_counts
+from lineage_native import window_facts
+from stream_apps.alerts.completeness import (
+    CONSEQ_ALERT,
+    SHARE_ALERT,
+    UNKNOWN_ALERT,
+    InferenceFacts,
+    evaluate_windows,
+    split_key,
+    window_counts,
+)
 from stream_apps.alerts.config import AlertSettings
 
 
-def _rec(**inf: object) -> GraphRecord:
-    """A prediction of credit@7 whose worker row (joined, routine) is overridden by ``inf``."""
+def _rec(**inf: object) -> InferenceFacts:
+    """The facts of a prediction of credit@7 whose worker row (joined, routine) is overridden by
+    ``inf``, as the compiled core hands them over."""
     base = {"model_name": "credit", "model_version": "7", "training_run_id": "r1", "tier": "routine",
             "lineage_complete": True, "unknown_model_version": False}
-    return inference_record(inference={**base, **inf})
+    facts = window_facts("inference", {"event_id": "e", "event_time": 1_760_000_000_000_000}, {**base, **inf})
+    assert facts[:3] == ("inference", 1_760_000_000_000_000, "PREDICTION") and facts[7] is not None
+    return facts[7]
 
 
 def test_counters_per_record() -> None:
@@ -25,7 +35,8 @@ def test_counters_per_record() -> None:
     # a consequential prediction without its stored snapshot stays missing whatever arrives later
     c = window_counts(_rec(tier="consequential", lineage_complete=False, unknown_model_version=True, training_run_id=""))
     assert ("conseq_missing", "credit") in c
-    assert window_counts(GraphRecord("e", "dataset", 0, "c", "START", {})) == []
+    # a run event carries no prediction facts: it counts nothing
+    assert window_facts("dataset", {"eventType": "START", "run": {"runId": "r"}, "job": {}})[7] is None
     assert split_key("unknown|credit@7|3") == ("unknown", "credit@7", 3)
 
 

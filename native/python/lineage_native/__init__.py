@@ -12,7 +12,7 @@ from lineage.schemas import fingerprint, full_name
 
 from lineage_native._core import (
     REASONS, Batch, Decoder, EventPath, build_graph_record, check_record, column_edges, correlation_id, merge_lineage, sample_point,
-    sampling_decision, training_lineage,
+    sampling_decision, training_lineage, window_facts,
 )
 
 
@@ -82,4 +82,5 @@ def event_decoder(codec: Codec) -> Decoder:
 __all__ = [
     "REASONS", "Batch", "Decoder", "EventPath", "as_decoded", "build_graph_record", "check_record", "column_edges", "correlation_id", "decoder_for",
     "event_decoder", "merge_lineage", "sample_point", "sampling_decision", "training_lineage",
+    "window_facts",
 ]
