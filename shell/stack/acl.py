@@ -8,7 +8,7 @@ deployments can share one cluster without reaching each other's data.
 role          may
 ============  ==========================================================================
 emitter       write the input topics (four event classes, OpenLineage) and the metrics topic
-worker        read the inputs and the graph topic; write the outputs (graph, PII hold,
+worker        read the inputs; write the outputs (graph, PII hold,
               dead letters, alerts, metrics, audit); use its groups (the events group and
               the Faust app id); everything on its internal topics (changelogs, counters,
               Faust's own ``<app_id>-*`` topics, which it may create)
@@ -73,7 +73,7 @@ def deployment_grants(settings: Settings) -> list[Grant]:
     grants: list[Grant] = []
     grants += [("emitter", topic, n, lit, op.WRITE) for n in [*inputs, t.metrics]]
 
-    grants += [("worker", topic, n, lit, op.READ) for n in [*inputs, t.graph]]
+    grants += [("worker", topic, n, lit, op.READ) for n in inputs]
     grants += [("worker", topic, n, lit, op.WRITE) for n in outputs]
     grants += [("worker", topic, n, lit, op.ALL) for n in internal]
     grants += [("worker", topic, f"{settings.app_id}-", pre, op.ALL),
