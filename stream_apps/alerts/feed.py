@@ -75,7 +75,10 @@ def count_records(topic: str, window: WindowT, facts: Iterable[Facts]) -> list[O
         inf = fact[7]
         if inf is None:
             continue
-        ms = fact[1] // 1000  # the record timestamp's resolution; the table files it under ms / 1000
+        # The record timestamp's resolution (the table files it under ms / 1000). Kafka takes no
+        # negative timestamp and librdkafka reads 0 as "now": an event dated at or before the epoch
+        # counts 1 ms after it.
+        ms = max(fact[1] // 1000, 1)
         spans = ranges.get(ms)
         if spans is None:
             spans = ranges[ms] = tuple(window.ranges(ms / 1000))
@@ -138,6 +141,14 @@ class FeedEntry(NamedTuple):
     emitters: list[str]
 
 
+def _object(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, not {type(value).__name__}")
+    return value
+
+
 def read_entry(value: bytes) -> FeedEntry:
     """A feed record's content. Raises ValueError (orjson's decode error included) or TypeError
     when it is not a feed record. A bare ``[[metric, label], ...]`` list (the counters of one
@@ -149,8 +160,8 @@ def read_entry(value: bytes) -> FeedEntry:
         raise TypeError(f"a feed record is an object, not {type(doc).__name__}")
     counts = [(str(m), str(label), int(n)) for m, label, n in doc.get("counts") or ()]
     runs = [RunEvent(str(r), str(t), int(et), str(j), str(k), bool(st)) for r, t, et, j, k, st in doc.get("runs") or ()]
-    kinds = {str(k): int(n) for k, n in (doc.get("kinds") or {}).items()}
-    tiers = {str(k): int(n) for k, n in (doc.get("tiers") or {}).items()}
+    kinds = {str(k): int(n) for k, n in _object(doc.get("kinds")).items()}
+    tiers = {str(k): int(n) for k, n in _object(doc.get("tiers")).items()}
     latency = [float(x) for x in doc.get("latency") or ()]
     return FeedEntry(counts, runs, kinds, tiers, latency, [str(e) for e in doc.get("emitters") or ()])
 

@@ -81,6 +81,15 @@ def test_summed_counts_file_exactly_what_each_prediction_would(step: float | Non
     assert len(records) <= 3 * len({tuple(window.ranges((t // 1000) / 1000)) for t in times})  # type: ignore[attr-defined]
 
 
+def test_an_event_dated_at_or_before_the_epoch_gets_a_timestamp_kafka_takes() -> None:
+    window = completeness_window(AlertSettings())
+    rng = random.Random(3)
+    facts = [_prediction(rng, t) for t in (-5_000_000_000, 0, 999)]
+    records = count_records(TOPIC, window, facts)
+    assert {r.timestamp_ms for r in records} == {1}  # never 0 (librdkafka: "now") nor negative
+    assert len(records) == len({f[7][0] for f in facts if f[7]})  # one window: one record per model
+
+
 def test_batch_record_carries_runs_figures_and_emitters() -> None:
     rng = random.Random(1)
     now = T0_US / 1e6 + 2.0
@@ -103,6 +112,7 @@ def test_batch_record_carries_runs_figures_and_emitters() -> None:
 def test_read_entry_takes_the_earlier_per_prediction_records_and_refuses_others() -> None:
     entry = read_entry(orjson.dumps([["inf", "credit"], ["conseq", "credit"]]))
     assert entry.counts == [("inf", "credit", 1), ("conseq", "credit", 1)] and entry.runs == []
-    for bad in (b"not json", b"42", b'"text"', b'{"counts": [["inf"]]}', b'{"runs": [[1, 2]]}'):
+    for bad in (b"not json", b"42", b'"text"', b'{"counts": [["inf"]]}', b'{"runs": [[1, 2]]}', b'{"kinds": [1]}',
+                b'{"tiers": {"a": "many"}}', b'{"latency": ["soon"]}', b'{"counts": 5}'):
         with pytest.raises((ValueError, TypeError)):
             read_entry(bad)
