@@ -404,8 +404,6 @@ fn inference_rows(ev: &V) -> (Vec<Node>, Vec<Edge>) {
 }
 
 
-/// The graph record of one validated, PII-free event, as JSON bytes. A run event marked with a
-/// `run_anomaly` carries it on every run node too.
 /// A record's event time (microseconds) and event type: `PREDICTION`, the static event's class, or
 /// the run event's `eventType`.
 fn time_and_type(kind: &str, ev: &V) -> (i64, V) {
@@ -446,6 +444,8 @@ pub fn record_facts(kind: &str, ev: &V, inference: Option<&V>) -> Facts {
      job_name, streaming, facts)
 }
 
+/// The graph record of one validated, PII-free event, as JSON bytes. A run event marked with a
+/// `run_anomaly` carries it on every run node too.
 pub fn build_record(kind: &str, ev: &V, correlation_id: &str, inference: Option<&V>) -> Result<Vec<u8>, String> {
     let (etime, etype) = time_and_type(kind, ev);
     let (mut nodes, edges, columns) = if kind == "inference" {

@@ -480,12 +480,6 @@ impl Batch {
     /// Step 3: `stored` is `(pointer, sha256)` of each snapshot of [`Batch::route`], in order.
     /// Returns every output record as `(topic, key, value, headers | None, hold prediction id | None)`:
     /// dead letters, then holds, then graph records.
-    /// What the completeness windows read of each graph record `finish` built, in its order
-    /// (see `graph::record_facts`); handed over once.
-    fn window_facts(&mut self) -> Vec<graph::Facts> {
-        std::mem::take(&mut self.facts)
-    }
-
     fn finish<'py>(&mut self, py: Python<'py>, stored: Vec<(String, String)>) -> PyResult<Bound<'py, PyList>> {
         let Some(mut routed) = self.routed.take() else {
             return Err(PyValueError::new_err("batch not routed"));
@@ -516,6 +510,12 @@ impl Batch {
             out.append((&cfg.graph_topic, PyBytes::new(py, key.as_bytes()), PyBytes::new(py, &value), py.None(), py.None()))?;
         }
         Ok(out)
+    }
+
+    /// What the completeness windows read of each graph record `finish` built, in its order
+    /// (see `graph::record_facts`); handed over once.
+    fn window_facts(&mut self) -> Vec<graph::Facts> {
+        std::mem::take(&mut self.facts)
     }
 }
 
