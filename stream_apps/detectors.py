@@ -273,6 +273,6 @@ class StreamStats:
         self.tiers.clear()
         self.kinds.clear()
         if self.decode_errors:
-            points.append(("graph_decode_errors", {"worker": worker}, now, float(self.decode_errors)))
+            points.append(("window_feed_decode_errors", {"worker": worker}, now, float(self.decode_errors)))
             self.decode_errors = 0
         return points

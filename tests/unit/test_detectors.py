@@ -140,7 +140,7 @@ def test_stream_stats_sample_and_restart() -> None:
     assert points[("sampling_tier_events", (("tier", "consequential"), ("worker", "host:1")))] == 4.0
     assert points[("graph_events", (("kind", "inference"), ("worker", "host:1")))] == 4.0
     assert points[("graph_events", (("kind", "dataset"), ("worker", "host:1")))] == 1.0
-    assert points[("graph_decode_errors", (("worker", "host:1"),))] == 1.0
+    assert points[("window_feed_decode_errors", (("worker", "host:1"),))] == 1.0
     assert stats.sample(T0 + 5) == []
 
 
