@@ -12,7 +12,9 @@ collaborators stand in for Redis). Checked for every batch:
   batch-stage failure as one saying "in the batch stage" (an ``internal_error`` for an input on
   which the reference path itself fails, e.g. an array as OpenLineage ``eventType``, is parity);
 * nothing lost: each message gives exactly one graph record or one dead letter;
-* no subject id or snapshot value in the clear in any output record.
+* the window facts describe the graph records, one each, in order, and make readable window
+  feed records;
+* no subject id or snapshot value in the clear in any output record or feed record.
 
     PYTHONPATH=. .venv/bin/python native/bench/fuzz_event_path.py --count 1000000
 """
@@ -35,6 +37,8 @@ import orjson
 from lineage.codec import Codec
 from lineage.schemas import SchemaRepo
 from lineage.pii.store import SnapshotStore
+from lineage.settings import AlertSettings
+from stream_apps.alerts.feed import completeness_window, feed_records, read_entry
 from stream_apps.event_path.batch import InMessage
 from stream_apps.event_path.processor import BatchProcessor
 from tests.golden.event_path import (
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             GoldenFlags([]), lambda key: None, seal_keys=GoldenSealKeys(), clock=lambda: NOW_S,
         )
         topics = settings.topics
+        window = completeness_window(AlertSettings())
         while done < args.count:
             n = min(args.batch, args.count - done)
             batch = [inputs.one(rng, done + i) for i in range(n)]
@@ -203,8 +208,14 @@ def main(argv: list[str] | None = None) -> int:
                 if reason == "internal_error" and (b"panic" in detail or b"in the batch stage" in detail):
                     failures.append(f"batch at {done}: internal_error {dict(r.headers or {}).get('dlq.detail')!r}")
             outcomes["accepted"] = outcomes.get("accepted", 0) + graph
-            for r in result.records:
-                if r.topic in (topics.graph, topics.pii_hold) and any(s in r.value for s in subjects):
+            graphs = [orjson.loads(r.value) for r in result.records if r.topic == topics.graph]
+            if [(f[0], f[1]) for f in result.facts] != [(g["kind"], g["event_time"]) for g in graphs]:
+                failures.append(f"batch at {done}: window facts do not match the graph records")
+            feed = feed_records("feed", window, result.facts, time.time())
+            for r in feed:
+                read_entry(r.value)  # raises: the run fails
+            for r in result.records + feed:
+                if r.topic in (topics.graph, topics.pii_hold, "feed") and any(s in r.value for s in subjects):
                     failures.append(f"batch at {done}: a subject id in the clear on {r.topic}")
             done += n
     summary = {"inputs": done, "failures": len(failures), "seconds": round(time.perf_counter() - start, 1),
