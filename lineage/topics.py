@@ -12,7 +12,8 @@ from lineage.settings import Settings
 
 
 def window_counts_topic(settings: Settings) -> str:
-    """The workers' internal topic that re-keys completeness counters by model (one per app id)."""
+    """The workers' internal window feed (one per app id): what the event path tells the
+    completeness windows about each batch, its counters keyed by model."""
     return f"{settings.topics.prefix}.{settings.app_id}.window-counts"
 
 
@@ -59,7 +60,7 @@ def model_lineage_changelog(settings: Settings) -> str:
 
 
 def window_counts_retention_ms(settings: Settings) -> int:
-    """Counters are only needed until counted; keep them as long as a window is, and at least a day."""
+    """Feed records are only needed until counted; keep them as long as a window is, and at least a day."""
     return int(max(settings.alerts.window_retention_s, 86_400.0) * 1000)
 
 
