@@ -4,8 +4,9 @@ consumer loop keeps its own core (``worker.processing = process``).
 The consumer loop hands each batch (plain tuples: cheap to pickle) as a
 :class:`~stream_apps.event_path.serving.Job` over a pipe, without waiting for the previous
 batch's answer; a reader thread on each side keeps the pipe flowing both ways, the child works
-through the jobs in order (:class:`~stream_apps.event_path.serving.BatchServer`) and answers
-each. A restarted child gets the whole table with its first job. The child builds
+through the jobs in order (:class:`~stream_apps.event_path.serving.BatchServer`): one thread
+processes them, another delivers each processed batch and answers it, so a batch is processed
+while the one before it is being acknowledged. A restarted child gets the whole table with its first job. The child builds
 :class:`~stream_apps.event_path.resources.ChildResources` when it starts; it is spawned (never
 forked from a threaded process), ignores SIGINT/SIGTERM (the parent stops it after its last
 batch) and exits when the parent goes away.
@@ -26,7 +27,17 @@ from typing import Any
 from lineage.settings import Settings
 from stream_apps.event_path.batch import InMessageFields
 from stream_apps.event_path.resources import ChildResources
-from stream_apps.event_path.serving import BatchServer, Job, Reply, TableCopy, TableFeed, resolve, tune_gc
+from stream_apps.event_path.serving import (
+    Answer,
+    BatchServer,
+    Job,
+    Prepared,
+    Reply,
+    TableCopy,
+    TableFeed,
+    resolve,
+    tune_gc,
+)
 from stream_apps.exceptions import BatchNotProcessed
 
 log = logging.getLogger(__name__)
@@ -51,10 +62,31 @@ def _serve(conn: Connection, settings: Settings, changelog: str) -> None:
         inbox.put(None)
 
     threading.Thread(target=receive, name="lineage-child-inbox", daemon=True).start()
+    # Delivery in a thread of its own: the next batch is processed while the broker acknowledges
+    # this one (the compiled steps release the interpreter lock; waiting for acks holds none).
+    outbox: queue.SimpleQueue[Prepared | Answer | None] = queue.SimpleQueue()
+
+    def deliver() -> None:
+        while (prepared := outbox.get()) is not None:
+            try:
+                answer = server.complete(prepared)
+            except Exception as exc:  # noqa: BLE001 - a bug: logged with its trace, the batch retried, never skipped
+                log.exception("delivering a batch failed")
+                server.fail_delivery()
+                answer = "retry", f"{type(exc).__name__}: {exc}"
+            try:
+                conn.send(answer)
+            except OSError:  # parent gone: its reader thread ends the child
+                return
+
+    delivery = threading.Thread(target=deliver, name="lineage-child-delivery")
+    delivery.start()
     try:
         while (job := inbox.get()) is not None:
-            conn.send(server.handle(job))
+            outbox.put(server.prepare(job))
     finally:
+        outbox.put(None)
+        delivery.join()
         resources.close()
 
 

@@ -20,12 +20,12 @@ import gc
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
 from lineage.settings import Settings
-from stream_apps.event_path.batch import INFRA_ERRORS, InMessage, InMessageFields
+from stream_apps.event_path.batch import INFRA_ERRORS, BatchResult, InMessage, InMessageFields
 from stream_apps.exceptions import BatchNotProcessed
 
 log = logging.getLogger(__name__)
@@ -86,55 +86,152 @@ class TableFeed:
 
 
 class TableCopy:
-    """Processing side: the model-lineage table as the batch processor reads it."""
+    """Processing side: the model-lineage table as the batch processor reads it.
+
+    A processed batch's updates are *staged* until it is delivered: the batches after it read
+    them, but only a delivered batch's updates join the copy (:meth:`record`). When a delivery
+    fails, every staged update goes (:meth:`fail`): the batches that read them are answered
+    ``skipped`` and processed again, and none of a failed batch's updates outlives it. Until a new
+    chain of jobs starts (a job naming no batch before it, sent only once every earlier job was
+    answered) nothing more is staged. Used from the processing and the delivery thread.
+    """
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self._own: dict[str, int] = {}  # key -> the batch whose update wrote it
+        self._staged: dict[int, dict[str, Any]] = {}  # batch -> its updates, oldest batch first
+        self._broken = False  # a delivery failed since the current chain of jobs started
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
-        return self.data.get(key)
+        with self._lock:
+            for updates in reversed(self._staged.values()):
+                if key in updates:
+                    return updates[key]
+            return self.data.get(key)
 
     def receive(self, delta: TableDelta, acked: int) -> None:
         """Apply the consumer side's changes; own updates of batches after ``acked`` are kept."""
         full, changed, removed = delta
-        self._own = {k: s for k, s in self._own.items() if s > acked}
-        mine = {k: self.data[k] for k in self._own if k in self.data}
-        if full:
-            self.data.clear()
-        self.data.update(changed)
-        for key in removed:
-            self.data.pop(key, None)
-        self.data.update(mine)
+        with self._lock:
+            self._own = {k: s for k, s in self._own.items() if s > acked}
+            mine = {k: self.data[k] for k in self._own if k in self.data}
+            if full:
+                self.data.clear()
+            self.data.update(changed)
+            for key in removed:
+                self.data.pop(key, None)
+            self.data.update(mine)
 
-    def record(self, seq: int, updates: list[tuple[str, dict[str, Any]]]) -> None:
-        for key, value in updates:
-            self.data[key] = value
-            self._own[key] = seq
+    def new_chain(self) -> None:
+        """A job naming no batch before it: every earlier job was answered."""
+        with self._lock:
+            self._broken = False
+
+    def broken(self) -> bool:
+        with self._lock:
+            return self._broken
+
+    def stage(self, seq: int, updates: Sequence[tuple[str, Any]]) -> None:
+        """A processed batch's updates, read by the batches after it until it is delivered."""
+        if not updates:
+            return
+        with self._lock:
+            if not self._broken:  # else the batch is chained on a failed one: it will be skipped
+                self._staged[seq] = dict(updates)
+
+    def record(self, seq: int, updates: Sequence[tuple[str, Any]]) -> None:
+        """A delivered batch's updates join the copy."""
+        with self._lock:
+            self._staged.pop(seq, None)
+            for key, value in updates:
+                self.data[key] = value
+                self._own[key] = seq
+
+    def unstage(self, seq: int) -> None:
+        """A processed batch that is not delivered (skipped)."""
+        with self._lock:
+            self._staged.pop(seq, None)
+
+    def fail(self) -> None:
+        """A delivery failed: every batch staged now is it or chained on it."""
+        with self._lock:
+            self._staged.clear()
+            self._broken = True
+
+
+class Prepared(NamedTuple):
+    """A processed job waiting for its delivery (:meth:`BatchServer.complete`)."""
+
+    job: Job
+    result: BatchResult
 
 
 class BatchServer:
-    """Processing side: one job at a time, in order; a failed batch stops every job chained on it."""
+    """Processing side: jobs in order; a failed batch stops every job chained on it.
+
+    A job goes through two halves: :meth:`prepare` processes it, :meth:`complete` delivers it and
+    makes the answer. :meth:`handle` runs both in turn; the processing child runs them in two
+    threads, so the next batch is processed while the broker acknowledges the one before it.
+    Each half keeps its own chain: a job is not processed when the job it names (``after``)
+    failed to process or a delivery failed since its chain started, and not delivered (answered
+    ``skipped``, its result dropped) when the job it names failed to deliver. The batches after a
+    processed one read its model-lineage updates (:meth:`TableCopy.stage`) before it is delivered.
+    """
 
     def __init__(self, resources: Any, table: TableCopy, last_ok: int | None = None) -> None:
         self.resources = resources
         self.table = table
-        self._last_ok = last_ok
+        self._last_ok = last_ok  # the last job delivered (delivery half)
+        self._last_processed = last_ok  # the last job processed (processing half)
 
     def handle(self, job: Job) -> Answer:
-        self.table.receive(job.delta, job.acked)
+        """Both halves in turn: a job chained on one that failed is not even processed."""
         if job.after is not None and job.after != self._last_ok:
+            self.table.receive(job.delta, job.acked)
+            return "skipped", f"batch {job.after} before it was not processed"
+        return self.complete(self.prepare(job))
+
+    def prepare(self, job: Job) -> Prepared | Answer:
+        """Process ``job`` (the processing half); an answer instead when it is not processed."""
+        self.table.receive(job.delta, job.acked)
+        if job.after is None:
+            self.table.new_chain()
+        elif job.after != self._last_processed or self.table.broken():
+            return "skipped", f"batch {job.after} before it was not processed"
+        self._last_processed = None
+        try:
+            result = self.resources.processor.process([InMessage(*m) for m in job.msgs])
+        except INFRA_ERRORS as exc:
+            return "retry", f"{type(exc).__name__}: {exc}"
+        self.table.stage(job.seq, result.table_updates)
+        self._last_processed = job.seq
+        return Prepared(job, result)
+
+    def complete(self, prepared: Prepared | Answer) -> Answer:
+        """Deliver a processed job and answer it (the delivery half), in job order."""
+        if not isinstance(prepared, Prepared):
+            if prepared[0] != "skipped":  # it failed to process
+                self._last_ok = None
+            return prepared
+        job, result = prepared
+        if job.after is not None and job.after != self._last_ok:
+            self.table.unstage(job.seq)
             return "skipped", f"batch {job.after} before it was not processed"
         self._last_ok = None
-        msgs = [InMessage(*m) for m in job.msgs]
         try:
-            result = self.resources.processor.process(msgs)
             self.resources.deliver(result)
         except INFRA_ERRORS as exc:
+            self.table.fail()
             return "retry", f"{type(exc).__name__}: {exc}"
         self.table.record(job.seq, result.table_updates)
         self._last_ok = job.seq
         return "ok", (dict(result.counters), result.table_updates)
+
+    def fail_delivery(self) -> None:
+        """A delivery ended in an unexpected error: nothing chained on it is delivered."""
+        self.table.fail()
+        self._last_ok = None
 
 
 def resolve(future: Future[Reply], answer: Answer) -> None:

@@ -226,6 +226,48 @@ def test_the_server_skips_every_job_chained_on_a_failed_one():
     assert res.done == [0, 1]
 
 
+def test_processing_and_delivery_halves_keep_both_chains():
+    """As the processing child runs them: a batch is processed while the one before it is being
+    delivered, and reads that one's table updates. A delivery that fails takes every staged update
+    with it: the batches processed on them are answered ``skipped`` (never delivered), and a job
+    chained on them is not even processed, until the consumer side starts a new chain."""
+    res = _Res(fail=True)
+    processed: list[int] = []
+    real = res.process
+    res.process = lambda msgs: (processed.append(msgs[0].offset), real(msgs))[1]  # type: ignore[method-assign]
+    table = TableCopy()
+    server = BatchServer(res, table)
+    first, second = server.prepare(_job(0, None)), server.prepare(_job(1, 0))
+    assert table.get("k") == {"by": 1} and table.data == {}  # staged: read, not yet recorded
+    assert server.complete(first)[0] == "retry"
+    assert table.get("k") is None  # the failed batch's update (and the one read on it) went
+    assert server.prepare(_job(2, 1)) == ("skipped", "batch 1 before it was not processed")
+    assert processed == [0, 1]  # the job chained on the failure was not processed
+    assert server.complete(second) == ("skipped", "batch 0 before it was not processed")
+    res.fail = False
+    again = [server.prepare(_job(0, None)), server.prepare(_job(1, 0))]  # the consumer side re-sends
+    assert [server.complete(p)[0] for p in again] == ["ok", "ok"]
+    assert res.done == [0, 1] and table.data == {"k": {"by": 1}} and table.get("k") == {"by": 1}
+
+
+def test_a_job_chained_on_one_that_failed_to_process_is_not_processed():
+    res = _Res()
+    calls: list[int] = []
+
+    def process(msgs: list[InMessage]) -> BatchResult:
+        calls.append(msgs[0].offset)
+        if msgs[0].offset == 5:
+            raise redis.exceptions.ConnectionError("down")
+        return _Res.process(res, msgs)
+
+    res.process = process  # type: ignore[method-assign]
+    server = BatchServer(res, TableCopy())
+    answers = [server.prepare(_job(4, None)), server.prepare(_job(5, 4)), server.prepare(_job(6, 5))]
+    assert calls == [4, 5] and answers[2] == ("skipped", "batch 5 before it was not processed")
+    assert [server.complete(a)[0] for a in answers] == ["ok", "retry", "skipped"]
+    assert res.done == [4]
+
+
 def test_table_copy_keeps_own_updates_the_sender_had_not_seen():
     copy = TableCopy()
     copy.receive((True, {"a": 1, "b": 1}, []), acked=-1)
