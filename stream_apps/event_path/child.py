@@ -6,7 +6,8 @@ The consumer loop hands each batch (plain tuples: cheap to pickle) as a
 batch's answer; a reader thread on each side keeps the pipe flowing both ways, the child works
 through the jobs in order (:class:`~stream_apps.event_path.serving.BatchServer`): one thread
 processes them, another delivers each processed batch and answers it, so a batch is processed
-while the one before it is being acknowledged. A restarted child gets the whole table with its first job. The child builds
+while the one before it is being acknowledged. A restarted child gets the whole table with its
+first job. The child builds
 :class:`~stream_apps.event_path.resources.ChildResources` when it starts; it is spawned (never
 forked from a threaded process), ignores SIGINT/SIGTERM (the parent stops it after its last
 batch) and exits when the parent goes away.

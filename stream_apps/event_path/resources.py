@@ -1,7 +1,8 @@
 """What the processing child builds once: Redis, data keys, snapshot store, output producer, batch processor.
 
 :meth:`ChildResources.deliver` is the I/O half of a batch: produce every output record (with the
-batch's window feed, :mod:`stream_apps.alerts.feed`) and wait for the broker's acks, then index the held snapshots and add the batch's counters in Redis.
+batch's window feed, :mod:`stream_apps.alerts.feed`) and wait for the broker's acks, then index
+the held snapshots and add the batch's counters in Redis.
 Nothing here survives a restart of the child: state is in Redis, the store and the table.
 """
 from __future__ import annotations

@@ -160,6 +160,10 @@ class TableCopy:
             self._broken = True
 
 
+def _skipped(job: Job) -> Answer:
+    return "skipped", f"batch {job.after} before it was not processed"
+
+
 class Prepared(NamedTuple):
     """A processed job waiting for its delivery (:meth:`BatchServer.complete`)."""
 
@@ -189,7 +193,7 @@ class BatchServer:
         """Both halves in turn: a job chained on one that failed is not even processed."""
         if job.after is not None and job.after != self._last_ok:
             self.table.receive(job.delta, job.acked)
-            return "skipped", f"batch {job.after} before it was not processed"
+            return _skipped(job)
         return self.complete(self.prepare(job))
 
     def prepare(self, job: Job) -> Prepared | Answer:
@@ -198,7 +202,7 @@ class BatchServer:
         if job.after is None:
             self.table.new_chain()
         elif job.after != self._last_processed or self.table.broken():
-            return "skipped", f"batch {job.after} before it was not processed"
+            return _skipped(job)
         self._last_processed = None
         try:
             result = self.resources.processor.process([InMessage(*m) for m in job.msgs])
@@ -217,7 +221,7 @@ class BatchServer:
         job, result = prepared
         if job.after is not None and job.after != self._last_ok:
             self.table.unstage(job.seq)
-            return "skipped", f"batch {job.after} before it was not processed"
+            return _skipped(job)
         self._last_ok = None
         try:
             self.resources.deliver(result)
