@@ -34,13 +34,10 @@ T = float(int(time.time()) // 3600 * 3600)
 FROM, TO, INTERVAL_S = T - 3600, T + 600, 60  # the dashboard's time range and interval for the queries
 
 
-def hm(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S")
-
-
-def at(offset: float) -> str:
-    """T + offset seconds, as the HH:MM:SS the expectations below are written in."""
-    return hm(T + offset)
+def at(value: datetime) -> int:
+    """A returned time as seconds from T, the form the expectations below are written in. (Not a
+    clock time: HH:MM:SS would sort 23:59 after 00:00 when T is midnight.)"""
+    return round(_epoch(value) - T)
 
 
 # --- Grafana's substitutions (the ClickHouse data source's macros, then dashboard variables) -----
@@ -209,27 +206,27 @@ def _epoch(value: datetime) -> float:
 
 
 def _series(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Time-series rows as (HH:MM:SS, series..., rounded value), in a stable order."""
-    return sorted((hm(_epoch(r[0])), *r[1:-1], round(float(r[-1]), 6)) for r in rows)
+    """Time-series rows as (seconds from T, series..., rounded value), in a stable order."""
+    return sorted((at(r[0]), *r[1:-1], round(float(r[-1]), 6)) for r in rows)
 
 
 EXPECTED_SERIES: dict[int, list[tuple[Any, ...]]] = {
-    1: [(at(-120), "g1 t.inference[0]", 15.0), (at(-120), "g1 t.inference[1]", 5000.0),
-        (at(-60), "g1 t.inference[0]", 20.0), (at(-60), "g1 t.inference[1]", 12000.0)],
-    2: [(at(-120), "t.inference", 200.0), (at(-60), "t.graph", 50.0)],
-    3: [(at(-60), 1.0)],
-    4: [(at(-60), "p0.5", 0.1), (at(-60), "p0.99", 1.7)],
-    5: [(at(-60), "consequential", 3.0), (at(-60), "routine", 42.0)],
-    6: [(at(-60), "credit", 0.92), (at(-60), "legacy", 0.875), (at(0), "credit", 1.0), (at(0), "fraud", 0.75)],
-    7: [(at(-60), "etl-1", 7.0)],
+    1: [(-120, "g1 t.inference[0]", 15.0), (-120, "g1 t.inference[1]", 5000.0),
+        (-60, "g1 t.inference[0]", 20.0), (-60, "g1 t.inference[1]", 12000.0)],
+    2: [(-120, "t.inference", 200.0), (-60, "t.graph", 50.0)],
+    3: [(-60, 1.0)],
+    4: [(-60, "p0.5", 0.1), (-60, "p0.99", 1.7)],
+    5: [(-60, "consequential", 3.0), (-60, "routine", 42.0)],
+    6: [(-60, "credit", 0.92), (-60, "legacy", 0.875), (0, "credit", 1.0), (0, "fraud", 0.75)],
+    7: [(-60, "etl-1", 7.0)],
 }
 EXPECTED_TABLES: dict[int, list[tuple[Any, ...]]] = {
     # Active alerts: the resolved lag alert is gone, the old one still firing stays (no time filter).
-    8: [("InferenceLineageIncomplete", "warning", {"model": "credit"}, A_SHARE.summary, at(-90)),
-        ("EmitterSilent", "warning", {"emitter": "etl"}, A_OLD.summary, at(-7300))],
+    8: [("InferenceLineageIncomplete", "warning", {"model": "credit"}, A_SHARE.summary, -90),
+        ("EmitterSilent", "warning", {"emitter": "etl"}, A_OLD.summary, -7300)],
     # Transitions in the time range, newest first.
-    9: [(at(-90), "InferenceLineageIncomplete", "firing"), (at(-100), "ConsumerLagHigh", "resolved"),
-        (at(-300), "ConsumerLagHigh", "firing")],
+    9: [(-90, "InferenceLineageIncomplete", "firing"), (-100, "ConsumerLagHigh", "resolved"),
+        (-300, "ConsumerLagHigh", "firing")],
 }
 
 
@@ -248,8 +245,8 @@ def test_every_panel_query_runs_on_the_schema_and_returns_the_expected_rows(
             assert times == sorted(times), panel["title"]
             assert _series(res.rows) == EXPECTED_SERIES[pid], panel["title"]
         elif pid == 8:
-            got = [(*r[:4], hm(_epoch(r[4]))) for r in res.rows]
+            got = [(*r[:4], at(r[4])) for r in res.rows]
             assert got == EXPECTED_TABLES[pid], panel["title"]
         else:
-            got = [(hm(_epoch(r[0])), r[1], r[2]) for r in res.rows]
+            got = [(at(r[0]), r[1], r[2]) for r in res.rows]
             assert got == EXPECTED_TABLES[pid], panel["title"]
