@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,24 +19,46 @@ import pytest
 from factories import run_event
 from fault.test_worker_faults import _children
 from helpers import wait_until
-from integration.sink_support import api_sql, free_port, start_sink, stop_sink, wait_healthy
+from integration.sink_support import api_sql, committed, free_port, start_sink, stop_sink, wait_healthy
 from integration.worker_support import encode_many, produce_all, read_to_end, running_workers, wait_for_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.slow]
-WARM, BACKLOG, LAST = 2_000, 48_000, 8_000  # events: before the join, at most during it, around the kill
-N = WARM + BACKLOG + LAST
-PACE = 1_000  # events per 0.1 s while the second worker joins: more than one worker processes
+WARM, LAST = 2_000, 8_000  # events: before the join, around the kill
+CHUNK, LAG = 1_000, 5_000  # while the second worker joins: events per produce, and the lag kept up
+JOIN_WITHIN_S = 120
+KINDS = ("dataset", "feature")
 REVOKED = re.compile(r"consumer loop revoked \d+ partitions \((\d+) batches in flight\)")
+Item = tuple[str, bytes, bytes, None]
 
 
-def _produce_until(settings, items: list, stop: threading.Event, sent: list[int]) -> None:
-    """Produce ``items`` at :data:`PACE` until ``stop`` (or the end); ``sent[0]``: how many went."""
-    for start in range(0, len(items), PACE):
-        if stop.is_set():
-            return
-        produce_all(settings, items[start:start + PACE])
-        sent[0] = min(start + PACE, len(items))
-        stop.wait(0.1)
+def _fresh(s, n: int) -> tuple[list[dict], list[Item]]:
+    """``n`` new events, dataset and feature in turn, with the (topic, key, value, headers) to produce."""
+    events = [run_event(KINDS[i % 2]) for i in range(n)]
+    encoded = {kind: iter(encode_many(s, kind, events[i::2])) for i, kind in enumerate(KINDS)}
+    return events, [(s.topics.event_topics[KINDS[i % 2]], e["event_id"].encode(), next(encoded[KINDS[i % 2]]), None)
+                    for i, e in enumerate(events)]
+
+
+def _behind(s, produced: int) -> int:
+    """How many of the ``produced`` events the worker group has not committed yet."""
+    done = sum(max(o, 0) for kind in KINDS
+               for o in committed(s, s.events_group, s.topics.event_topics[kind], s.topics.partitions).values())
+    return produced - done
+
+
+def _keep_busy(s, stop: threading.Event, start: int, events: list, items: list) -> None:
+    """Until ``stop``: produce fresh events whenever the group is less than :data:`LAG` behind,
+    appending what went to ``events`` and ``items``. Whatever the worker's speed, it is never idle
+    (so a revoke finds batches in flight), and the volume stays what it gets through."""
+    deadline = time.monotonic() + JOIN_WITHIN_S
+    while not stop.is_set() and time.monotonic() < deadline:
+        if _behind(s, start + len(events)) >= LAG:
+            stop.wait(0.05)
+            continue
+        chunk, chunk_items = _fresh(s, CHUNK)
+        produce_all(s, chunk_items)
+        events += chunk
+        items += chunk_items
 
 
 def _ids(msgs: list) -> Counter[str]:
@@ -48,32 +71,28 @@ def test_rebalance_and_kill_with_batches_in_flight_store_every_event_once(
     s = settings_factory(api_port=free_port(), topics={"partitions": 6},
                          worker={"max_in_flight": 3, "batch_max": 50, "processing": processing})
     make_topics(s)
-    kinds = ("dataset", "feature")
-    events = [run_event(kinds[i % 2]) for i in range(N)]
-    encoded = {kind: iter(encode_many(s, kind, events[i::2])) for i, kind in enumerate(kinds)}
-    items = [(s.topics.event_topics[kinds[i % 2]], e["event_id"].encode(), next(encoded[kinds[i % 2]]), None)
-             for i, e in enumerate(events)]
-    want = {e["event_id"] for e in events}
+    events, items = _fresh(s, WARM)
     log = tmp_path / "sink.log"
     sink = start_sink(s, log)
     try:
         wait_healthy(s, sink, log)
         with running_workers(s, 1, "first") as (first,):
-            produce_all(s, items[:WARM])
+            produce_all(s, items)
             wait_until(lambda: len(read_to_end(s, s.topics.graph)) >= WARM, 120, "the first worker to catch up")
-            # A stream faster than one worker keeps the first one busy while the second joins.
-            revoked, sent = threading.Event(), [0]
-            backlog = threading.Thread(target=_produce_until, args=(s, items[WARM:WARM + BACKLOG], revoked, sent))
+            # A stream that keeps the first worker busy while the second joins.
+            revoked, backlog_events, backlog_items = threading.Event(), [], []
+            backlog = threading.Thread(target=_keep_busy, args=(s, revoked, len(events), backlog_events, backlog_items))
             backlog.start()
             with running_workers(s, 1, "second") as (second,):
-                wait_until(lambda: REVOKED.search(first.log_file.read_text()), 120, "a rebalance on the first worker")
-                revoked.set()
-                backlog.join()
-                skipped = set(range(WARM + sent[0], WARM + BACKLOG))  # never produced
-                events = [e for i, e in enumerate(events) if i not in skipped]
-                items = [it for i, it in enumerate(items) if i not in skipped]
-                want = {e["event_id"] for e in events}
-                graph = wait_for_ids(s, s.topics.graph, {e["event_id"] for e in events[:-LAST]}, timeout=180)
+                try:
+                    wait_until(lambda: REVOKED.search(first.log_file.read_text()), JOIN_WITHIN_S,
+                               "a rebalance on the first worker")
+                finally:
+                    revoked.set()
+                    backlog.join()
+                events += backlog_events
+                items += backlog_items
+                graph = wait_for_ids(s, s.topics.graph, {e["event_id"] for e in events}, timeout=180)
                 in_flight = [int(n) for n in REVOKED.findall(first.log_file.read_text())]
                 assert max(in_flight) > 0, f"no revoke found batches in flight: {in_flight}"
                 # Drained and committed on revoke: not one event processed twice.
@@ -81,7 +100,11 @@ def test_rebalance_and_kill_with_batches_in_flight_store_every_event_once(
                 assert not twice, f"{len(twice)} events processed twice across the rebalance"
                 assert "consumer loop assigned" in second.log_file.read_text()
 
-                rest = threading.Thread(target=produce_all, args=(s, items[-LAST:]))
+                last_events, last_items = _fresh(s, LAST)
+                events += last_events
+                items += last_items
+                want = {e["event_id"] for e in events}
+                rest = threading.Thread(target=produce_all, args=(s, last_items))
                 rest.start()
                 wait_until(lambda: len(read_to_end(s, s.topics.graph)) > len(graph) + LAST // 4, 120,
                            "the last events to be under way")
@@ -104,7 +127,7 @@ def test_rebalance_and_kill_with_batches_in_flight_store_every_event_once(
                     for i in (0, 1)]
         per_topic = Counter(topic for topic, *_ in items)
         assert edge_ids == len(want)
-        assert edges == sum(per_topic[s.topics.event_topics[k]] * n for k, n in zip(kinds, per_kind))
+        assert edges == sum(per_topic[s.topics.event_topics[k]] * n for k, n in zip(KINDS, per_kind))
         (nodes_dup,), = api_sql(s, "SELECT count() - uniqExact(node_id, event_id) FROM nodes FINAL")
         assert nodes_dup == 0
         print(f"{processing}: {len(want)} events; revokes found {in_flight} batches in flight; the kill re-delivered {redelivered} records; "
