@@ -22,6 +22,10 @@ class KeySpace:
     def of(cls, settings: Settings) -> KeySpace:
         return cls(f"lineage:{settings.topics.prefix}")
 
+    def every_key(self) -> str:
+        """A SCAN pattern matching every key of this deployment, and no other's."""
+        return glob_escape(self.prefix) + ":*"
+
     # --- PII: data keys, erasure tombstones, held snapshots, flags -----------------------------
     def dek(self, subject_ref: str) -> str:
         """The subject's data key, wrapped by the KEK."""
@@ -121,3 +125,8 @@ class KeySpace:
     @property
     def alert_heartbeat_baseline(self) -> str:
         return f"{self.alerts}:heartbeat_baseline"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern that matches only itself."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

@@ -1,13 +1,16 @@
-"""Create the pipeline's topics (idempotent) with the configured partitions and retention."""
+"""Create the pipeline's topics (idempotent) with the configured partitions and retention; remove
+what a throwaway deployment (a bench run, a test) left on a shared broker and Redis."""
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lineage.exceptions import StackError
+from lineage.keyspace import KeySpace
 from lineage.settings import Settings
 
 
@@ -88,3 +91,46 @@ def ensure_topics(settings: Settings, timeout: float = 30.0, only: Iterable[str]
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise StackError(f"could not create topic {name}: {exc}") from None
     return created
+
+
+def owned_by(settings: Settings, names: Iterable[str]) -> list[str]:
+    """The topic or consumer-group names among ``names`` that belong to the deployment of
+    ``settings``: under its topic prefix, named after its app id (Faust's internal topics and
+    groups, the event path's group), or its OpenLineage topic."""
+    prefixes = (settings.topics.prefix + ".", settings.app_id + "-", settings.app_id + ".")
+    return [n for n in names if n.startswith(prefixes) or n in (settings.app_id, settings.topics.openlineage)]
+
+
+def remove_deployment(settings: Settings, redis_client: Any, timeout: float = 30.0) -> dict[str, int]:
+    """Delete everything the deployment of ``settings`` keeps on the broker and in Redis: its
+    topics, its consumer groups and its keys. For deployments made to be thrown away (`lineage
+    bench` runs on someone's stack); nothing in the pipeline calls it on a real one. Returns how
+    many of each went; raises :class:`StackError` naming what could not be removed (a group that
+    still has members, say)."""
+    admin = AdminClient(settings.kafka_common())
+    failed: list[str] = []
+    try:
+        topics = owned_by(settings, admin.list_topics(timeout=timeout).topics)
+        listing = admin.list_consumer_groups(request_timeout=timeout).result()
+    except KafkaException as exc:
+        raise StackError(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from None
+    groups = owned_by(settings, [g.group_id for g in listing.valid])
+    futures = {**(admin.delete_topics(topics, operation_timeout=timeout) if topics else {}),
+               **(admin.delete_consumer_groups(groups, request_timeout=timeout) if groups else {})}
+    for name, fut in futures.items():
+        try:
+            fut.result()
+        except KafkaException as exc:
+            failed.append(f"{name} ({exc.args[0].name()})")
+    keys = 0
+    batch: list[Any] = []
+    for key in redis_client.scan_iter(match=KeySpace.of(settings).every_key(), count=10_000):
+        batch.append(key)
+        if len(batch) == 1000:
+            keys += redis_client.unlink(*batch)
+            batch = []
+    if batch:
+        keys += redis_client.unlink(*batch)
+    if failed:
+        raise StackError(f"could not remove {', '.join(failed)}")
+    return {"topics": len(topics), "groups": len(groups), "keys": keys}

@@ -29,6 +29,7 @@ from helpers import free_port
 from helpers import make_topics as _make_topics
 from lineage.pii.sealing import KeyRing
 from lineage.settings import Settings, StackSettings, TopicSettings
+from lineage.topics import owned_by
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA_DIR = REPO / ".lineage-test"
@@ -177,8 +178,7 @@ def _delete_topics(made: list[Settings]) -> None:
         names = admin.list_topics(timeout=10).topics
     except Exception:  # the broker is gone (a fault test stopped it): nothing to tidy
         return
-    prefixes = tuple(p for s in made for p in (s.topics.prefix + ".", s.app_id))
-    doomed = [n for n in names if n.startswith(prefixes) or n in {s.topics.openlineage for s in made}]
+    doomed = sorted({n for s in made for n in owned_by(s, names)})
     if doomed:
         for future in admin.delete_topics(doomed, operation_timeout=30).values():
             try:

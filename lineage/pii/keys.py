@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from lineage.keyspace import KeySpace
+from lineage.keyspace import KeySpace, glob_escape
 from lineage.pii.crypto import KEY_BYTES
 from lineage.pii.exceptions import DataKeyMissing, KekError, SubjectErased, UnknownKek
 
@@ -193,7 +193,7 @@ class DataKeys:
     def dek_refs(self) -> Iterator[str]:
         """Every subject ref with a data key (SCAN, so Redis is never blocked)."""
         head = self.space.dek("")
-        for key in self.redis.scan_iter(match=_glob_escape(head) + "*", count=1000):
+        for key in self.redis.scan_iter(match=glob_escape(head) + "*", count=1000):
             name = key.decode() if isinstance(key, bytes) else str(key)
             yield name[len(head):]
 
@@ -214,7 +214,3 @@ class DataKeys:
         """The kid a subject's data key is wrapped under (None: no key)."""
         blob = self.redis.get(self._dek_key(ref))
         return None if blob is None else unpack(blob)[0]
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

@@ -31,7 +31,8 @@ from lineage.pii.sealing import KeyRing, Sealer, seal_record
 from lineage.exceptions import DeliveryError, StackError
 from lineage.kafka import ACKED_PRODUCER, client_config, produce_and_wait
 from lineage.settings import Settings, TopicSettings, settings_to_env
-from lineage.topics import ensure_topics
+from lineage.redact import redact_text
+from lineage.topics import ensure_topics, remove_deployment
 from shell.bench import cpu
 
 EVENTS = 60_000
@@ -103,7 +104,7 @@ def _span(settings: Settings, topic: str, expect: int, timeout: float, alive: An
 
 def _passthrough(settings: Settings, topics: list[str], out_topic: str, n: int) -> None:
     codec = Codec.from_settings(settings)
-    c = Consumer(client_config(settings.kafka_common(), {"group.id": f"bench-pass-{uuid.uuid4().hex}",
+    c = Consumer(client_config(settings.kafka_common(), {"group.id": f"{settings.app_id}.passthrough",
                                                          "auto.offset.reset": "earliest", "enable.auto.commit": True}))
     p = Producer(client_config(settings.kafka_common(), {**ACKED_PRODUCER, "compression.type": "lz4",
                                                          "queue.buffering.max.messages": 1_000_000}))
@@ -131,8 +132,6 @@ def _passthrough(settings: Settings, topics: list[str], out_topic: str, n: int) 
 
 def _noop_worker(bootstrap: str, app_id: str, topics: list[str], n: int, out: str, port: int) -> None:
     """A Faust agent that only takes and acks (no decode, no output): Faust's own consumption ceiling."""
-    import os
-
     import faust
 
     app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", datadir=f"{out}.d",
@@ -147,9 +146,12 @@ def _noop_worker(bootstrap: str, app_id: str, topics: list[str], n: int, out: st
             for event in events:
                 await stream.ack(event)
             seen["n"] += len(events)
-            if seen["n"] >= n:
-                Path(out).write_text(str(seen["n"] / max(1e-3, time.perf_counter() - seen["t0"])))
-                os._exit(0)
+            if seen["n"] >= n and not Path(out).exists():
+                # Renamed into place whole; the bench then stops this worker with SIGTERM, so it
+                # leaves its group (which the bench removes) instead of vanishing from it.
+                tmp = Path(f"{out}.tmp")
+                tmp.write_text(str(seen["n"] / max(1e-3, time.perf_counter() - seen["t0"])))
+                tmp.replace(out)
 
     from stream_apps.app import create_worker
 
@@ -199,6 +201,19 @@ def _cpu_figures(sampler: cpu.CpuSampler | None, prefix: str, groups: tuple[str,
                if name == cpu.MACHINE or (name in groups and spent[name] > 0)}
     figures[f"{prefix}_machine_busy_cores"] = round(spent[cpu.MACHINE] / max(1e-3, end - start), 2)
     return figures
+
+
+def _remove_run(s: Settings, progress: Any) -> None:
+    """Leave the stack as the run found it: the run's topics (the passthrough's, the worker's and
+    the Faust apps' own), consumer groups and Redis keys (held snapshots, run states, data keys)
+    all go. What cannot is named in a warning on stderr, which never hides the run's own error."""
+    import redis
+
+    try:
+        remove_deployment(s, redis.Redis.from_url(s.redis_url, socket_timeout=30))
+    except (StackError, redis.RedisError) as exc:
+        progress.console.print(f"lineage bench: warning: the run left traces on the stack: {redact_text(str(exc))}",
+                               markup=False, highlight=False)
 
 
 def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
@@ -258,20 +273,20 @@ def run(settings: Settings, progress: Any) -> dict[str, float | int | str]:
         rate_file = data_dir / "noop.rate"
         noop = ManagedProcess.in_data_dir(
             data_dir, "bench-noop",
-            [sys.executable, "-m", "shell.bench.pipeline", s.kafka_bootstrap, f"bench-noop-{tag}", str(rate_file),
+            [sys.executable, "-m", "shell.bench.pipeline", s.kafka_bootstrap, f"{s.app_id}-noop", str(rate_file),
              str(_free_port()), str(EVENTS), *s.topics.event_topics.values()],
         )
         noop.start()
         deadline = time.monotonic() + 300
         while not rate_file.exists() and noop.is_running() and time.monotonic() < deadline:
             time.sleep(0.5)
-        noop.stop(timeout=10)
+        noop.stop(timeout=30)
         noop_rate = float(rate_file.read_text()) if rate_file.exists() else float("nan")
         progress.update(task, advance=1)
-        admin.delete_topics([pass_topic, *s.topics.event_topics.values(), s.topics.graph, s.topics.pii_hold], request_timeout=30)
     finally:
         if sampler is not None:
             sampler.stop()
+        _remove_run(s, progress)
         if started_stack is not None:
             started_stack.down()
     shutil.rmtree(data_dir, ignore_errors=True)
